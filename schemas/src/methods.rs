@@ -1,0 +1,183 @@
+//! Built-in methods (`rpc.*`) and their parameters and results.
+//!
+//! Names starting with `rpc.` belong to the gateway in both directions, as
+//! the JSON-RPC 2.0 specification reserves them.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The protocol version announced in `rpc.welcome` and the WebSocket subprotocol.
+pub const PROTOCOL_VERSION: &str = "switchboard.v1";
+
+/// The prefix reserved for the gateway's own methods.
+pub const RESERVED_PREFIX: &str = "rpc.";
+
+/// Server → client: sent once, first, on every new session.
+pub const WELCOME: &str = "rpc.welcome";
+/// Server → client: a publication on a subscribed topic.
+pub const MESSAGE: &str = "rpc.message";
+/// Both directions: the caller gave up on request `id`.
+pub const CANCEL: &str = "rpc.cancel";
+/// Server → client: sent just before a deliberate close.
+pub const DISCONNECT: &str = "rpc.disconnect";
+/// Client → server: subscribe to topics.
+pub const SUBSCRIBE: &str = "rpc.subscribe";
+/// Client → server: unsubscribe from topics.
+pub const UNSUBSCRIBE: &str = "rpc.unsubscribe";
+/// Client → server: publish on a topic.
+pub const PUBLISH: &str = "rpc.publish";
+/// Client → server: liveness check; answers `"pong"`.
+pub const PING: &str = "rpc.ping";
+/// Client → server: the OpenRPC document of the methods this session may call.
+pub const DISCOVER: &str = "rpc.discover";
+/// Client → server: replace the session's token.
+pub const REFRESH: &str = "rpc.refresh";
+
+/// Whether `method` is reserved for the gateway.
+pub fn is_reserved(method: &str) -> bool {
+    method.starts_with(RESERVED_PREFIX)
+}
+
+/// Limits of a session, announced in `rpc.welcome` so clients can stay within them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Limits {
+    /// The largest text frame accepted, in bytes (larger ones close the session with 1009).
+    pub max_message_size: usize,
+    /// The most messages in one batch.
+    pub max_batch: usize,
+    /// The most requests from this client handled at once; more get `-32003`.
+    pub max_in_flight: usize,
+    /// How often the server pings, in milliseconds.
+    pub ping_interval_ms: u64,
+    /// The most topics this session may be subscribed to.
+    pub max_subscriptions: usize,
+}
+
+/// Params of `rpc.welcome`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Welcome {
+    /// The opaque id of this session.
+    pub session: String,
+    /// The user this session belongs to.
+    pub user: String,
+    /// The protocol version, `switchboard.v1`.
+    pub protocol: String,
+    /// The limits that apply to this session.
+    pub limits: Limits,
+}
+
+/// A position in a recoverable stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StreamPosition {
+    /// The offset of the last publication seen.
+    pub offset: u64,
+    /// The stream's epoch; it changes when history is lost.
+    pub epoch: String,
+}
+
+/// Params of `rpc.message`: one publication on a topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Publication {
+    /// The topic it was published on.
+    pub topic: String,
+    /// The payload, as published.
+    pub data: serde_json::Value,
+    /// Its offset in the topic's stream, when the topic is recoverable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// The stream's epoch, when the topic is recoverable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+}
+
+/// Params of `rpc.cancel`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Cancel {
+    /// The id of the request the caller gave up on.
+    pub id: serde_json::Value,
+}
+
+/// Params of `rpc.disconnect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Disconnect {
+    /// The close code that follows.
+    pub code: u16,
+    /// Why.
+    pub reason: String,
+    /// Whether the client should reconnect.
+    pub reconnect: bool,
+}
+
+/// One topic in `rpc.subscribe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TopicRequest {
+    /// The topic name.
+    pub topic: String,
+    /// Resume after this position (recoverable topics only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<StreamPosition>,
+}
+
+/// Params of `rpc.subscribe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SubscribeParams {
+    /// The topics to subscribe to.
+    pub topics: Vec<TopicRequest>,
+}
+
+/// The outcome of subscribing to one topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TopicResult {
+    /// The topic name.
+    pub topic: String,
+    /// Whether every publication since the given position was replayed.
+    /// Always `true` when no position was given.
+    pub recovered: bool,
+    /// The stream's current offset (recoverable topics only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// The stream's epoch (recoverable topics only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+}
+
+/// Result of `rpc.subscribe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SubscribeResult {
+    /// One entry per requested topic, in request order.
+    pub topics: Vec<TopicResult>,
+}
+
+/// Params of `rpc.unsubscribe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UnsubscribeParams {
+    /// The topics to leave.
+    pub topics: Vec<String>,
+}
+
+/// Params of `rpc.publish`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PublishParams {
+    /// The topic to publish on.
+    pub topic: String,
+    /// The payload.
+    pub data: serde_json::Value,
+}
+
+/// Result of `rpc.publish`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PublishResult {
+    /// The publication's offset, when the topic is recoverable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// The stream's epoch, when the topic is recoverable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+}
+
+/// Params of `rpc.refresh`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RefreshParams {
+    /// The new token.
+    pub token: String,
+}

@@ -1,0 +1,197 @@
+//! The OpenRPC document of the client-facing protocol, generated from the
+//! Rust types of this crate.
+//!
+//! The committed copy lives at `schemas/openrpc.json`; a test regenerates it
+//! and fails when the two differ (run with `UPDATE_SCHEMAS=1` to rewrite it).
+
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+
+use crate::codes::{self, close};
+use crate::methods::{self, *};
+
+/// The committed document, as served by `rpc.discover`.
+pub const COMMITTED: &str = include_str!("../openrpc.json");
+
+struct Builder {
+    generator: SchemaGenerator,
+    methods: Vec<Value>,
+    notifications: Vec<Value>,
+}
+
+impl Builder {
+    fn schema<T: JsonSchema>(&mut self) -> Value {
+        self.generator.subschema_for::<T>().to_value()
+    }
+
+    /// By-name params from the properties of `T`'s object schema.
+    fn params<T: JsonSchema>(&mut self) -> Value {
+        let reference = self.schema::<T>();
+        let name = reference["$ref"].as_str().and_then(|r| r.rsplit('/').next()).unwrap_or_default().to_owned();
+        let definition = self.generator.definitions().get(&name).cloned().unwrap_or(reference);
+        let required: Vec<&str> = definition["required"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        if let Some(props) = definition["properties"].as_object() {
+            for (key, schema) in props {
+                let mut d = Map::new();
+                d.insert("name".into(), json!(key));
+                if let Some(desc) = schema.get("description") {
+                    d.insert("description".into(), desc.clone());
+                }
+                d.insert("required".into(), json!(required.contains(&key.as_str())));
+                let mut schema = schema.clone();
+                if let Some(obj) = schema.as_object_mut() {
+                    obj.remove("description");
+                }
+                d.insert("schema".into(), schema);
+                out.push(Value::Object(d));
+            }
+        }
+        Value::Array(out)
+    }
+
+    fn method(&mut self, name: &str, summary: &str, params: Value, result: Value, errors: &[i32]) {
+        let errors: Vec<Value> = errors
+            .iter()
+            .map(|c| json!({"code": c, "message": codes::message_for(*c)}))
+            .collect();
+        let mut m = json!({
+            "name": name,
+            "summary": summary,
+            "paramStructure": "by-name",
+            "params": params,
+            "result": {"name": "result", "schema": result},
+        });
+        if !errors.is_empty() {
+            m["errors"] = Value::Array(errors);
+        }
+        self.methods.push(m);
+    }
+
+    fn notification<T: JsonSchema>(&mut self, name: &str, summary: &str) {
+        let params = self.params::<T>();
+        self.notifications.push(json!({"name": name, "summary": summary, "params": params}));
+    }
+}
+
+/// Builds the document from the types.
+pub fn document() -> Value {
+    let settings = SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "#/components/schemas/".into();
+    });
+    let mut b = Builder {
+        generator: settings.into_generator(),
+        methods: Vec::new(),
+        notifications: Vec::new(),
+    };
+
+    b.method(methods::PING, "Liveness check; answers \"pong\".", json!([]), json!({"const": "pong"}), &[]);
+    b.method(
+        methods::DISCOVER,
+        "This document, plus the application's methods.",
+        json!([]),
+        json!({"type": "object"}),
+        &[],
+    );
+    let params = b.params::<SubscribeParams>();
+    let result = b.schema::<SubscribeResult>();
+    b.method(
+        methods::SUBSCRIBE,
+        "Subscribe to topics; with `since`, replay what was missed.",
+        params,
+        result,
+        &[codes::INVALID_PARAMS, codes::FORBIDDEN, codes::LIMIT_EXCEEDED],
+    );
+    let params = b.params::<UnsubscribeParams>();
+    b.method(methods::UNSUBSCRIBE, "Leave topics.", params, json!({"type": "object"}), &[codes::INVALID_PARAMS]);
+    let params = b.params::<PublishParams>();
+    let result = b.schema::<PublishResult>();
+    b.method(
+        methods::PUBLISH,
+        "Publish on a topic (when the gateway allows client publishing).",
+        params,
+        result,
+        &[codes::INVALID_PARAMS, codes::FORBIDDEN, codes::BROKER_UNAVAILABLE],
+    );
+    let params = b.params::<Cancel>();
+    b.method(
+        methods::CANCEL,
+        "The client gave up on one of its requests.",
+        params,
+        json!({"type": "boolean"}),
+        &[],
+    );
+    let params = b.params::<RefreshParams>();
+    b.method(
+        methods::REFRESH,
+        "Replace the session's token.",
+        params,
+        json!({"type": "object"}),
+        &[codes::UNAUTHORIZED, codes::TOKEN_EXPIRED],
+    );
+
+    b.notification::<Welcome>(methods::WELCOME, "Sent first on every session.");
+    b.notification::<Publication>(methods::MESSAGE, "A publication on a subscribed topic.");
+    b.notification::<Cancel>(methods::CANCEL, "The server gave up on one of its requests.");
+    b.notification::<Disconnect>(methods::DISCONNECT, "Sent just before a deliberate close.");
+
+    let error_codes: Vec<Value> = [
+        codes::PARSE_ERROR,
+        codes::INVALID_REQUEST,
+        codes::METHOD_NOT_FOUND,
+        codes::INVALID_PARAMS,
+        codes::INTERNAL_ERROR,
+    ]
+    .iter()
+    .map(|c| json!({"code": c, "message": codes::message_for(*c)}))
+    .chain(codes::GATEWAY_ERRORS.iter().map(|(c, m)| json!({"code": c, "message": m})))
+    .collect();
+    let close_codes: Vec<Value> = close::ALL
+        .iter()
+        .map(|(c, r)| json!({"code": c, "reason": r, "class": format!("{:?}", codes::close_class(*c))}))
+        .collect();
+    let _ = b.schema::<crate::Target>();
+    let schemas = b.generator.take_definitions(true);
+
+    json!({
+        "openrpc": "1.3.2",
+        "info": {
+            "title": "switchboard client protocol",
+            "version": PROTOCOL_VERSION,
+            "description": "Methods a client may call on the gateway. Server-to-client notifications are listed under x-notifications."
+        },
+        "methods": b.methods,
+        "components": {"schemas": schemas},
+        "x-notifications": b.notifications,
+        "x-error-codes": error_codes,
+        "x-close-codes": close_codes,
+    })
+}
+
+/// The document as committed: pretty JSON with a final newline.
+pub fn render() -> String {
+    let mut s = serde_json::to_string_pretty(&document()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_document_matches_the_types() {
+        let fresh = super::render();
+        if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openrpc.json");
+            std::fs::write(path, &fresh).unwrap();
+            return;
+        }
+        assert!(
+            fresh == super::COMMITTED,
+            "schemas/openrpc.json is stale: run `UPDATE_SCHEMAS=1 cargo test -p switchboard-protocol` and commit it"
+        );
+    }
+}

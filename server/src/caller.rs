@@ -1,0 +1,78 @@
+//! [`Caller`]: what a method handler knows about who called it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::CallError;
+use crate::hub::Hub;
+use crate::session::{SessionHandle, SessionId};
+
+/// The caller of a method, found in the handler's `Extensions`.
+///
+/// ```
+/// use std::time::Duration;
+/// use jsonrpsee::RpcModule;
+/// use switchboard_server::Caller;
+///
+/// let mut module = RpcModule::new(());
+/// module
+///     .register_async_method("confirm", |_params, _ctx, ext| async move {
+///         let caller = ext.get::<Caller>().expect("set by the gateway").clone();
+///         // Ask the caller's own client before answering.
+///         let ok: bool = caller
+///             .call("ui.confirm", &["Delete?"], Duration::from_secs(5))
+///             .await
+///             .unwrap_or(false);
+///         ok
+///     })
+///     .unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct Caller {
+    session: Option<SessionHandle>,
+    user: Arc<str>,
+    hub: Hub,
+}
+
+impl Caller {
+    pub(crate) fn new(session: Option<SessionHandle>, user: Arc<str>, hub: Hub) -> Self {
+        Self { session, user, hub }
+    }
+
+    /// The caller's session; `None` for calls over HTTP (`POST /rpc`).
+    pub fn session(&self) -> Option<&SessionHandle> {
+        self.session.as_ref()
+    }
+
+    /// The caller's session id; `None` over HTTP.
+    pub fn session_id(&self) -> Option<&SessionId> {
+        self.session.as_ref().map(SessionHandle::id)
+    }
+
+    /// The caller's user id.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The hub, to push to or call any target.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Calls `method` back on the caller's own session.
+    ///
+    /// Fails with [`CallError::SessionGone`] over HTTP, where there is no session to call.
+    pub async fn call<P, R>(&self, method: &str, params: &P, timeout: Duration) -> Result<R, CallError>
+    where
+        P: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        match &self.session {
+            Some(session) => session.call(method, params, timeout).await,
+            None => Err(CallError::SessionGone),
+        }
+    }
+}

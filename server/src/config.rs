@@ -1,0 +1,213 @@
+//! Configuration: defaults ← TOML file ← `SWITCHBOARD_*` environment ← CLI flags.
+//!
+//! Every limit is a key of [`Limits`]; durations are given in milliseconds.
+//! Environment variables use `__` to reach nested keys, for example
+//! `SWITCHBOARD_LIMITS__MAX_BATCH=50`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The whole configuration of a gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where to listen. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Limits that protect the gateway and its sessions.
+    pub limits: Limits,
+    /// Register the demo methods (`echo`, `demo.*`, `chat.*`). Default: on in dev mode.
+    pub demo: Option<bool>,
+    /// Allow clients to publish on topics with `rpc.publish`. Default `true`.
+    pub client_publish: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            limits: Limits::default(),
+            demo: None,
+            client_publish: true,
+        }
+    }
+}
+
+/// Limits. Each one is documented with its default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest incoming message in bytes; a larger one closes the session with 1009. Default 1 MiB.
+    pub max_message_size: usize,
+    /// Most messages in one batch; a larger batch gets one `-32600` error. Default 100.
+    pub max_batch: usize,
+    /// Bytes waiting in a session's outbound queue before it is closed as a slow consumer
+    /// (close code 4000). Default 4 MiB.
+    pub max_queue_bytes: usize,
+    /// Client requests handled at once per session; more get `-32003` at once. Default 64.
+    pub max_in_flight: usize,
+    /// Calls from the server waiting for this client's answers; more fail with `-32010`. Default 64.
+    pub max_pending_calls: usize,
+    /// Topics one session may be subscribed to. Default 128.
+    pub max_subscriptions: usize,
+    /// Longest topic name in bytes. Default 256.
+    pub max_topic_len: usize,
+    /// Ping interval in milliseconds. Default 25 000.
+    pub ping_interval_ms: u64,
+    /// How long a ping may go unanswered before the session is closed with 4001, in
+    /// milliseconds. Default 20 000.
+    pub pong_timeout_ms: u64,
+    /// Timeout of a server→client call when the caller gives none, in milliseconds. Default 10 000.
+    pub call_timeout_ms: u64,
+    /// Longest timeout a caller may ask for, in milliseconds. Default 300 000.
+    pub max_call_timeout_ms: u64,
+    /// Time for a client to send its HTTP upgrade request after connecting, in milliseconds.
+    /// Default 10 000.
+    pub handshake_timeout_ms: u64,
+    /// Most sessions at once on this node; the next is refused with HTTP 503. Default 100 000.
+    pub max_sessions: usize,
+    /// Most sessions a multicast call waits for; the rest get a `-32010` entry. Default 10 000.
+    pub max_call_fanout: usize,
+    /// WebSocket read buffer in bytes (the largest per-session memory cost). Default 2048.
+    pub read_buffer_size: usize,
+    /// WebSocket write buffer in bytes; frames are batched up to it and flushed together.
+    /// Default 4096.
+    pub write_buffer_size: usize,
+    /// Largest response a method may produce, in bytes. Default 1 MiB.
+    pub max_response_size: usize,
+    /// Time given to in-flight calls on shutdown before sessions are closed, in milliseconds.
+    /// Default 5 000.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 1 << 20,
+            max_batch: 100,
+            max_queue_bytes: 4 << 20,
+            max_in_flight: 64,
+            max_pending_calls: 64,
+            max_subscriptions: 128,
+            max_topic_len: 256,
+            ping_interval_ms: 25_000,
+            pong_timeout_ms: 20_000,
+            call_timeout_ms: 10_000,
+            max_call_timeout_ms: 300_000,
+            handshake_timeout_ms: 10_000,
+            max_sessions: 100_000,
+            max_call_fanout: 10_000,
+            read_buffer_size: 2048,
+            write_buffer_size: 4096,
+            max_response_size: 1 << 20,
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+    pub(crate) fn pong_timeout(&self) -> Duration {
+        Duration::from_millis(self.pong_timeout_ms)
+    }
+    pub(crate) fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+    /// Clamps a caller's timeout to the configured maximum.
+    pub(crate) fn clamp_timeout(&self, t: Duration) -> Duration {
+        t.min(Duration::from_millis(self.max_call_timeout_ms))
+    }
+    pub(crate) fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+    pub(crate) fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (TOML) if given, then `SWITCHBOARD_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(Error::Config(format!("config file {} not found", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("SWITCHBOARD_").split("__"));
+        let config: Config = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Whether the gateway runs in dev mode: nothing configures authentication.
+    pub fn dev_mode(&self) -> bool {
+        true
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<(), Error> {
+        let l = &self.limits;
+        let positive = [
+            ("limits.max_message_size", l.max_message_size),
+            ("limits.max_batch", l.max_batch),
+            ("limits.max_queue_bytes", l.max_queue_bytes),
+            ("limits.max_in_flight", l.max_in_flight),
+            ("limits.max_topic_len", l.max_topic_len),
+            ("limits.read_buffer_size", l.read_buffer_size),
+            ("limits.max_sessions", l.max_sessions),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(Error::Config(format!("{key} must be greater than 0")));
+            }
+        }
+        if l.ping_interval_ms == 0 || l.pong_timeout_ms == 0 {
+            return Err(Error::Config("limits.ping_interval_ms and limits.pong_timeout_ms must be greater than 0".into()));
+        }
+        if self.dev_mode() && !self.listen.ip().is_loopback() {
+            return Err(Error::Config(format!(
+                "dev mode (no authentication configured) refuses to listen on the non-loopback address {}; \
+                 configure authentication or listen on 127.0.0.1",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_mode_refuses_public_addresses() {
+        let config = Config {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn toml_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("sb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9999\"\n[limits]\nmax_batch = 7\n").unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.limits.max_batch, 7);
+        assert_eq!(config.limits.max_in_flight, Limits::default().max_in_flight);
+    }
+}

@@ -1,0 +1,161 @@
+//! Demo methods, registered in dev mode: enough to try every direction by hand.
+//!
+//! * `echo` — answers its params unchanged.
+//! * `whoami` — the caller's session and user.
+//! * `demo.callback {method, params?, timeout_ms?}` — calls `method` back on the
+//!   caller's own session and answers with what the client answered.
+//! * `demo.sleep {ms}` — answers `ms` after `ms` milliseconds (for concurrency).
+//! * `chat.join {room}` — subscribes the caller to `chat:{room}`.
+//! * `chat.send {room, text}` — publishes `{from, text}` on `chat:{room}`.
+//! * `chat.dm {user, text}` — sends `chat.dm {from, text}` to every session of a user.
+//! * `chat.ask {user, method, params?, timeout_ms?}` — calls a method on every
+//!   session of a user and answers with one entry per session.
+
+use std::time::Duration;
+
+use jsonrpsee::RpcModule;
+use jsonrpsee::types::{ErrorObject, ErrorObjectOwned, Params};
+use serde::Deserialize;
+use serde_json::Value;
+use switchboard_protocol::{Target, codes};
+
+use crate::caller::Caller;
+
+fn caller(ext: &http::Extensions) -> Caller {
+    ext.get::<Caller>().cloned().expect("the gateway always sets the caller")
+}
+
+fn to_rpc(e: switchboard_protocol::ErrorObject) -> ErrorObjectOwned {
+    ErrorObject::owned(e.code, e.message, e.data)
+}
+
+fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    tracing::warn!(error = %e, "demo method failed");
+    ErrorObject::owned(codes::INTERNAL_ERROR, "Internal error", None::<()>)
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    method: String,
+    #[serde(default)]
+    params: Option<Value>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Ask {
+    user: String,
+    method: String,
+    #[serde(default)]
+    params: Option<Value>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+fn timeout(c: &Caller, ms: Option<u64>) -> Duration {
+    ms.map_or_else(|| c.hub().default_call_timeout(), Duration::from_millis)
+}
+
+fn structured(params: Option<Value>) -> Value {
+    match params {
+        Some(v @ (Value::Array(_) | Value::Object(_))) => v,
+        Some(other) => Value::Array(vec![other]),
+        None => Value::Array(Vec::new()),
+    }
+}
+
+/// The demo module.
+pub(crate) fn module() -> RpcModule<()> {
+    let mut m = RpcModule::new(());
+    m.register_method("echo", |params: Params<'_>, _, _| -> Result<Value, ErrorObjectOwned> {
+        Ok(params.as_str().map(serde_json::from_str).transpose().map_err(internal)?.unwrap_or(Value::Null))
+    })
+    .expect("fresh module");
+    m.register_method("whoami", |_, _, ext| {
+        let c = caller(ext);
+        serde_json::json!({"session": c.session_id().map(|s| s.to_string()), "user": c.user()})
+    })
+    .expect("fresh module");
+    m.register_async_method("demo.callback", |params, _, ext| async move {
+        let p: Callback = params.parse()?;
+        let c = caller(&ext);
+        c.call::<Value, Value>(&p.method, &structured(p.params), timeout(&c, p.timeout_ms))
+            .await
+            .map_err(|e| to_rpc(e.to_error_object()))
+    })
+    .expect("fresh module");
+    m.register_async_method("demo.sleep", |params, _, _| async move {
+        let (ms,): (u64,) = params.parse().or_else(|_| {
+            #[derive(Deserialize)]
+            struct P {
+                ms: u64,
+            }
+            params.parse::<P>().map(|p| (p.ms,))
+        })?;
+        tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+        Ok::<_, ErrorObjectOwned>(ms)
+    })
+    .expect("fresh module");
+    m.register_async_method("chat.join", |params, _, ext| async move {
+        #[derive(Deserialize)]
+        struct P {
+            room: String,
+        }
+        let p: P = params.parse()?;
+        let c = caller(&ext);
+        let Some(session) = c.session_id() else {
+            return Err(ErrorObject::owned(codes::INVALID_REQUEST, "needs a WebSocket session", None::<()>));
+        };
+        let topic = format!("chat:{}", p.room);
+        c.hub()
+            .subscribe(Target::Session(session.to_string()), vec![topic.clone()])
+            .await
+            .map_err(internal)?;
+        Ok(serde_json::json!({"topic": topic}))
+    })
+    .expect("fresh module");
+    m.register_async_method("chat.send", |params, _, ext| async move {
+        #[derive(Deserialize)]
+        struct P {
+            room: String,
+            text: String,
+        }
+        let p: P = params.parse()?;
+        let c = caller(&ext);
+        let topic = format!("chat:{}", p.room);
+        c.hub()
+            .publish(&topic, &serde_json::json!({"from": c.user(), "text": p.text}))
+            .await
+            .map_err(internal)?;
+        Ok::<_, ErrorObjectOwned>(true)
+    })
+    .expect("fresh module");
+    m.register_async_method("chat.dm", |params, _, ext| async move {
+        #[derive(Deserialize)]
+        struct P {
+            user: String,
+            text: String,
+        }
+        let p: P = params.parse()?;
+        let c = caller(&ext);
+        c.hub()
+            .notify(Target::User(p.user), "chat.dm", &serde_json::json!({"from": c.user(), "text": p.text}))
+            .await
+            .map_err(internal)?;
+        Ok::<_, ErrorObjectOwned>(true)
+    })
+    .expect("fresh module");
+    m.register_async_method("chat.ask", |params, _, ext| async move {
+        let p: Ask = params.parse()?;
+        let c = caller(&ext);
+        let entries = c
+            .hub()
+            .call(Target::User(p.user), &p.method, &structured(p.params), timeout(&c, p.timeout_ms))
+            .await
+            .map_err(internal)?;
+        serde_json::to_value(entries).map_err(internal)
+    })
+    .expect("fresh module");
+    m
+}

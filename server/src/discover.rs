@@ -1,0 +1,22 @@
+//! The document `rpc.discover` answers: the gateway's OpenRPC document, with
+//! the application's methods added by name.
+
+use jsonrpsee::core::server::Methods;
+use serde_json::value::RawValue;
+
+pub(crate) fn document(methods: &Methods) -> Box<RawValue> {
+    let mut doc = switchboard_protocol::openrpc::document();
+    let mut names: Vec<&str> = methods.method_names().collect();
+    names.sort_unstable();
+    if let Some(list) = doc.get_mut("methods").and_then(|m| m.as_array_mut()) {
+        for name in names {
+            list.push(serde_json::json!({
+                "name": name,
+                "description": "An application method.",
+                "params": [],
+                "result": {"name": "result", "schema": {}}
+            }));
+        }
+    }
+    crate::gateway::raw(&doc)
+}

@@ -1,0 +1,275 @@
+//! Dispatch: from a text frame to the answers it calls for.
+//!
+//! This is the only module that touches jsonrpsee's `MethodCallback`, so that
+//! an upgrade of the pre-1.0 jsonrpsee changes one place. jsonrpsee is used as
+//! the method registry only: the gateway invokes the callbacks itself with a
+//! placeholder id and splices the client's id, byte for byte, into the answer.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, join_all};
+use http::Extensions;
+use jsonrpsee::core::server::{MethodCallback, MethodResponse, Methods};
+use jsonrpsee::types::{Id, Params};
+use serde_json::value::RawValue;
+use switchboard_protocol::frame::{self, Frame, Message};
+use switchboard_protocol::{ErrorObject, codes, methods};
+
+use crate::builtins;
+use crate::caller::Caller;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::session::SessionHandle;
+
+/// What a frame calls for.
+pub(crate) enum Outcome {
+    /// Send this frame now.
+    Reply(String),
+    /// Send nothing (notifications, responses to our calls).
+    Silent,
+    /// Send what this future yields, when it is done.
+    Later(BoxFuture<'static, Option<String>>),
+}
+
+/// Who sent the frame.
+pub(crate) struct Origin<'a> {
+    /// The session, for WebSocket frames; `None` over HTTP.
+    pub(crate) session: Option<&'a SessionHandle>,
+    /// The user id.
+    pub(crate) user: &'a Arc<str>,
+    /// jsonrpsee's connection id for this session.
+    pub(crate) conn_id: usize,
+}
+
+/// Shared by every session of a gateway.
+pub(crate) struct Dispatcher {
+    pub(crate) methods: Methods,
+    pub(crate) config: Arc<Config>,
+    pub(crate) hub: Hub,
+    /// The OpenRPC document answered by `rpc.discover`.
+    pub(crate) discover: Box<RawValue>,
+}
+
+const PLACEHOLDER_PREFIX: &str = r#"{"jsonrpc":"2.0","id":null,"#;
+
+impl Dispatcher {
+    /// Handles one text frame.
+    pub(crate) fn handle_text(&self, origin: &Origin<'_>, text: &str) -> Outcome {
+        metrics::counter!("switchboard_messages_in_total").increment(1);
+        if let Some(n) = frame::batch_len(text) {
+            if n > self.config.limits.max_batch {
+                let error = ErrorObject::with_data(
+                    codes::INVALID_REQUEST,
+                    serde_json::json!({"reason": "batch too large", "limit": self.config.limits.max_batch, "size": n}),
+                );
+                return Outcome::Reply(frame::write_error(None, &error));
+            }
+        }
+        match frame::parse(text) {
+            Frame::ParseError => Outcome::Reply(frame::write_error(None, &ErrorObject::new(codes::PARSE_ERROR))),
+            Frame::EmptyBatch => Outcome::Reply(frame::write_error(
+                None,
+                &frame::invalid_request("a batch must not be empty"),
+            )),
+            Frame::Single(message) => self.handle_message(origin, message),
+            Frame::Batch(messages) => self.handle_batch(origin, messages),
+        }
+    }
+
+    fn handle_batch(&self, origin: &Origin<'_>, messages: Vec<Message<'_>>) -> Outcome {
+        let mut ready = Vec::with_capacity(messages.len());
+        let mut later = Vec::new();
+        for message in messages {
+            match self.handle_message(origin, message) {
+                Outcome::Reply(s) => ready.push(Some(s)),
+                Outcome::Silent => {}
+                Outcome::Later(f) => {
+                    ready.push(None);
+                    later.push(f);
+                }
+            }
+        }
+        if later.is_empty() {
+            let parts: Vec<String> = ready.into_iter().flatten().collect();
+            return if parts.is_empty() {
+                Outcome::Silent
+            } else {
+                Outcome::Reply(join_batch(parts))
+            };
+        }
+        Outcome::Later(
+            async move {
+                let mut done = join_all(later).await.into_iter();
+                let parts: Vec<String> = ready
+                    .into_iter()
+                    .filter_map(|slot| slot.or_else(|| done.next().flatten()))
+                    .collect();
+                (!parts.is_empty()).then(|| join_batch(parts))
+            }
+            .boxed(),
+        )
+    }
+
+    /// Handles one classified message.
+    pub(crate) fn handle_message(&self, origin: &Origin<'_>, message: Message<'_>) -> Outcome {
+        match message {
+            Message::Request { id, method, params } => self.call(origin, Some(id), &method, params),
+            Message::Notification { method, params } => self.call(origin, None, &method, params),
+            Message::Response { id, outcome } => {
+                let known = match (origin.session, frame::our_id(id)) {
+                    (Some(session), Some(n)) => session
+                        .shared
+                        .pending
+                        .complete(n, outcome.map(|r| r.to_owned())),
+                    _ => false,
+                };
+                if !known {
+                    tracing::debug!(id = id.get(), "dropped a response to an unknown or expired call");
+                }
+                Outcome::Silent
+            }
+            Message::Invalid { id, reason, was_response } => {
+                if was_response {
+                    tracing::debug!(reason, "dropped an invalid response");
+                    return Outcome::Silent;
+                }
+                Outcome::Reply(frame::write_error(id.map(RawValue::get), &frame::invalid_request(reason)))
+            }
+        }
+    }
+
+    fn call(&self, origin: &Origin<'_>, id: Option<&RawValue>, method: &str, params: Option<&RawValue>) -> Outcome {
+        if methods::is_reserved(method) {
+            return builtins::call(self, origin, id, method, params);
+        }
+        let Some(callback) = self.methods.method(method) else {
+            return reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND));
+        };
+        let max = self.config.limits.max_response_size;
+        let extensions = self.extensions(origin);
+        let id_text: Option<Box<str>> = id.map(|i| i.get().into());
+        match callback {
+            MethodCallback::Sync(f) => {
+                let params = Params::new(params.map(RawValue::get));
+                match std::panic::catch_unwind(AssertUnwindSafe(|| f(Id::Null, params, max, extensions))) {
+                    Ok(response) => reply_spliced(id_text.as_deref(), &response),
+                    Err(_) => {
+                        tracing::error!(method, "method handler panicked");
+                        reply_error(id, ErrorObject::new(codes::INTERNAL_ERROR))
+                    }
+                }
+            }
+            MethodCallback::Async(f) => {
+                let slot = match origin.session {
+                    Some(session) if !session.try_begin_request() => {
+                        metrics::counter!("switchboard_overloaded_total").increment(1);
+                        return reply_error(
+                            id,
+                            ErrorObject::with_data(
+                                codes::OVERLOADED,
+                                serde_json::json!({"reason": "too many requests in flight", "limit": self.config.limits.max_in_flight}),
+                            ),
+                        );
+                    }
+                    Some(session) => Some(InFlight(session.clone())),
+                    None => None,
+                };
+                let params = Params::new(params.map(RawValue::get)).into_owned();
+                let future = f(Id::Null, params, jsonrpsee::ConnectionId(origin.conn_id), max, extensions);
+                let method: Box<str> = method.into();
+                Outcome::Later(
+                    async move {
+                        let _slot = slot;
+                        match AssertUnwindSafe(future).catch_unwind().await {
+                            Ok(response) => id_text.map(|id| splice(&id, &response)),
+                            Err(_) => {
+                                tracing::error!(method = &*method, "method handler panicked");
+                                id_text.map(|id| frame::write_error(Some(&id), &ErrorObject::new(codes::INTERNAL_ERROR)))
+                            }
+                        }
+                    }
+                    .boxed(),
+                )
+            }
+            MethodCallback::Subscription(_) | MethodCallback::Unsubscription(_) => reply_error(
+                id,
+                ErrorObject::with_data(
+                    codes::METHOD_NOT_FOUND,
+                    serde_json::json!({"reason": "jsonrpsee subscriptions are not served by the gateway; use topics (rpc.subscribe)"}),
+                ),
+            ),
+        }
+    }
+
+    fn extensions(&self, origin: &Origin<'_>) -> Extensions {
+        let mut extensions = Extensions::new();
+        extensions.insert(Caller::new(origin.session.cloned(), origin.user.clone(), self.hub.clone()));
+        extensions
+    }
+}
+
+/// Releases an in-flight slot when the request's future ends, however it ends.
+struct InFlight(SessionHandle);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end_request();
+    }
+}
+
+pub(crate) fn reply_error(id: Option<&RawValue>, error: ErrorObject) -> Outcome {
+    match id {
+        Some(id) => Outcome::Reply(frame::write_error(Some(id.get()), &error)),
+        None => Outcome::Silent,
+    }
+}
+
+pub(crate) fn reply_result<T: serde::Serialize>(id: Option<&RawValue>, result: &T) -> Outcome {
+    match (id, serde_json::to_string(result)) {
+        (Some(id), Ok(json)) => Outcome::Reply(frame::write_result(id.get(), &json)),
+        (Some(id), Err(_)) => Outcome::Reply(frame::write_error(Some(id.get()), &ErrorObject::new(codes::INTERNAL_ERROR))),
+        (None, _) => Outcome::Silent,
+    }
+}
+
+fn reply_spliced(id: Option<&str>, response: &MethodResponse) -> Outcome {
+    match id {
+        Some(id) => Outcome::Reply(splice(id, response)),
+        None => Outcome::Silent,
+    }
+}
+
+/// Puts the client's id into jsonrpsee's answer, which was made with id `null`.
+fn splice(id: &str, response: &MethodResponse) -> String {
+    let json = response.as_json().get();
+    if let Some(rest) = json.strip_prefix(PLACEHOLDER_PREFIX) {
+        let mut out = String::with_capacity(json.len() + id.len());
+        out.push_str(r#"{"jsonrpc":"2.0","id":"#);
+        out.push_str(id);
+        out.push(',');
+        out.push_str(rest);
+        return out;
+    }
+    // A jsonrpsee that orders its fields differently: rebuild the answer.
+    let value: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    if let Some(error) = value.get("error") {
+        frame::write_error_raw(Some(id), &error.to_string())
+    } else {
+        frame::write_result(id, &value.get("result").cloned().unwrap_or_default().to_string())
+    }
+}
+
+fn join_batch(parts: Vec<String>) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 2);
+    out.push('[');
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(part);
+    }
+    out.push(']');
+    out
+}

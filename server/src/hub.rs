@@ -1,0 +1,468 @@
+//! The [`Hub`]: the one API for pushing to, calling, subscribing and
+//! disconnecting sessions by [`Target`].
+//!
+//! Library users, built-in methods, the HTTP API and the dashboard all use it.
+//! Every operation is serialised once into a frame and handed to the
+//! [`Broker`] as an [`Envelope`]; each node's inbox (this one included) then
+//! writes the shared frame to its own sessions.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use switchboard_protocol::{ErrorObject, Target, frame, methods};
+use tokio::sync::mpsc;
+
+use crate::broker::{Broker, BrokerError, Envelope, Inbox, NodeId, PresenceEntry, SharedFrame};
+use crate::config::Limits;
+use crate::error::CallError;
+use crate::registry::{Registry, SubscribeError};
+use crate::session::SessionHandle;
+
+/// Errors of hub operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HubError {
+    /// The broker could not carry the operation to the other nodes.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The params could not be serialised as JSON.
+    #[error("params could not be serialised: {0}")]
+    Params(String),
+}
+
+/// One session's answer to a multicast [`Hub::call`].
+#[derive(Debug, Clone)]
+pub struct CallEntry {
+    /// The session.
+    pub session: String,
+    /// Its user.
+    pub user: String,
+    /// Its result, or why there is none (its error, a timeout, a disconnect).
+    pub outcome: Result<Box<RawValue>, ErrorObject>,
+}
+
+impl Serialize for CallEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("CallEntry", 3)?;
+        st.serialize_field("session", &self.session)?;
+        st.serialize_field("user", &self.user)?;
+        match &self.outcome {
+            Ok(result) => st.serialize_field("result", result)?,
+            Err(error) => st.serialize_field("error", error)?,
+        }
+        st.end()
+    }
+}
+
+/// Counters that tests and the dashboard read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// Frames the hub serialised for pushes and calls.
+    pub frames_serialised: u64,
+    /// Frames written to session queues by this node.
+    pub deliveries: u64,
+}
+
+/// A cheap, cloneable handle to a node's routing.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("node", &self.inner.node).finish()
+    }
+}
+
+pub(crate) struct HubInner {
+    node: NodeId,
+    pub(crate) registry: Registry,
+    broker: Arc<dyn Broker>,
+    limits: Limits,
+    calls: DashMap<u64, mpsc::Sender<CallEvent>>,
+    frames_serialised: AtomicU64,
+    deliveries: AtomicU64,
+    next_session: AtomicU64,
+}
+
+enum CallEvent {
+    Ack { sessions: Vec<(String, String)>, skipped: Vec<(String, String)> },
+    Result(CallEntry),
+}
+
+/// Extra time the caller waits past the per-session timeout for remote nodes' reports.
+const REPORT_GRACE: Duration = Duration::from_millis(250);
+
+impl Hub {
+    /// A hub for a node with the given broker.
+    pub fn new(broker: Arc<dyn Broker>, limits: Limits) -> Self {
+        let node: NodeId = node_id().into();
+        let inner = Arc::new(HubInner {
+            node: node.clone(),
+            registry: Registry::default(),
+            broker: broker.clone(),
+            limits,
+            calls: DashMap::new(),
+            frames_serialised: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            next_session: AtomicU64::new(1),
+        });
+        broker.attach(node, Arc::new(NodeInbox(Arc::downgrade(&inner))));
+        Self { inner }
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// Counters for tests and the dashboard.
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            frames_serialised: self.inner.frames_serialised.load(Ordering::Relaxed),
+            deliveries: self.inner.deliveries.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The timeout for calls whose caller names none (`limits.call_timeout_ms`).
+    pub fn default_call_timeout(&self) -> Duration {
+        self.inner.limits.call_timeout()
+    }
+
+    /// A new opaque session id: the node id, a dot, and a sequence number.
+    pub(crate) fn next_session_id(&self) -> String {
+        let n = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{}", self.inner.node, n)
+    }
+
+    fn count_frame(&self) {
+        self.inner.frames_serialised.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends the notification `method(params)` to every session of the target.
+    pub async fn notify<P: Serialize + ?Sized>(&self, target: Target, method: &str, params: &P) -> Result<(), HubError> {
+        let params = serde_json::value::to_raw_value(params).map_err(|e| HubError::Params(e.to_string()))?;
+        self.notify_raw(target, method, Some(&params)).await
+    }
+
+    /// Like [`notify`](Self::notify) with params already serialised.
+    pub async fn notify_raw(&self, target: Target, method: &str, params: Option<&RawValue>) -> Result<(), HubError> {
+        let frame = frame::write_notification(method, params.map(RawValue::get));
+        self.count_frame();
+        self.send_frame(target, frame.into()).await
+    }
+
+    /// Publishes `data` on `topic`: subscribers receive `rpc.message {topic, data}`.
+    pub async fn publish<D: Serialize + ?Sized>(&self, topic: &str, data: &D) -> Result<(), HubError> {
+        let data = serde_json::value::to_raw_value(data).map_err(|e| HubError::Params(e.to_string()))?;
+        self.publish_raw(topic, &data).await
+    }
+
+    /// Like [`publish`](Self::publish) with data already serialised.
+    pub async fn publish_raw(&self, topic: &str, data: &RawValue) -> Result<(), HubError> {
+        let mut params = String::with_capacity(topic.len() + data.get().len() + 20);
+        params.push_str(r#"{"topic":"#);
+        frame::push_json_str(&mut params, topic);
+        params.push_str(r#","data":"#);
+        params.push_str(data.get());
+        params.push('}');
+        let frame = frame::write_notification(methods::MESSAGE, Some(&params));
+        self.count_frame();
+        self.send_frame(Target::Topic(topic.to_owned()), frame.into()).await
+    }
+
+    async fn send_frame(&self, target: Target, frame: SharedFrame) -> Result<(), HubError> {
+        let target = dedup(target);
+        self.inner.broker.broadcast(Envelope::Deliver { target, frame }).await?;
+        Ok(())
+    }
+
+    /// Calls `method(params)` on every session of the target and collects one
+    /// entry per session reached: its result, its error, or a timeout or
+    /// disconnect error. Never waits much longer than `timeout`.
+    pub async fn call<P: Serialize + ?Sized>(
+        &self,
+        target: Target,
+        method: &str,
+        params: &P,
+        timeout: Duration,
+    ) -> Result<Vec<CallEntry>, HubError> {
+        let params = serde_json::value::to_raw_value(params).map_err(|e| HubError::Params(e.to_string()))?;
+        self.call_raw(target, method, Some(&params), timeout).await
+    }
+
+    /// Like [`call`](Self::call) with params already serialised.
+    pub async fn call_raw(
+        &self,
+        target: Target,
+        method: &str,
+        params: Option<&RawValue>,
+        timeout: Duration,
+    ) -> Result<Vec<CallEntry>, HubError> {
+        let timeout = self.inner.limits.clamp_timeout(timeout);
+        let id = crate::session::next_call_id();
+        let frame: SharedFrame = frame::write_request(id, method, params.map(RawValue::get)).into();
+        self.count_frame();
+        let (tx, mut rx) = mpsc::channel(self.inner.limits.max_call_fanout + 64);
+        self.inner.calls.insert(id, tx);
+        let _forget = ForgetCall { hub: &self.inner, id };
+
+        let nodes = self.inner.broker.node_count().await?;
+        self.inner
+            .broker
+            .broadcast(Envelope::Call {
+                call: id,
+                origin: self.inner.node.clone(),
+                target: dedup(target),
+                frame,
+                timeout_ms: timeout.as_millis() as u64,
+                max_sessions: self.inner.limits.max_call_fanout,
+            })
+            .await?;
+
+        let deadline = tokio::time::Instant::now() + timeout + REPORT_GRACE;
+        let mut acks = 0;
+        let mut reached: HashMap<String, String> = HashMap::new();
+        let mut entries: Vec<CallEntry> = Vec::new();
+        let mut answered = 0;
+        while acks < nodes || answered < reached.len() {
+            let event = tokio::select! {
+                event = rx.recv() => event,
+                _ = tokio::time::sleep_until(deadline) => None,
+            };
+            match event {
+                Some(CallEvent::Ack { sessions, skipped }) => {
+                    acks += 1;
+                    reached.extend(sessions);
+                    for (session, user) in skipped {
+                        let error = CallError::NotCalled("fan-in limit reached").to_error_object();
+                        entries.push(CallEntry { session, user, outcome: Err(error) });
+                    }
+                }
+                Some(CallEvent::Result(entry)) => {
+                    answered += 1;
+                    entries.push(entry);
+                }
+                None => break,
+            }
+        }
+        // Sessions reached whose report never arrived (a node went away) count as timed out.
+        for (session, user) in reached {
+            if !entries.iter().any(|e| e.session == session) {
+                entries.push(CallEntry { session, user, outcome: Err(CallError::Timeout.to_error_object()) });
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The sessions of `user`, or of everybody, across all nodes.
+    pub async fn presence(&self, user: Option<&str>) -> Result<Vec<PresenceEntry>, HubError> {
+        Ok(self.inner.broker.presence(user.map(str::to_owned)).await?)
+    }
+
+    /// Closes every session of the target with `code` and `reason`, after
+    /// telling each `rpc.disconnect`.
+    pub async fn disconnect(&self, target: Target, code: u16, reason: &str) -> Result<(), HubError> {
+        let envelope = Envelope::Disconnect { target: dedup(target), code, reason: reason.to_owned() };
+        Ok(self.inner.broker.broadcast(envelope).await?)
+    }
+
+    /// Subscribes every session of the target to `topics`.
+    pub async fn subscribe(&self, target: Target, topics: Vec<String>) -> Result<(), HubError> {
+        Ok(self.inner.broker.broadcast(Envelope::Subscribe { target: dedup(target), topics }).await?)
+    }
+
+    /// Unsubscribes every session of the target from `topics`.
+    pub async fn unsubscribe(&self, target: Target, topics: Vec<String>) -> Result<(), HubError> {
+        Ok(self.inner.broker.broadcast(Envelope::Unsubscribe { target: dedup(target), topics }).await?)
+    }
+
+    /// Adds a new session to the registry and to presence.
+    pub(crate) async fn register(&self, session: &SessionHandle) {
+        self.inner.registry.insert(session);
+        metrics::gauge!("switchboard_sessions").increment(1.0);
+        if let Err(e) = self.inner.broker.session_opened(self.presence_entry(session)).await {
+            tracing::warn!(error = %e, "could not record presence");
+        }
+    }
+
+    /// Removes a session from the registry and from presence.
+    pub(crate) async fn unregister(&self, session: &SessionHandle) {
+        self.inner.registry.remove(session);
+        metrics::gauge!("switchboard_sessions").decrement(1.0);
+        if let Err(e) = self.inner.broker.session_closed(self.presence_entry(session)).await {
+            tracing::warn!(error = %e, "could not remove presence");
+        }
+    }
+
+    fn presence_entry(&self, session: &SessionHandle) -> PresenceEntry {
+        PresenceEntry {
+            session: session.id().to_string(),
+            user: session.user().to_owned(),
+            node: self.inner.node.to_string(),
+        }
+    }
+
+    /// Subscribes one local session (used by `rpc.subscribe`).
+    pub(crate) fn subscribe_local(&self, session: &SessionHandle, topic: &str) -> Result<bool, SubscribeError> {
+        self.inner.registry.subscribe(session, topic, self.inner.limits.max_subscriptions)
+    }
+}
+
+/// Removes a finished call's collector, however the caller's future ends.
+struct ForgetCall<'a> {
+    hub: &'a HubInner,
+    id: u64,
+}
+
+impl Drop for ForgetCall<'_> {
+    fn drop(&mut self) {
+        self.hub.calls.remove(&self.id);
+    }
+}
+
+/// Users named twice would otherwise receive a push twice.
+fn dedup(target: Target) -> Target {
+    match target {
+        Target::Users(mut users) => {
+            users.sort();
+            users.dedup();
+            Target::Users(users)
+        }
+        other => other,
+    }
+}
+
+/// A node id that differs between processes and restarts.
+fn node_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    let mixed = (nanos ^ (u64::from(std::process::id()) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    format!("n{:08x}", mixed >> 32)
+}
+
+/// The broker's way into this node.
+struct NodeInbox(Weak<HubInner>);
+
+impl Inbox for NodeInbox {
+    fn deliver(&self, envelope: Envelope) {
+        let Some(hub) = self.0.upgrade() else { return };
+        match envelope {
+            Envelope::Deliver { target, frame } => {
+                let mut n = 0u64;
+                hub.registry.for_each(&target, |s| {
+                    if s.send_frame(frame.0.clone()).is_ok() {
+                        n += 1;
+                    }
+                });
+                hub.deliveries.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!("switchboard_messages_out_total").increment(n);
+            }
+            Envelope::Call { call, origin, target, frame, timeout_ms, max_sessions } => {
+                start_call(&hub, call, origin, &target, frame, Duration::from_millis(timeout_ms), max_sessions);
+            }
+            Envelope::CallAck { call, sessions, skipped, .. } => {
+                if let Some(tx) = hub.calls.get(&call).map(|t| t.clone()) {
+                    let _ = tx.try_send(CallEvent::Ack { sessions, skipped });
+                }
+            }
+            Envelope::CallResult { call, session, user, outcome } => {
+                if let Some(tx) = hub.calls.get(&call).map(|t| t.clone()) {
+                    let _ = tx.try_send(CallEvent::Result(CallEntry { session, user, outcome }));
+                }
+            }
+            Envelope::Disconnect { target, code, reason } => {
+                hub.registry.for_each(&target, |s| s.disconnect(code, &reason));
+            }
+            Envelope::Subscribe { target, topics } => {
+                hub.registry.for_each(&target, |s| {
+                    for topic in &topics {
+                        if let Err(e) = hub.registry.subscribe(s, topic, hub.limits.max_subscriptions) {
+                            tracing::debug!(session = %s.id(), topic, ?e, "server-side subscribe refused");
+                        }
+                    }
+                });
+            }
+            Envelope::Unsubscribe { target, topics } => {
+                hub.registry.for_each(&target, |s| {
+                    for topic in &topics {
+                        hub.registry.unsubscribe(s, topic);
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Sends a call's frame to this node's sessions of the target and reports
+/// who was reached and, as they come, their answers to the origin node.
+fn start_call(
+    hub: &Arc<HubInner>,
+    call: u64,
+    origin: NodeId,
+    target: &Target,
+    frame: SharedFrame,
+    timeout: Duration,
+    max_sessions: usize,
+) {
+    let mut sessions = hub.registry.collect(target);
+    let skipped: Vec<(String, String)> = if sessions.len() > max_sessions {
+        sessions.split_off(max_sessions).iter().map(|s| (s.id().to_string(), s.user().to_owned())).collect()
+    } else {
+        Vec::new()
+    };
+    let mut waiting = FuturesUnordered::new();
+    let mut reached = Vec::with_capacity(sessions.len());
+    let mut immediate = Vec::new();
+    for session in sessions {
+        reached.push((session.id().to_string(), session.user().to_owned()));
+        match session.expect_answer(call) {
+            Ok(rx) => {
+                if session.send_frame(frame.0.clone()).is_err() {
+                    session.shared.pending.remove(call);
+                    immediate.push((session, CallError::SessionGone));
+                    continue;
+                }
+                hub.deliveries.fetch_add(1, Ordering::Relaxed);
+                waiting.push(async move {
+                    let outcome = session.wait_answer(call, rx, timeout).await;
+                    (session, outcome)
+                });
+            }
+            Err(e) => immediate.push((session, e)),
+        }
+    }
+    let broker = hub.broker.clone();
+    tokio::spawn(async move {
+        let ack = Envelope::CallAck { call, node: origin.clone(), sessions: reached, skipped };
+        if let Err(e) = broker.send_to(&origin, ack).await {
+            tracing::warn!(error = %e, "could not report a call's sessions");
+        }
+        let report = |session: SessionHandle, outcome: Result<Box<RawValue>, CallError>| Envelope::CallResult {
+            call,
+            session: session.id().to_string(),
+            user: session.user().to_owned(),
+            outcome: outcome.map_err(|e| e.to_error_object()),
+        };
+        for (session, error) in immediate {
+            let _ = broker.send_to(&origin, report(session, Err(error))).await;
+        }
+        while let Some((session, outcome)) = waiting.next().await {
+            let _ = broker.send_to(&origin, report(session, outcome)).await;
+        }
+    });
+}

@@ -1,0 +1,80 @@
+//! The `switchboard` binary: parse the configuration, start tracing, serve.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use switchboard_server::{Config, Gateway};
+use tracing_subscriber::EnvFilter;
+
+/// A WebSocket gateway that speaks JSON-RPC 2.0 in both directions.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A TOML configuration file.
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// The address to listen on (overrides the file and the environment).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("switchboard: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), switchboard_server::Error> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(listen) = cli.listen {
+        config.listen = listen;
+    }
+    config.validate()?;
+    let gateway = Gateway::builder(config).build()?;
+    let listener = tokio::net::TcpListener::bind(gateway.config().listen).await?;
+    let addr = listener.local_addr()?;
+    announce(&gateway, addr);
+    gateway.serve(listener, shutdown_signal()).await
+}
+
+fn announce(gateway: &Gateway, addr: SocketAddr) {
+    let mode = if gateway.config().dev_mode() { "dev mode: no authentication, demo methods on" } else { "authenticated" };
+    eprintln!(
+        "switchboard listening on http://{addr} ({mode})\n\
+         \n  WebSocket:  wscat -c 'ws://{addr}/ws?user=alice'\n\
+         \x20             then type {{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":[\"hi\"]}}\n\
+         \n  HTTP:       curl -s http://{addr}/rpc -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":[\"hi\"]}}'\n\
+         \n  Metrics:    http://{addr}/metrics\n"
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

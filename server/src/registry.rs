@@ -1,0 +1,158 @@
+//! The node-local [`Registry`]: session id → session, user → sessions,
+//! topic → subscribers.
+//!
+//! Topic subscribers are kept as a copy-on-write snapshot (`Arc<Vec<_>>`): a
+//! publish clones one `Arc` and walks it without holding any lock, and a
+//! subscribe changes the vector in place unless a publish is walking it at
+//! that moment, in which case it copies.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use switchboard_protocol::Target;
+
+use crate::session::{SessionHandle, SessionId};
+
+/// A snapshot of a topic's subscribers.
+pub(crate) type Subscribers = Arc<Vec<SessionHandle>>;
+
+/// Sessions, users and topics on this node.
+#[derive(Default)]
+pub(crate) struct Registry {
+    sessions: DashMap<SessionId, SessionHandle>,
+    users: DashMap<Arc<str>, Vec<SessionHandle>>,
+    topics: DashMap<Arc<str>, Subscribers>,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubscribeError {
+    /// The session has as many subscriptions as allowed.
+    TooMany,
+    /// The session is gone.
+    Gone,
+}
+
+impl Registry {
+    pub(crate) fn insert(&self, session: &SessionHandle) {
+        self.sessions.insert(session.id().clone(), session.clone());
+        self.users
+            .entry(session.shared.user.clone())
+            .or_default()
+            .push(session.clone());
+    }
+
+    /// Removes a session and all its subscriptions.
+    pub(crate) fn remove(&self, session: &SessionHandle) {
+        self.sessions.remove(session.id());
+        let topics = std::mem::take(&mut *session.shared.topics.lock());
+        for topic in topics {
+            self.remove_subscriber(&topic, session);
+        }
+        self.users.remove_if_mut(&session.shared.user, |_, list| {
+            list.retain(|s| s.id() != session.id());
+            list.is_empty()
+        });
+    }
+
+    pub(crate) fn session(&self, id: &str) -> Option<SessionHandle> {
+        self.sessions.get(id).map(|s| s.clone())
+    }
+
+    pub(crate) fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub(crate) fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    pub(crate) fn topic_count(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// Subscribes a session to a topic. Returns false if it already was.
+    pub(crate) fn subscribe(&self, session: &SessionHandle, topic: &str, max: usize) -> Result<bool, SubscribeError> {
+        let topic: Arc<str> = {
+            let mut mine = session.shared.topics.lock();
+            if session.is_closed() {
+                return Err(SubscribeError::Gone);
+            }
+            if mine.iter().any(|t| &**t == topic) {
+                return Ok(false);
+            }
+            if mine.len() >= max {
+                return Err(SubscribeError::TooMany);
+            }
+            let topic: Arc<str> = topic.into();
+            mine.push(topic.clone());
+            topic
+        };
+        let mut entry = self.topics.entry(topic).or_default();
+        Arc::make_mut(&mut *entry).push(session.clone());
+        Ok(true)
+    }
+
+    /// Unsubscribes a session from a topic. Returns false if it was not subscribed.
+    pub(crate) fn unsubscribe(&self, session: &SessionHandle, topic: &str) -> bool {
+        let found = {
+            let mut mine = session.shared.topics.lock();
+            let before = mine.len();
+            mine.retain(|t| &**t != topic);
+            mine.len() != before
+        };
+        if found {
+            self.remove_subscriber(topic, session);
+        }
+        found
+    }
+
+    fn remove_subscriber(&self, topic: &str, session: &SessionHandle) {
+        self.topics.remove_if_mut(topic, |_, subs| {
+            Arc::make_mut(subs).retain(|s| s.id() != session.id());
+            subs.is_empty()
+        });
+    }
+
+    /// The current subscribers of a topic (a snapshot; no lock is held).
+    pub(crate) fn subscribers(&self, topic: &str) -> Option<Subscribers> {
+        self.topics.get(topic).map(|s| s.clone())
+    }
+
+    /// Calls `f` for every local session the target names, without holding a
+    /// map lock across anything but `f` itself (which must not wait).
+    pub(crate) fn for_each(&self, target: &Target, mut f: impl FnMut(&SessionHandle)) {
+        match target {
+            Target::Session(id) => {
+                if let Some(s) = self.session(id) {
+                    f(&s);
+                }
+            }
+            Target::User(user) => self.for_user(user, &mut f),
+            Target::Users(users) => {
+                for user in users {
+                    self.for_user(user, &mut f);
+                }
+            }
+            Target::Topic(topic) => {
+                if let Some(subs) = self.subscribers(topic) {
+                    subs.iter().for_each(&mut f);
+                }
+            }
+            Target::All => self.sessions.iter().for_each(|s| f(s.value())),
+        }
+    }
+
+    fn for_user(&self, user: &str, f: &mut impl FnMut(&SessionHandle)) {
+        if let Some(list) = self.users.get(user) {
+            list.iter().for_each(f);
+        }
+    }
+
+    /// The local sessions the target names (cloned out, for callers that wait).
+    pub(crate) fn collect(&self, target: &Target) -> Vec<SessionHandle> {
+        let mut out = Vec::new();
+        self.for_each(target, |s| out.push(s.clone()));
+        out
+    }
+}

@@ -1,0 +1,242 @@
+//! The session actor: one task per WebSocket connection.
+//!
+//! The task owns the socket and is its only writer. It waits on four things
+//! at once: a frame from the client, frames in its outbound queue, the ping
+//! timer, and a close request (slow consumer, disconnect, shutdown). Client
+//! requests whose handlers are asynchronous run in their own tasks and
+//! enqueue their answers, so the reader never waits for a handler; answers
+//! to the server's own calls are matched in the pending table as they arrive.
+
+mod handle;
+mod pending;
+mod queue;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use switchboard_protocol::codes::close;
+use switchboard_protocol::{ErrorObject, codes, frame, methods};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+pub use handle::{SessionHandle, SessionId};
+pub(crate) use pending::next_call_id;
+pub(crate) use queue::CloseRequest;
+pub use queue::SendError;
+
+use crate::dispatch::{Origin, Outcome};
+use crate::gateway::GatewayShared;
+
+/// How long a close handshake may take before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the session loop ended.
+enum Ending {
+    /// The client closed or the connection dropped.
+    ClientGone,
+    /// A close was requested through the queue (disconnect, slow consumer, protocol error).
+    Requested,
+    /// The gateway is shutting down.
+    Shutdown,
+    /// The client stopped answering pings.
+    PingTimeout,
+    /// The client broke the protocol; close with this code.
+    Protocol(u16),
+}
+
+/// Runs a session until it ends, then removes it everywhere.
+pub(crate) async fn run(mut socket: WebSocket, session: SessionHandle, gw: Arc<GatewayShared>, conn_id: usize) {
+    let span = tracing::info_span!("session", session = %session.id(), user = %session.user());
+    async move {
+        gw.hub.register(&session).await;
+        tracing::debug!("connected");
+        let ending = serve(&mut socket, &session, &gw, conn_id).await;
+        finish(&mut socket, &session, ending).await;
+        session.shared.queue.close(CloseRequest {
+            code: close::NORMAL,
+            reason: String::new(),
+            flush_first: false,
+        });
+        session.shared.pending.close();
+        gw.hub.unregister(&session).await;
+        tracing::debug!("disconnected");
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize) -> Ending {
+    let limits = &gw.config.limits;
+    let welcome = methods::Welcome {
+        session: session.id().to_string(),
+        user: session.user().to_owned(),
+        protocol: methods::PROTOCOL_VERSION.to_owned(),
+        limits: methods::Limits {
+            max_message_size: limits.max_message_size,
+            max_batch: limits.max_batch,
+            max_in_flight: limits.max_in_flight,
+            ping_interval_ms: limits.ping_interval_ms,
+            max_subscriptions: limits.max_subscriptions,
+        },
+    };
+    let _ = session.notify(methods::WELCOME, &welcome);
+
+    let mut out = Vec::new();
+    let ping_every = limits.ping_interval();
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping_sent: Option<Instant> = None;
+    let mut drain_until: Option<Instant> = None;
+    let queue = &session.shared.queue;
+
+    loop {
+        if drain_until.is_some() && session.in_flight() == 0 {
+            return Ending::Shutdown;
+        }
+        tokio::select! {
+            biased;
+            _ = queue.killed() => return Ending::Requested,
+            _ = gw.shutdown.cancelled(), if drain_until.is_none() => {
+                drain_until = Some(Instant::now() + limits.shutdown_grace());
+            }
+            _ = sleep_until_opt(drain_until) => return Ending::Shutdown,
+            _ = queue.ready() => {
+                tokio::select! {
+                    biased;
+                    _ = queue.killed() => return Ending::Requested,
+                    written = write_queued(socket, session, &mut out) => {
+                        if written.is_err() {
+                            return Ending::ClientGone;
+                        }
+                    }
+                }
+            }
+            incoming = socket.recv() => {
+                ping_sent = None;
+                match incoming {
+                    None | Some(Ok(Message::Close(_))) => return Ending::ClientGone,
+                    Some(Ok(Message::Text(text))) => handle_text(session, gw, conn_id, &text),
+                    Some(Ok(Message::Binary(_))) => {
+                        let error = ErrorObject::with_data(
+                            codes::INVALID_REQUEST,
+                            serde_json::json!({"reason": "binary frames are not supported; send JSON-RPC as text frames"}),
+                        );
+                        let _ = session.send_frame(frame::write_error(None, &error).into());
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Err(e)) => return classify_error(e),
+                }
+            }
+            _ = ping.tick() => {
+                if let Some(sent) = ping_sent {
+                    if sent.elapsed() >= limits.pong_timeout() {
+                        return Ending::PingTimeout;
+                    }
+                } else {
+                    ping_sent = Some(Instant::now());
+                    if socket.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                        return Ending::ClientGone;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn handle_text(session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize, text: &Utf8Bytes) {
+    let origin = Origin {
+        session: Some(session),
+        user: &session.shared.user,
+        conn_id,
+    };
+    match gw.dispatcher.handle_text(&origin, text.as_str()) {
+        Outcome::Reply(reply) => {
+            let _ = session.send_frame(reply.into());
+        }
+        Outcome::Silent => {}
+        Outcome::Later(future) => {
+            let session = session.clone();
+            gw.tasks.spawn(async move {
+                if let Some(reply) = future.await {
+                    let _ = session.send_frame(reply.into());
+                }
+            });
+        }
+    }
+}
+
+/// Writes every queued frame, then flushes once: frames queued together
+/// leave in as few writes as the write buffer allows.
+async fn write_queued(socket: &mut WebSocket, session: &SessionHandle, out: &mut Vec<Utf8Bytes>) -> Result<(), axum::Error> {
+    session.shared.queue.drain_into(out);
+    if out.is_empty() {
+        return Ok(());
+    }
+    for frame in out.drain(..) {
+        socket.feed(Message::Text(frame)).await?;
+    }
+    socket.flush().await
+}
+
+fn classify_error(error: axum::Error) -> Ending {
+    let inner = error.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => Ending::Protocol(close::TOO_BIG),
+        Some(tungstenite::Error::Utf8(_)) => Ending::Protocol(close::INVALID_UTF8),
+        Some(tungstenite::Error::Protocol(_)) => Ending::Protocol(1002),
+        _ => {
+            tracing::debug!(error = %inner, "connection error");
+            Ending::ClientGone
+        }
+    }
+}
+
+/// Sends what the ending calls for: remaining frames, then a close frame.
+async fn finish(socket: &mut WebSocket, session: &SessionHandle, ending: Ending) {
+    let (code, reason) = match ending {
+        Ending::ClientGone => return,
+        Ending::Requested => {
+            let Some(request) = session.shared.queue.close_request() else { return };
+            if request.flush_first {
+                let mut out = Vec::new();
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_queued(socket, session, &mut out)).await;
+            }
+            (request.code, request.reason)
+        }
+        Ending::Shutdown => {
+            let params = methods::Disconnect {
+                code: close::SHUTDOWN,
+                reason: close::reason(close::SHUTDOWN).to_owned(),
+                reconnect: true,
+            };
+            let _ = session.notify(methods::DISCONNECT, &params);
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_queued(socket, session, &mut out)).await;
+            (close::SHUTDOWN, close::reason(close::SHUTDOWN).to_owned())
+        }
+        Ending::PingTimeout => (close::PING_TIMEOUT, close::reason(close::PING_TIMEOUT).to_owned()),
+        Ending::Protocol(code) => (code, close::reason(code).to_owned()),
+    };
+    tracing::debug!(code, reason = %reason, "closing");
+    let frame = CloseFrame { code, reason: reason.into() };
+    let closing = async {
+        socket.send(Message::Close(Some(frame))).await?;
+        // Wait for the client's close frame so the close handshake completes.
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+        Ok::<_, axum::Error>(())
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+}
