@@ -1,1 +1,228 @@
-//! Helpers for the cross-component tests.
+//! Helpers for the cross-component tests: a real gateway on `127.0.0.1:0`
+//! and raw WebSocket clients that send JSON text and read JSON values.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use switchboard_server::{Config, Gateway};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub use jsonrpsee::RpcModule;
+pub use switchboard_server;
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Runs a test body with an overall deadline.
+pub async fn within<F: Future>(limit: Duration, f: F) -> F::Output {
+    match tokio::time::timeout(limit, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("test did not finish within {limit:?}"),
+    }
+}
+
+/// A gateway serving on an ephemeral loopback port.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The gateway (for its hub).
+    pub gateway: Gateway,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Starts a gateway with `config` (its `listen` is ignored) and extra `modules`.
+    pub async fn start_with(config: Config, modules: Vec<RpcModule<()>>) -> Self {
+        let mut builder = Gateway::builder(config);
+        for m in modules {
+            builder = builder.module(m).expect("module registers");
+        }
+        Self::serve(builder.build().expect("gateway builds")).await
+    }
+
+    /// Serves an already built gateway.
+    pub async fn serve(gateway: Gateway) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let g = gateway.clone();
+        let task = tokio::spawn(async move {
+            g.serve(listener, std::future::pending()).await.expect("serve");
+        });
+        Self { addr, gateway, task }
+    }
+
+    /// Starts a dev-mode gateway with default limits (demo methods on).
+    pub async fn start() -> Self {
+        Self::start_with(Config::default(), Vec::new()).await
+    }
+
+    /// `ws://addr/ws?user=NAME`.
+    pub fn ws_url(&self, user: &str) -> String {
+        format!("ws://{}/ws?user={user}", self.addr)
+    }
+
+    /// `http://addr/PATH`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Connects a raw client as `user` and reads its `rpc.welcome`.
+    pub async fn connect(&self, user: &str) -> WsClient {
+        let mut c = WsClient::connect(&self.ws_url(user)).await;
+        let welcome = c.recv().await;
+        assert_eq!(welcome["method"], "rpc.welcome", "first frame is the welcome: {welcome}");
+        c.session = welcome["params"]["session"].as_str().unwrap_or_default().to_owned();
+        c
+    }
+
+    /// Stops the gateway (sessions are closed with 1001) and waits for `serve` to return.
+    pub async fn stop(self) {
+        self.gateway.shutdown();
+        let _ = tokio::time::timeout(WAIT, self.task).await;
+    }
+}
+
+/// A raw WebSocket client.
+pub struct WsClient {
+    /// The stream.
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The session id from the welcome (empty until read).
+    pub session: String,
+}
+
+/// How a connection ended, as a client saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// The close code, if a close frame arrived.
+    pub code: Option<u16>,
+    /// The close reason.
+    pub reason: String,
+}
+
+impl WsClient {
+    /// Connects to `url` offering the `switchboard.v1` subprotocol.
+    pub async fn connect(url: &str) -> Self {
+        let mut request = url.into_client_request().expect("valid url");
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", "switchboard.v1".parse().expect("header"));
+        let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        assert_eq!(
+            response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap_or_default()),
+            Some("switchboard.v1")
+        );
+        Self { ws, session: String::new() }
+    }
+
+    /// Sends a text frame.
+    pub async fn send(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// Sends a JSON value as a text frame.
+    pub async fn send_json(&mut self, value: &Value) {
+        self.send(&value.to_string()).await;
+    }
+
+    /// Sends a raw WebSocket message.
+    pub async fn send_message(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// The next text frame as JSON (pings and pongs skipped). Panics on close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        let text = self.recv_text().await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text}"))
+    }
+
+    /// The next text frame. Panics on close or timeout.
+    pub async fn recv_text(&mut self) -> String {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("connection open")
+                .expect("frame");
+            match message {
+                Message::Text(t) => return t.to_string(),
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Waits for the next text frame for at most `d`; `None` if none came.
+    pub async fn try_recv(&mut self, d: Duration) -> Option<Value> {
+        match tokio::time::timeout(d, self.recv()).await {
+            Ok(v) => Some(v),
+            Err(_) => None,
+        }
+    }
+
+    /// Sends a request and returns the response with the same id, keeping
+    /// nothing else (use only where no other frames are expected).
+    pub async fn call(&mut self, id: u64, method: &str, params: Value) -> Value {
+        self.send_json(&serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await;
+        loop {
+            let v = self.recv().await;
+            if v.get("id") == Some(&Value::from(id)) && v.get("method").is_none() {
+                return v;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    /// Text frames before the close are returned through `before`.
+    pub async fn closed(&mut self, before: &mut Vec<Value>) -> Closed {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next()).await.expect("close in time");
+            match next {
+                Some(Ok(Message::Text(t))) => before.push(serde_json::from_str(&t).unwrap_or(Value::Null)),
+                Some(Ok(Message::Close(frame))) => {
+                    return Closed {
+                        code: frame.as_ref().map(|f| u16::from(f.code)),
+                        reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    };
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Closed { code: None, reason: String::new() },
+            }
+        }
+    }
+}
+
+/// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` as a value.
+pub fn result(id: Value, result: Value) -> Value {
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+/// The error code of a response.
+pub fn error_code(v: &Value) -> Option<i64> {
+    v.get("error").and_then(|e| e.get("code")).and_then(Value::as_i64)
+}
+
+/// Polls `check` until it holds or `limit` passes; returns whether it held.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
