@@ -258,6 +258,29 @@ pub fn write_notification(method: &str, params: Option<&str>) -> String {
     s
 }
 
+/// The params of `rpc.message`: `{"topic":…,"data":…}`, plus `offset` and
+/// `epoch` for recoverable topics.
+pub fn write_publication_params(topic: &str, data: &str, position: Option<(u64, &str)>) -> String {
+    let mut params = String::with_capacity(topic.len() + data.len() + 64);
+    params.push_str(r#"{"topic":"#);
+    push_json_str(&mut params, topic);
+    params.push_str(r#","data":"#);
+    params.push_str(data);
+    if let Some((offset, epoch)) = position {
+        params.push_str(r#","offset":"#);
+        params.push_str(&offset.to_string());
+        params.push_str(r#","epoch":"#);
+        push_json_str(&mut params, epoch);
+    }
+    params.push('}');
+    params
+}
+
+/// A whole `rpc.message` notification frame.
+pub fn write_publication(topic: &str, data: &str, position: Option<(u64, &str)>) -> String {
+    write_notification(crate::methods::MESSAGE, Some(&write_publication_params(topic, data, position)))
+}
+
 /// The error answer for an [`Message::Invalid`] request.
 pub fn invalid_request(reason: &str) -> ErrorObject {
     ErrorObject::with_data(codes::INVALID_REQUEST, serde_json::json!({ "reason": reason }))

@@ -139,6 +139,23 @@ pub struct TopicResult {
     /// The stream's epoch (recoverable topics only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<String>,
+    /// Why recovery was incomplete, when `recovered` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<RecoveryGap>,
+}
+
+/// Why a subscription with `since` was not recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryGap {
+    /// The stream's history was lost (or the position belongs to another stream): reload state.
+    EpochChanged,
+    /// Publications after the position are no longer kept: reload state.
+    WindowExceeded,
+    /// More publications were missed than one replay may carry: reload state.
+    ReplayTooLarge,
+    /// History could not be read right now.
+    Unavailable,
 }
 
 /// Result of `rpc.subscribe`.

@@ -7,13 +7,17 @@
 //! process; [`JsonBroker`] wraps another broker and round-trips every message
 //! through JSON, which proves that no operation relies on shared memory.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use futures_util::future::BoxFuture;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use serde_json::value::RawValue;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::{ErrorObject, Target};
 
@@ -68,6 +72,15 @@ pub enum Envelope {
         /// Who receives it.
         target: Target,
         /// The frame, serialised once.
+        frame: SharedFrame,
+    },
+    /// Write a publication of a recoverable topic (with its offset) to the topic's subscribers.
+    Publication {
+        /// The topic.
+        topic: String,
+        /// The publication's offset in the topic's stream.
+        offset: u64,
+        /// The `rpc.message` frame, serialised once.
         frame: SharedFrame,
     },
     /// Send the request `frame` (id `call`) to every session the target names
@@ -133,6 +146,28 @@ pub enum Envelope {
     },
 }
 
+/// How much history a recoverable topic keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamPolicy {
+    /// Most publications kept.
+    pub size: usize,
+    /// Longest time a publication is kept.
+    pub ttl: Duration,
+}
+
+/// A read of a stream's history.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The stream's epoch.
+    pub epoch: String,
+    /// The offset of the newest publication (0 when there is none).
+    pub top: u64,
+    /// The offset of the oldest publication kept (`top + 1` when none is kept).
+    pub first: u64,
+    /// Publications after the requested offset, oldest first, at most the requested number.
+    pub entries: Vec<(u64, SharedFrame)>,
+}
+
 /// Broker failures.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerError {
@@ -167,19 +202,81 @@ pub trait Broker: Send + Sync + 'static {
     fn session_closed(&self, entry: PresenceEntry) -> BoxFuture<'_, Result<(), BrokerError>>;
     /// The sessions of one user, or of everybody.
     fn presence(&self, user: Option<String>) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>>;
+    /// Appends `data` to the stream of `topic` and delivers it to every node's
+    /// subscribers as one step, so that the order of offsets is the order of
+    /// delivery. Returns the publication's offset and the stream's epoch.
+    fn publish_recoverable<'a>(
+        &'a self,
+        topic: &'a str,
+        data: &'a RawValue,
+        policy: StreamPolicy,
+    ) -> BoxFuture<'a, Result<(u64, String), BrokerError>>;
+    /// Reads up to `limit` publications of `topic` after offset `since`.
+    fn history<'a>(&'a self, topic: &'a str, since: u64, limit: usize) -> BoxFuture<'a, Result<History, BrokerError>>;
 }
 
-/// The in-process broker: one node, no network.
-#[derive(Default)]
+/// The in-process broker: one node, no network. History lives in memory and
+/// is lost with the process, which the epoch makes visible to clients.
 pub struct LocalBroker {
     inbox: RwLock<Option<Arc<dyn Inbox>>>,
     presence: DashMap<String, Vec<PresenceEntry>>,
+    streams: DashMap<String, Arc<Mutex<Stream>>>,
+    epoch_seed: u64,
+    stream_count: AtomicU64,
+}
+
+struct Stream {
+    epoch: String,
+    top: u64,
+    entries: VecDeque<(u64, Instant, SharedFrame)>,
+}
+
+impl Stream {
+    fn evict(&mut self, policy: Option<StreamPolicy>, now: Instant) {
+        let Some(policy) = policy else { return };
+        while self.entries.len() > policy.size
+            || self.entries.front().is_some_and(|(_, at, _)| now.duration_since(*at) > policy.ttl)
+        {
+            self.entries.pop_front();
+        }
+    }
+}
+
+impl Default for LocalBroker {
+    fn default() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default();
+        Self {
+            inbox: RwLock::new(None),
+            presence: DashMap::new(),
+            streams: DashMap::new(),
+            epoch_seed: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(std::process::id()),
+            stream_count: AtomicU64::new(0),
+        }
+    }
 }
 
 impl LocalBroker {
     /// A broker for a single node.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn stream(&self, topic: &str) -> Arc<Mutex<Stream>> {
+        if let Some(s) = self.streams.get(topic) {
+            return s.clone();
+        }
+        self.streams
+            .entry(topic.to_owned())
+            .or_insert_with(|| {
+                // A stream created anew has a new epoch: a position from before means nothing here.
+                let n = self.stream_count.fetch_add(1, Ordering::Relaxed);
+                let epoch = format!("{:x}", self.epoch_seed.wrapping_add(n.wrapping_mul(0x2545_F491_4F6C_DD1D)));
+                Arc::new(Mutex::new(Stream { epoch, top: 0, entries: VecDeque::new() }))
+            })
+            .clone()
     }
 
     fn deliver(&self, envelope: Envelope) {
@@ -230,6 +327,39 @@ impl Broker for LocalBroker {
         out.sort_by(|a, b| (&a.user, &a.session).cmp(&(&b.user, &b.session)));
         Box::pin(async move { Ok(out) })
     }
+
+    fn publish_recoverable<'a>(
+        &'a self,
+        topic: &'a str,
+        data: &'a RawValue,
+        policy: StreamPolicy,
+    ) -> BoxFuture<'a, Result<(u64, String), BrokerError>> {
+        let stream = self.stream(topic);
+        let mut s = stream.lock();
+        let now = Instant::now();
+        s.top += 1;
+        let offset = s.top;
+        let frame: SharedFrame =
+            switchboard_protocol::frame::write_publication(topic, data.get(), Some((offset, &s.epoch))).into();
+        s.entries.push_back((offset, now, frame.clone()));
+        s.evict(Some(policy), now);
+        let epoch = s.epoch.clone();
+        // Delivered while the stream is locked, so delivery order is offset order.
+        self.deliver(Envelope::Publication { topic: topic.to_owned(), offset, frame });
+        drop(s);
+        Box::pin(async move { Ok((offset, epoch)) })
+    }
+
+    fn history<'a>(&'a self, topic: &'a str, since: u64, limit: usize) -> BoxFuture<'a, Result<History, BrokerError>> {
+        let stream = self.stream(topic);
+        let s = stream.lock();
+        let first = s.entries.front().map_or(s.top + 1, |(o, _, _)| *o);
+        let entries =
+            s.entries.iter().filter(|(o, _, _)| *o > since).take(limit).map(|(o, _, f)| (*o, f.clone())).collect();
+        let history = History { epoch: s.epoch.clone(), top: s.top, first, entries };
+        drop(s);
+        Box::pin(async move { Ok(history) })
+    }
 }
 
 /// Wraps a broker and sends every message through JSON text, as a broker
@@ -250,18 +380,29 @@ fn round_trip(envelope: &Envelope) -> Result<Envelope, BrokerError> {
     serde_json::from_str(&text).map_err(|e| BrokerError::Encoding(e.to_string()))
 }
 
+struct JsonInbox(Arc<dyn Inbox>);
+
+impl Inbox for JsonInbox {
+    fn deliver(&self, envelope: Envelope) {
+        match round_trip(&envelope) {
+            Ok(e) => self.0.deliver(e),
+            Err(e) => tracing::error!(error = %e, "a broker message did not survive JSON"),
+        }
+    }
+}
+
 impl<B: Broker> Broker for JsonBroker<B> {
     fn attach(&self, node: NodeId, inbox: Arc<dyn Inbox>) {
-        self.inner.attach(node, inbox);
+        self.inner.attach(node, Arc::new(JsonInbox(inbox)));
     }
 
+    // Messages are round-tripped where they arrive (see `JsonInbox`).
     fn broadcast(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), BrokerError>> {
-        Box::pin(async move { self.inner.broadcast(round_trip(&envelope)?).await })
+        self.inner.broadcast(envelope)
     }
 
     fn send_to(&self, node: &str, envelope: Envelope) -> BoxFuture<'_, Result<(), BrokerError>> {
-        let node = node.to_owned();
-        Box::pin(async move { self.inner.send_to(&node, round_trip(&envelope)?).await })
+        self.inner.send_to(node, envelope)
     }
 
     fn node_count(&self) -> BoxFuture<'_, Result<usize, BrokerError>> {
@@ -278,5 +419,18 @@ impl<B: Broker> Broker for JsonBroker<B> {
 
     fn presence(&self, user: Option<String>) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
         self.inner.presence(user)
+    }
+
+    fn publish_recoverable<'a>(
+        &'a self,
+        topic: &'a str,
+        data: &'a RawValue,
+        policy: StreamPolicy,
+    ) -> BoxFuture<'a, Result<(u64, String), BrokerError>> {
+        self.inner.publish_recoverable(topic, data, policy)
+    }
+
+    fn history<'a>(&'a self, topic: &'a str, since: u64, limit: usize) -> BoxFuture<'a, Result<History, BrokerError>> {
+        self.inner.history(topic, since, limit)
     }
 }

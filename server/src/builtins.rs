@@ -3,11 +3,16 @@
 use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use switchboard_protocol::methods::{self, PublishParams, SubscribeParams, TopicResult, UnsubscribeParams};
+use axum::extract::ws::Utf8Bytes;
+use switchboard_protocol::methods::{
+    self, PublishParams, PublishResult, RecoveryGap, SubscribeParams, TopicRequest, TopicResult, UnsubscribeParams,
+};
 use switchboard_protocol::{ErrorObject, codes};
 
 use crate::dispatch::{Dispatcher, Origin, Outcome, reply_error, reply_result};
+use crate::hub::Hub;
 use crate::registry::SubscribeError;
+use crate::session::Delivery;
 
 pub(crate) fn call(
     d: &Dispatcher,
@@ -103,18 +108,28 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
             return reply_error(id, e);
         }
     }
+    // Subscribe first (recoverable topics hold live publications back), then
+    // read history, then merge: no gap and no duplicate at the seam.
     let mut added = Vec::new();
-    let mut results = Vec::with_capacity(params.topics.len());
-    for t in &params.topics {
-        match d.hub.subscribe_local(session, &t.topic) {
+    let mut plan = Vec::with_capacity(params.topics.len());
+    for t in params.topics {
+        let recoverable = d.hub.stream_policy(&t.topic).is_some();
+        let delivery = if recoverable {
+            Delivery::Held { frames: Vec::new(), bytes: 0, claimed: true }
+        } else {
+            Delivery::Plain
+        };
+        match d.hub.subscribe_local(session, &t.topic, delivery) {
             Ok(new) => {
                 if new {
-                    added.push(t.topic.as_str());
+                    added.push(t.topic.clone());
                 }
-                results.push(TopicResult { topic: t.topic.clone(), recovered: t.since.is_none(), offset: None, epoch: None });
+                // An existing subscription recovers only while it still holds publications back.
+                let recover = recoverable && (new || session.claim_hold(&t.topic));
+                plan.push((t, recoverable, recover));
             }
             Err(e) => {
-                for topic in added {
+                for topic in &added {
                     d.hub.registry().unsubscribe(session, topic);
                 }
                 let error = match e {
@@ -128,7 +143,76 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
             }
         }
     }
-    reply_result(id, &methods::SubscribeResult { topics: results })
+    if plan.iter().all(|(_, recoverable, _)| !recoverable) {
+        let topics = plan.into_iter().map(|(t, _, _)| TopicResult { topic: t.topic, recovered: true, offset: None, epoch: None, gap: None }).collect();
+        return reply_result(id, &methods::SubscribeResult { topics });
+    }
+    let hub = d.hub.clone();
+    let session = session.clone();
+    let max_replay = limits.max_replay;
+    let id: Option<Box<str>> = id.map(|i| i.get().into());
+    Outcome::Later(
+        async move {
+            let mut results = Vec::with_capacity(plan.len());
+            let mut replays = Vec::new();
+            for (t, recoverable, recover) in plan {
+                if !recoverable {
+                    results.push(TopicResult { topic: t.topic, recovered: true, offset: None, epoch: None, gap: None });
+                    continue;
+                }
+                let (result, replay) = recover_topic(&hub, &t, max_replay).await;
+                if recover {
+                    replays.push((t.topic, replay, result.offset.unwrap_or(0)));
+                }
+                results.push(result);
+            }
+            // The answer first, then each topic's replay followed by what was held back.
+            if let Some(id) = &id {
+                let json = serde_json::to_string(&methods::SubscribeResult { topics: results }).unwrap_or_default();
+                let _ = session.send_frame(switchboard_protocol::frame::write_result(id, &json).into());
+            }
+            for (topic, replay, top) in replays {
+                session.finish_recovery(&topic, replay, top);
+            }
+            None
+        }
+        .boxed(),
+    )
+}
+
+/// Reads what a subscriber missed since its position and decides whether it
+/// can be recovered. Returns the topic's result and the publications to replay.
+async fn recover_topic(hub: &Hub, t: &TopicRequest, max_replay: usize) -> (TopicResult, Vec<(u64, Utf8Bytes)>) {
+    let since = t.since.as_ref().map_or(u64::MAX, |s| s.offset);
+    let history = match hub.history(&t.topic, since, max_replay).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(topic = %t.topic, error = %e, "history unavailable");
+            let gap = t.since.as_ref().map(|_| RecoveryGap::Unavailable);
+            let result = TopicResult { topic: t.topic.clone(), recovered: gap.is_none(), offset: None, epoch: None, gap };
+            return (result, Vec::new());
+        }
+    };
+    let gap = match &t.since {
+        None => None,
+        Some(pos) if pos.epoch != history.epoch || pos.offset > history.top => Some(RecoveryGap::EpochChanged),
+        Some(pos) if pos.offset + 1 < history.first => Some(RecoveryGap::WindowExceeded),
+        Some(pos) if history.top - pos.offset > max_replay as u64 => Some(RecoveryGap::ReplayTooLarge),
+        Some(_) => None,
+    };
+    let replay = if t.since.is_some() && gap.is_none() {
+        history.entries.into_iter().map(|(o, f)| (o, f.0)).collect()
+    } else {
+        Vec::new()
+    };
+    let result = TopicResult {
+        topic: t.topic.clone(),
+        recovered: gap.is_none(),
+        offset: Some(history.top),
+        epoch: Some(history.epoch),
+        gap,
+    };
+    (result, replay)
 }
 
 fn unsubscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
@@ -175,7 +259,14 @@ fn publish(d: &Dispatcher, _origin: &Origin<'_>, id: Option<&RawValue>, params: 
             let outcome = hub.publish_raw(&topic, &data).await;
             let id = id?;
             Some(match outcome {
-                Ok(()) => switchboard_protocol::frame::write_result(&id, "{}"),
+                Ok(position) => {
+                    let result = PublishResult {
+                        offset: position.as_ref().map(|p| p.offset),
+                        epoch: position.map(|p| p.epoch),
+                    };
+                    let json = serde_json::to_string(&result).unwrap_or_default();
+                    switchboard_protocol::frame::write_result(&id, &json)
+                }
                 Err(e) => switchboard_protocol::frame::write_error(
                     Some(&id),
                     &ErrorObject::with_data(codes::BROKER_UNAVAILABLE, serde_json::json!({"reason": e.to_string()})),

@@ -26,6 +26,42 @@ pub struct Config {
     pub demo: Option<bool>,
     /// Allow clients to publish on topics with `rpc.publish`. Default `true`.
     pub client_publish: bool,
+    /// Subscribe every session to its user's personal topic `user:{id}`. Default `true`.
+    pub personal_topics: bool,
+    /// Topics with history, by pattern. Default: `user:*`, 100 messages, 10 minutes.
+    pub streams: Vec<StreamConfig>,
+}
+
+/// History kept for the topics a pattern matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// A topic name, or a prefix followed by `*` (for example `chat:*`).
+    pub pattern: String,
+    /// How many publications to keep. Default 100.
+    #[serde(default = "default_history_size")]
+    pub history_size: usize,
+    /// How long to keep a publication, in milliseconds. Default 600 000.
+    #[serde(default = "default_history_ttl")]
+    pub history_ttl_ms: u64,
+}
+
+fn default_history_size() -> usize {
+    100
+}
+
+fn default_history_ttl() -> u64 {
+    600_000
+}
+
+impl StreamConfig {
+    /// Whether the pattern matches `topic`.
+    pub fn matches(&self, topic: &str) -> bool {
+        match self.pattern.strip_suffix('*') {
+            Some(prefix) => topic.starts_with(prefix),
+            None => self.pattern == topic,
+        }
+    }
 }
 
 impl Default for Config {
@@ -35,6 +71,12 @@ impl Default for Config {
             limits: Limits::default(),
             demo: None,
             client_publish: true,
+            personal_topics: true,
+            streams: vec![StreamConfig {
+                pattern: "user:*".to_owned(),
+                history_size: default_history_size(),
+                history_ttl_ms: default_history_ttl(),
+            }],
         }
     }
 }
@@ -81,6 +123,13 @@ pub struct Limits {
     pub write_buffer_size: usize,
     /// Largest response a method may produce, in bytes. Default 1 MiB.
     pub max_response_size: usize,
+    /// Most publications one `rpc.subscribe` replays per topic; a larger gap is reported as
+    /// not recovered. Default 1000.
+    pub max_replay: usize,
+    /// How long a new session holds back pushes on its personal topic, waiting for an
+    /// `rpc.subscribe` with a position to resume from, in milliseconds. Any other first
+    /// message ends the wait at once. Default 1000.
+    pub personal_hold_ms: u64,
     /// Time given to in-flight calls on shutdown before sessions are closed, in milliseconds.
     /// Default 5 000.
     pub shutdown_grace_ms: u64,
@@ -106,6 +155,8 @@ impl Default for Limits {
             read_buffer_size: 2048,
             write_buffer_size: 4096,
             max_response_size: 1 << 20,
+            max_replay: 1000,
+            personal_hold_ms: 1000,
             shutdown_grace_ms: 5_000,
         }
     }
@@ -134,6 +185,11 @@ impl Limits {
 }
 
 impl Config {
+    /// The history policy of `topic`, if it is recoverable (the first matching pattern wins).
+    pub fn stream_for(&self, topic: &str) -> Option<&StreamConfig> {
+        self.streams.iter().find(|s| s.matches(topic))
+    }
+
     /// Loads defaults, then `file` (TOML) if given, then `SWITCHBOARD_*` variables.
     pub fn load(file: Option<&Path>) -> Result<Self, Error> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));

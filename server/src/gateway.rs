@@ -63,7 +63,7 @@ impl GatewayBuilder {
         }
         let config = Arc::new(self.config);
         let broker = self.broker.unwrap_or_else(|| Arc::new(LocalBroker::new()));
-        let hub = Hub::new(broker, config.limits.clone());
+        let hub = Hub::new(broker, &config);
         let discover = crate::discover::document(&self.methods);
         let dispatcher = Dispatcher {
             methods: self.methods,

@@ -16,14 +16,15 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use switchboard_protocol::{ErrorObject, Target, frame, methods};
+use switchboard_protocol::{ErrorObject, Target, frame};
 use tokio::sync::mpsc;
 
-use crate::broker::{Broker, BrokerError, Envelope, Inbox, NodeId, PresenceEntry, SharedFrame};
-use crate::config::Limits;
+use crate::broker::{Broker, BrokerError, Envelope, History, Inbox, NodeId, PresenceEntry, SharedFrame, StreamPolicy};
+use crate::config::{Config, Limits, StreamConfig};
 use crate::error::CallError;
 use crate::registry::{Registry, SubscribeError};
-use crate::session::SessionHandle;
+use crate::session::{Delivery, SessionHandle};
+use switchboard_protocol::methods::StreamPosition;
 
 /// Errors of hub operations.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +88,7 @@ pub(crate) struct HubInner {
     pub(crate) registry: Registry,
     broker: Arc<dyn Broker>,
     limits: Limits,
+    streams: Vec<StreamConfig>,
     calls: DashMap<u64, mpsc::Sender<CallEvent>>,
     frames_serialised: AtomicU64,
     deliveries: AtomicU64,
@@ -103,13 +105,16 @@ const REPORT_GRACE: Duration = Duration::from_millis(250);
 
 impl Hub {
     /// A hub for a node with the given broker.
-    pub fn new(broker: Arc<dyn Broker>, limits: Limits) -> Self {
+    pub fn new(broker: Arc<dyn Broker>, config: &Config) -> Self {
+        let limits = config.limits.clone();
+        let streams = config.streams.clone();
         let node: NodeId = node_id().into();
         let inner = Arc::new(HubInner {
             node: node.clone(),
             registry: Registry::default(),
             broker: broker.clone(),
             limits,
+            streams,
             calls: DashMap::new(),
             frames_serialised: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
@@ -165,22 +170,42 @@ impl Hub {
     }
 
     /// Publishes `data` on `topic`: subscribers receive `rpc.message {topic, data}`.
-    pub async fn publish<D: Serialize + ?Sized>(&self, topic: &str, data: &D) -> Result<(), HubError> {
+    /// On a recoverable topic the publication is kept in history and carries
+    /// its `offset` and `epoch`, which are returned.
+    pub async fn publish<D: Serialize + ?Sized>(&self, topic: &str, data: &D) -> Result<Option<StreamPosition>, HubError> {
         let data = serde_json::value::to_raw_value(data).map_err(|e| HubError::Params(e.to_string()))?;
         self.publish_raw(topic, &data).await
     }
 
     /// Like [`publish`](Self::publish) with data already serialised.
-    pub async fn publish_raw(&self, topic: &str, data: &RawValue) -> Result<(), HubError> {
-        let mut params = String::with_capacity(topic.len() + data.get().len() + 20);
-        params.push_str(r#"{"topic":"#);
-        frame::push_json_str(&mut params, topic);
-        params.push_str(r#","data":"#);
-        params.push_str(data.get());
-        params.push('}');
-        let frame = frame::write_notification(methods::MESSAGE, Some(&params));
+    pub async fn publish_raw(&self, topic: &str, data: &RawValue) -> Result<Option<StreamPosition>, HubError> {
         self.count_frame();
-        self.send_frame(Target::Topic(topic.to_owned()), frame.into()).await
+        if let Some(policy) = self.stream_policy(topic) {
+            let (offset, epoch) = self.inner.broker.publish_recoverable(topic, data, policy).await?;
+            return Ok(Some(StreamPosition { offset, epoch }));
+        }
+        let frame = frame::write_publication(topic, data.get(), None);
+        self.send_frame(Target::Topic(topic.to_owned()), frame.into()).await?;
+        Ok(None)
+    }
+
+    /// Publishes on the personal topic `user:{user}`, which every session of
+    /// that user is subscribed to: a push to a user that survives reconnects.
+    pub async fn publish_to_user<D: Serialize + ?Sized>(&self, user: &str, data: &D) -> Result<Option<StreamPosition>, HubError> {
+        self.publish(&personal_topic(user), data).await
+    }
+
+    /// The history policy of a topic, if it is recoverable.
+    pub fn stream_policy(&self, topic: &str) -> Option<StreamPolicy> {
+        self.inner.streams.iter().find(|s| s.matches(topic)).map(|s| StreamPolicy {
+            size: s.history_size,
+            ttl: Duration::from_millis(s.history_ttl_ms),
+        })
+    }
+
+    /// Reads up to `limit` publications of `topic` after offset `since`.
+    pub async fn history(&self, topic: &str, since: u64, limit: usize) -> Result<History, HubError> {
+        Ok(self.inner.broker.history(topic, since, limit).await?)
     }
 
     async fn send_frame(&self, target: Target, frame: SharedFrame) -> Result<(), HubError> {
@@ -316,8 +341,13 @@ impl Hub {
     }
 
     /// Subscribes one local session (used by `rpc.subscribe`).
-    pub(crate) fn subscribe_local(&self, session: &SessionHandle, topic: &str) -> Result<bool, SubscribeError> {
-        self.inner.registry.subscribe(session, topic, self.inner.limits.max_subscriptions)
+    pub(crate) fn subscribe_local(
+        &self,
+        session: &SessionHandle,
+        topic: &str,
+        delivery: Delivery,
+    ) -> Result<bool, SubscribeError> {
+        self.inner.registry.subscribe(session, topic, self.inner.limits.max_subscriptions, delivery)
     }
 }
 
@@ -331,6 +361,11 @@ impl Drop for ForgetCall<'_> {
     fn drop(&mut self) {
         self.hub.calls.remove(&self.id);
     }
+}
+
+/// The personal topic of a user.
+pub fn personal_topic(user: &str) -> String {
+    format!("user:{user}")
 }
 
 /// Users named twice would otherwise receive a push twice.
@@ -372,6 +407,18 @@ impl Inbox for NodeInbox {
                 hub.deliveries.fetch_add(n, Ordering::Relaxed);
                 metrics::counter!("switchboard_messages_out_total").increment(n);
             }
+            Envelope::Publication { topic, offset, frame } => {
+                let mut n = 0u64;
+                if let Some(subs) = hub.registry.subscribers(&topic) {
+                    for s in subs.iter() {
+                        if s.deliver_at(&topic, offset, &frame.0).is_ok() {
+                            n += 1;
+                        }
+                    }
+                }
+                hub.deliveries.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!("switchboard_messages_out_total").increment(n);
+            }
             Envelope::Call { call, origin, target, frame, timeout_ms, max_sessions } => {
                 start_call(&hub, call, origin, &target, frame, Duration::from_millis(timeout_ms), max_sessions);
             }
@@ -391,7 +438,12 @@ impl Inbox for NodeInbox {
             Envelope::Subscribe { target, topics } => {
                 hub.registry.for_each(&target, |s| {
                     for topic in &topics {
-                        if let Err(e) = hub.registry.subscribe(s, topic, hub.limits.max_subscriptions) {
+                        let delivery = if hub.streams.iter().any(|p| p.matches(topic)) {
+                            Delivery::Live { last: 0 }
+                        } else {
+                            Delivery::Plain
+                        };
+                        if let Err(e) = hub.registry.subscribe(s, topic, hub.limits.max_subscriptions, delivery) {
                             tracing::debug!(session = %s.id(), topic, ?e, "server-side subscribe refused");
                         }
                     }

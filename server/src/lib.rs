@@ -47,10 +47,10 @@ pub mod broker;
 pub mod config;
 
 pub use caller::Caller;
-pub use config::{Config, Limits};
+pub use config::{Config, Limits, StreamConfig};
 pub use error::{CallError, Error};
 pub use gateway::{Gateway, GatewayBuilder};
-pub use hub::{CallEntry, Hub, HubError, HubStats};
+pub use hub::{CallEntry, Hub, HubError, HubStats, personal_topic};
 pub use session::{SendError, SessionHandle, SessionId};
 pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::Target;

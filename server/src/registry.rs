@@ -11,7 +11,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use switchboard_protocol::Target;
 
-use crate::session::{SessionHandle, SessionId};
+use crate::session::{Delivery, SessionHandle, SessionId, Subscription};
 
 /// A snapshot of a topic's subscribers.
 pub(crate) type Subscribers = Arc<Vec<SessionHandle>>;
@@ -46,8 +46,8 @@ impl Registry {
     pub(crate) fn remove(&self, session: &SessionHandle) {
         self.sessions.remove(session.id());
         let topics = std::mem::take(&mut *session.shared.topics.lock());
-        for topic in topics {
-            self.remove_subscriber(&topic, session);
+        for sub in topics {
+            self.remove_subscriber(&sub.topic, session);
         }
         self.users.remove_if_mut(&session.shared.user, |_, list| {
             list.retain(|s| s.id() != session.id());
@@ -72,20 +72,27 @@ impl Registry {
     }
 
     /// Subscribes a session to a topic. Returns false if it already was.
-    pub(crate) fn subscribe(&self, session: &SessionHandle, topic: &str, max: usize) -> Result<bool, SubscribeError> {
+    /// `delivery` is how publications reach the session from now on.
+    pub(crate) fn subscribe(
+        &self,
+        session: &SessionHandle,
+        topic: &str,
+        max: usize,
+        delivery: Delivery,
+    ) -> Result<bool, SubscribeError> {
         let topic: Arc<str> = {
             let mut mine = session.shared.topics.lock();
             if session.is_closed() {
                 return Err(SubscribeError::Gone);
             }
-            if mine.iter().any(|t| &**t == topic) {
+            if mine.iter().any(|t| &*t.topic == topic) {
                 return Ok(false);
             }
             if mine.len() >= max {
                 return Err(SubscribeError::TooMany);
             }
             let topic: Arc<str> = topic.into();
-            mine.push(topic.clone());
+            mine.push(Subscription { topic: topic.clone(), delivery });
             topic
         };
         let mut entry = self.topics.entry(topic).or_default();
@@ -98,7 +105,7 @@ impl Registry {
         let found = {
             let mut mine = session.shared.topics.lock();
             let before = mine.len();
-            mine.retain(|t| &**t != topic);
+            mine.retain(|t| &*t.topic != topic);
             mine.len() != before
         };
         if found {

@@ -70,7 +70,7 @@ pub(crate) struct Shared {
     pub(crate) pending: PendingCalls,
     pub(crate) in_flight: AtomicUsize,
     /// The topics this session is subscribed to (the registry holds the other direction).
-    pub(crate) topics: parking_lot::Mutex<Vec<Arc<str>>>,
+    pub(crate) topics: parking_lot::Mutex<Vec<super::Subscription>>,
     pub(crate) max_in_flight: usize,
     pub(crate) max_call_timeout: Duration,
 }

@@ -10,6 +10,7 @@
 mod handle;
 mod pending;
 mod queue;
+mod topics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use tracing::Instrument;
 pub use handle::{SessionHandle, SessionId};
 pub(crate) use pending::next_call_id;
 pub(crate) use queue::CloseRequest;
+pub(crate) use topics::{Delivery, Subscription};
 pub use queue::SendError;
 
 use crate::dispatch::{Origin, Outcome};
@@ -83,6 +85,23 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
     };
     let _ = session.notify(methods::WELCOME, &welcome);
 
+    // The personal topic holds its pushes back briefly, so that a client can
+    // resume it with `rpc.subscribe {since}` as its first message and get
+    // missed and new pushes in order.
+    let personal = gw.config.personal_topics.then(|| crate::hub::personal_topic(session.user()));
+    let mut hold_until = None;
+    if let Some(topic) = &personal {
+        let held = gw.hub.stream_policy(topic).is_some();
+        let delivery = if held {
+            Delivery::Held { frames: Vec::new(), bytes: 0, claimed: false }
+        } else {
+            Delivery::Plain
+        };
+        if gw.hub.subscribe_local(session, topic, delivery).is_ok() && held {
+            hold_until = Some(Instant::now() + Duration::from_millis(limits.personal_hold_ms));
+        }
+    }
+
     let mut out = Vec::new();
     let ping_every = limits.ping_interval();
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
@@ -102,6 +121,12 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
                 drain_until = Some(Instant::now() + limits.shutdown_grace());
             }
             _ = sleep_until_opt(drain_until) => return Ending::Shutdown,
+            _ = sleep_until_opt(hold_until) => {
+                hold_until = None;
+                if let Some(topic) = &personal {
+                    session.release_hold(topic);
+                }
+            }
             _ = queue.ready() => {
                 tokio::select! {
                     biased;
@@ -117,7 +142,15 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
                 ping_sent = None;
                 match incoming {
                     None | Some(Ok(Message::Close(_))) => return Ending::ClientGone,
-                    Some(Ok(Message::Text(text))) => handle_text(session, gw, conn_id, &text),
+                    Some(Ok(Message::Text(text))) => {
+                        if hold_until.is_some() && !text.as_str().contains(methods::SUBSCRIBE) {
+                            hold_until = None;
+                            if let Some(topic) = &personal {
+                                session.release_hold(topic);
+                            }
+                        }
+                        handle_text(session, gw, conn_id, &text);
+                    }
                     Some(Ok(Message::Binary(_))) => {
                         let error = ErrorObject::with_data(
                             codes::INVALID_REQUEST,

@@ -58,6 +58,10 @@ impl OutboundQueue {
         }
     }
 
+    pub(crate) fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
     /// Enqueues a frame. Never waits.
     pub(crate) fn push(&self, frame: Utf8Bytes) -> Result<(), SendError> {
         let len = frame.len();
@@ -66,16 +70,8 @@ impl OutboundQueue {
             return Err(SendError::Closed);
         }
         if state.bytes + len > self.max_bytes {
-            state.close = Some(CloseRequest {
-                code: close::SLOW_CONSUMER,
-                reason: close::reason(close::SLOW_CONSUMER).to_owned(),
-                flush_first: false,
-            });
-            state.frames.clear();
-            state.bytes = 0;
             drop(state);
-            metrics::counter!("switchboard_slow_consumer_closes_total").increment(1);
-            self.kill.notify_one();
+            self.overflow();
             return Err(SendError::Overflow);
         }
         state.bytes += len;
@@ -83,6 +79,24 @@ impl OutboundQueue {
         drop(state);
         self.ready.notify_one();
         Ok(())
+    }
+
+    /// Closes the session as a slow consumer, dropping what is queued.
+    pub(crate) fn overflow(&self) {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return;
+        }
+        state.close = Some(CloseRequest {
+            code: close::SLOW_CONSUMER,
+            reason: close::reason(close::SLOW_CONSUMER).to_owned(),
+            flush_first: false,
+        });
+        state.frames.clear();
+        state.bytes = 0;
+        drop(state);
+        metrics::counter!("switchboard_slow_consumer_closes_total").increment(1);
+        self.kill.notify_one();
     }
 
     /// Asks the session to close. The first request wins.
