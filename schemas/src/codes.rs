@@ -132,9 +132,7 @@ pub mod close {
 
     /// The default reason text for a close code.
     pub fn reason(code: u16) -> &'static str {
-        ALL.iter()
-            .find(|(c, _)| *c == code)
-            .map_or("", |(_, r)| r)
+        ALL.iter().find(|(c, _)| *c == code).map_or("", |(_, r)| r)
     }
 }
 

@@ -110,9 +110,7 @@ pub fn batch_len(text: &str) -> Option<usize> {
     if !text.trim_start().starts_with('[') {
         return None;
     }
-    serde_json::from_str::<Vec<IgnoredAny>>(text)
-        .ok()
-        .map(|v| v.len())
+    serde_json::from_str::<Vec<IgnoredAny>>(text).ok().map(|v| v.len())
 }
 
 fn invalid<'a>(id: Option<&'a RawValue>, reason: &'static str, was_response: bool) -> Message<'a> {
@@ -134,7 +132,7 @@ pub fn classify(raw: &RawValue) -> Message<'_> {
     };
     let id = m.id.filter(|id| is_legal_id(id));
     let bad_id = m.id.is_some() && id.is_none();
-    if m.jsonrpc.map(RawValue::get) != Some("\"2.0\"") {
+    if !is_version_2(m.jsonrpc) {
         return invalid(id, "\"jsonrpc\" must be exactly \"2.0\"", m.method.is_none());
     }
     if let Some(method) = m.method {
@@ -166,7 +164,11 @@ pub fn classify(raw: &RawValue) -> Message<'_> {
         };
     }
     let Some(id) = id else {
-        return invalid(None, "a message needs \"method\", or \"id\" with \"result\" or \"error\"", m.result.is_some() || m.error.is_some());
+        return invalid(
+            None,
+            "a message needs \"method\", or \"id\" with \"result\" or \"error\"",
+            m.result.is_some() || m.error.is_some(),
+        );
     };
     match (m.result, m.error) {
         (Some(result), None) => Message::Response {
@@ -174,14 +176,24 @@ pub fn classify(raw: &RawValue) -> Message<'_> {
             outcome: Ok(result),
         },
         (None, Some(error)) => match serde_json::from_str::<ErrorObject>(error.get()) {
-            Ok(e) => Message::Response {
-                id,
-                outcome: Err(e),
-            },
+            Ok(e) => Message::Response { id, outcome: Err(e) },
             Err(_) => invalid(Some(id), "\"error\" must be an object with a code and a message", true),
         },
-        (Some(_), Some(_)) => invalid(Some(id), "a response must not carry both \"result\" and \"error\"", true),
+        (Some(_), Some(_)) => invalid(
+            Some(id),
+            "a response must not carry both \"result\" and \"error\"",
+            true,
+        ),
         (None, None) => invalid(Some(id), "a message needs \"method\", \"result\" or \"error\"", false),
+    }
+}
+
+/// `"jsonrpc"` must be the string "2.0", however it is spelled.
+fn is_version_2(v: Option<&RawValue>) -> bool {
+    match v.map(RawValue::get) {
+        Some("\"2.0\"") => true,
+        Some(text) if text.starts_with('"') => serde_json::from_str::<Cow<'_, str>>(text).is_ok_and(|s| s == "2.0"),
+        _ => false,
     }
 }
 
@@ -278,7 +290,10 @@ pub fn write_publication_params(topic: &str, data: &str, position: Option<(u64, 
 
 /// A whole `rpc.message` notification frame.
 pub fn write_publication(topic: &str, data: &str, position: Option<(u64, &str)>) -> String {
-    write_notification(crate::methods::MESSAGE, Some(&write_publication_params(topic, data, position)))
+    write_notification(
+        crate::methods::MESSAGE,
+        Some(&write_publication_params(topic, data, position)),
+    )
 }
 
 /// The error answer for an [`Message::Invalid`] request.
@@ -299,7 +314,15 @@ mod tests {
 
     #[test]
     fn ids_are_kept_byte_for_byte() {
-        for id in ["1", "-7", "1.50", "1e3", "\"a\\u0041\"", "null", "12345678901234567890123"] {
+        for id in [
+            "1",
+            "-7",
+            "1.50",
+            "1e3",
+            "\"a\\u0041\"",
+            "null",
+            "12345678901234567890123",
+        ] {
             let text = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"m"}}"#);
             match single(&text) {
                 Message::Request { id: got, .. } => assert_eq!(got.get(), id),
@@ -320,8 +343,14 @@ mod tests {
     fn classification() {
         assert!(matches!(parse("{"), Frame::ParseError));
         assert!(matches!(parse("[]"), Frame::EmptyBatch));
-        assert!(matches!(single(r#"{"jsonrpc":"2.0","method":"m"}"#), Message::Notification { .. }));
-        assert!(matches!(single(r#"{"jsonrpc":"2.0","id":3,"result":null}"#), Message::Response { outcome: Ok(_), .. }));
+        assert!(matches!(
+            single(r#"{"jsonrpc":"2.0","method":"m"}"#),
+            Message::Notification { .. }
+        ));
+        assert!(matches!(
+            single(r#"{"jsonrpc":"2.0","id":3,"result":null}"#),
+            Message::Response { outcome: Ok(_), .. }
+        ));
         assert!(matches!(
             single(r#"{"jsonrpc":"2.0","id":3,"error":{"code":1,"message":"x"}}"#),
             Message::Response { outcome: Err(_), .. }

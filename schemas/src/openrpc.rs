@@ -28,7 +28,11 @@ impl Builder {
     /// By-name params from the properties of `T`'s object schema.
     fn params<T: JsonSchema>(&mut self) -> Value {
         let reference = self.schema::<T>();
-        let name = reference["$ref"].as_str().and_then(|r| r.rsplit('/').next()).unwrap_or_default().to_owned();
+        let name = reference["$ref"]
+            .as_str()
+            .and_then(|r| r.rsplit('/').next())
+            .unwrap_or_default()
+            .to_owned();
         let definition = self.generator.definitions().get(&name).cloned().unwrap_or(reference);
         let required: Vec<&str> = definition["required"]
             .as_array()
@@ -74,7 +78,8 @@ impl Builder {
 
     fn notification<T: JsonSchema>(&mut self, name: &str, summary: &str) {
         let params = self.params::<T>();
-        self.notifications.push(json!({"name": name, "summary": summary, "params": params}));
+        self.notifications
+            .push(json!({"name": name, "summary": summary, "params": params}));
     }
 }
 
@@ -89,7 +94,13 @@ pub fn document() -> Value {
         notifications: Vec::new(),
     };
 
-    b.method(methods::PING, "Liveness check; answers \"pong\".", json!([]), json!({"const": "pong"}), &[]);
+    b.method(
+        methods::PING,
+        "Liveness check; answers \"pong\".",
+        json!([]),
+        json!({"const": "pong"}),
+        &[],
+    );
     b.method(
         methods::DISCOVER,
         "This document, plus the application's methods.",
@@ -107,7 +118,13 @@ pub fn document() -> Value {
         &[codes::INVALID_PARAMS, codes::FORBIDDEN, codes::LIMIT_EXCEEDED],
     );
     let params = b.params::<UnsubscribeParams>();
-    b.method(methods::UNSUBSCRIBE, "Leave topics.", params, json!({"type": "object"}), &[codes::INVALID_PARAMS]);
+    b.method(
+        methods::UNSUBSCRIBE,
+        "Leave topics.",
+        params,
+        json!({"type": "object"}),
+        &[codes::INVALID_PARAMS],
+    );
     let params = b.params::<PublishParams>();
     let result = b.schema::<PublishResult>();
     b.method(
@@ -148,7 +165,11 @@ pub fn document() -> Value {
     ]
     .iter()
     .map(|c| json!({"code": c, "message": codes::message_for(*c)}))
-    .chain(codes::GATEWAY_ERRORS.iter().map(|(c, m)| json!({"code": c, "message": m})))
+    .chain(
+        codes::GATEWAY_ERRORS
+            .iter()
+            .map(|(c, m)| json!({"code": c, "message": m})),
+    )
     .collect();
     let close_codes: Vec<Value> = close::ALL
         .iter()

@@ -29,7 +29,10 @@ mod tests {
     #[test]
     fn wire_shapes() {
         assert_eq!(serde_json::to_string(&Target::All).unwrap(), r#""all""#);
-        assert_eq!(serde_json::to_string(&Target::User("a".into())).unwrap(), r#"{"user":"a"}"#);
+        assert_eq!(
+            serde_json::to_string(&Target::User("a".into())).unwrap(),
+            r#"{"user":"a"}"#
+        );
         let t: Target = serde_json::from_str(r#"{"users":["a","b"]}"#).unwrap();
         assert_eq!(t, Target::Users(vec!["a".into(), "b".into()]));
     }

@@ -17,8 +17,8 @@ use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use futures_util::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
-use serde_json::value::RawValue;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, Target};
 
 /// The id of a gateway node.
@@ -235,7 +235,10 @@ impl Stream {
     fn evict(&mut self, policy: Option<StreamPolicy>, now: Instant) {
         let Some(policy) = policy else { return };
         while self.entries.len() > policy.size
-            || self.entries.front().is_some_and(|(_, at, _)| now.duration_since(*at) > policy.ttl)
+            || self
+                .entries
+                .front()
+                .is_some_and(|(_, at, _)| now.duration_since(*at) > policy.ttl)
         {
             self.entries.pop_front();
         }
@@ -273,8 +276,15 @@ impl LocalBroker {
             .or_insert_with(|| {
                 // A stream created anew has a new epoch: a position from before means nothing here.
                 let n = self.stream_count.fetch_add(1, Ordering::Relaxed);
-                let epoch = format!("{:x}", self.epoch_seed.wrapping_add(n.wrapping_mul(0x2545_F491_4F6C_DD1D)));
-                Arc::new(Mutex::new(Stream { epoch, top: 0, entries: VecDeque::new() }))
+                let epoch = format!(
+                    "{:x}",
+                    self.epoch_seed.wrapping_add(n.wrapping_mul(0x2545_F491_4F6C_DD1D))
+                );
+                Arc::new(Mutex::new(Stream {
+                    epoch,
+                    top: 0,
+                    entries: VecDeque::new(),
+                }))
             })
             .clone()
     }
@@ -345,7 +355,11 @@ impl Broker for LocalBroker {
         s.evict(Some(policy), now);
         let epoch = s.epoch.clone();
         // Delivered while the stream is locked, so delivery order is offset order.
-        self.deliver(Envelope::Publication { topic: topic.to_owned(), offset, frame });
+        self.deliver(Envelope::Publication {
+            topic: topic.to_owned(),
+            offset,
+            frame,
+        });
         drop(s);
         Box::pin(async move { Ok((offset, epoch)) })
     }
@@ -354,9 +368,19 @@ impl Broker for LocalBroker {
         let stream = self.stream(topic);
         let s = stream.lock();
         let first = s.entries.front().map_or(s.top + 1, |(o, _, _)| *o);
-        let entries =
-            s.entries.iter().filter(|(o, _, _)| *o > since).take(limit).map(|(o, _, f)| (*o, f.clone())).collect();
-        let history = History { epoch: s.epoch.clone(), top: s.top, first, entries };
+        let entries = s
+            .entries
+            .iter()
+            .filter(|(o, _, _)| *o > since)
+            .take(limit)
+            .map(|(o, _, f)| (*o, f.clone()))
+            .collect();
+        let history = History {
+            epoch: s.epoch.clone(),
+            top: s.top,
+            first,
+            entries,
+        };
         drop(s);
         Box::pin(async move { Ok(history) })
     }

@@ -1,9 +1,9 @@
 //! The gateway's own client-facing methods (`rpc.*`).
 
+use axum::extract::ws::Utf8Bytes;
 use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use axum::extract::ws::Utf8Bytes;
 use switchboard_protocol::methods::{
     self, PublishParams, PublishResult, RecoveryGap, SubscribeParams, TopicRequest, TopicResult, UnsubscribeParams,
 };
@@ -47,9 +47,8 @@ pub(crate) fn call(
 /// Parses params into `T`, or explains in `data` what was wrong.
 pub(crate) fn parse_params<T: DeserializeOwned>(params: Option<&RawValue>) -> Result<T, ErrorObject> {
     let text = params.map_or("null", RawValue::get);
-    serde_json::from_str(text).map_err(|e| {
-        ErrorObject::with_data(codes::INVALID_PARAMS, serde_json::json!({ "reason": e.to_string() }))
-    })
+    serde_json::from_str(text)
+        .map_err(|e| ErrorObject::with_data(codes::INVALID_PARAMS, serde_json::json!({ "reason": e.to_string() })))
 }
 
 /// Topic names: 1 to `max_len` bytes of letters, digits and `. _ - : / @ =`.
@@ -97,14 +96,17 @@ fn needs_session(id: Option<&RawValue>) -> Outcome {
 }
 
 fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
-    let Some(session) = origin.session else { return needs_session(id) };
+    let Some(session) = origin.session else {
+        return needs_session(id);
+    };
     let params: SubscribeParams = match parse_params(params) {
         Ok(p) => p,
         Err(e) => return reply_error(id, e),
     };
     let limits = &d.config.limits;
     for t in &params.topics {
-        if let Err(e) = check_topic(&t.topic, limits.max_topic_len).and_then(|()| check_personal(&t.topic, origin.user)) {
+        if let Err(e) = check_topic(&t.topic, limits.max_topic_len).and_then(|()| check_personal(&t.topic, origin.user))
+        {
             return reply_error(id, e);
         }
     }
@@ -115,7 +117,11 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
     for t in params.topics {
         let recoverable = d.hub.stream_policy(&t.topic).is_some();
         let delivery = if recoverable {
-            Delivery::Held { frames: Vec::new(), bytes: 0, claimed: true }
+            Delivery::Held {
+                frames: Vec::new(),
+                bytes: 0,
+                claimed: true,
+            }
         } else {
             Delivery::Plain
         };
@@ -144,7 +150,16 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
         }
     }
     if plan.iter().all(|(_, recoverable, _)| !recoverable) {
-        let topics = plan.into_iter().map(|(t, _, _)| TopicResult { topic: t.topic, recovered: true, offset: None, epoch: None, gap: None }).collect();
+        let topics = plan
+            .into_iter()
+            .map(|(t, _, _)| TopicResult {
+                topic: t.topic,
+                recovered: true,
+                offset: None,
+                epoch: None,
+                gap: None,
+            })
+            .collect();
         return reply_result(id, &methods::SubscribeResult { topics });
     }
     let hub = d.hub.clone();
@@ -157,7 +172,13 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
             let mut replays = Vec::new();
             for (t, recoverable, recover) in plan {
                 if !recoverable {
-                    results.push(TopicResult { topic: t.topic, recovered: true, offset: None, epoch: None, gap: None });
+                    results.push(TopicResult {
+                        topic: t.topic,
+                        recovered: true,
+                        offset: None,
+                        epoch: None,
+                        gap: None,
+                    });
                     continue;
                 }
                 let (result, replay) = recover_topic(&hub, &t, max_replay).await;
@@ -189,7 +210,13 @@ async fn recover_topic(hub: &Hub, t: &TopicRequest, max_replay: usize) -> (Topic
         Err(e) => {
             tracing::warn!(topic = %t.topic, error = %e, "history unavailable");
             let gap = t.since.as_ref().map(|_| RecoveryGap::Unavailable);
-            let result = TopicResult { topic: t.topic.clone(), recovered: gap.is_none(), offset: None, epoch: None, gap };
+            let result = TopicResult {
+                topic: t.topic.clone(),
+                recovered: gap.is_none(),
+                offset: None,
+                epoch: None,
+                gap,
+            };
             return (result, Vec::new());
         }
     };
@@ -216,7 +243,9 @@ async fn recover_topic(hub: &Hub, t: &TopicRequest, max_replay: usize) -> (Topic
 }
 
 fn unsubscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
-    let Some(session) = origin.session else { return needs_session(id) };
+    let Some(session) = origin.session else {
+        return needs_session(id);
+    };
     let params: UnsubscribeParams = match parse_params(params) {
         Ok(p) => p,
         Err(e) => return reply_error(id, e),
@@ -231,7 +260,10 @@ fn publish(d: &Dispatcher, _origin: &Origin<'_>, id: Option<&RawValue>, params: 
     if !d.config.client_publish {
         return reply_error(
             id,
-            ErrorObject::with_data(codes::FORBIDDEN, serde_json::json!({"reason": "clients may not publish on this gateway"})),
+            ErrorObject::with_data(
+                codes::FORBIDDEN,
+                serde_json::json!({"reason": "clients may not publish on this gateway"}),
+            ),
         );
     }
     #[derive(serde::Deserialize)]

@@ -96,7 +96,7 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Calls from the server waiting for this client's answers; more fail with `-32010`. Default 64.
     pub max_pending_calls: usize,
-    /// Topics one session may be subscribed to. Default 128.
+    /// Topics one session may be subscribed to (its personal topic not counted). Default 128.
     pub max_subscriptions: usize,
     /// Longest topic name in bytes. Default 256.
     pub max_topic_len: usize,
@@ -228,7 +228,9 @@ impl Config {
             }
         }
         if l.ping_interval_ms == 0 || l.pong_timeout_ms == 0 {
-            return Err(Error::Config("limits.ping_interval_ms and limits.pong_timeout_ms must be greater than 0".into()));
+            return Err(Error::Config(
+                "limits.ping_interval_ms and limits.pong_timeout_ms must be greater than 0".into(),
+            ));
         }
         if self.dev_mode() && !self.listen.ip().is_loopback() {
             return Err(Error::Config(format!(

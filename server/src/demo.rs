@@ -22,7 +22,9 @@ use switchboard_protocol::{Target, codes};
 use crate::caller::Caller;
 
 fn caller(ext: &http::Extensions) -> Caller {
-    ext.get::<Caller>().cloned().expect("the gateway always sets the caller")
+    ext.get::<Caller>()
+        .cloned()
+        .expect("the gateway always sets the caller")
 }
 
 fn to_rpc(e: switchboard_protocol::ErrorObject) -> ErrorObjectOwned {
@@ -69,7 +71,12 @@ fn structured(params: Option<Value>) -> Value {
 pub(crate) fn module() -> RpcModule<()> {
     let mut m = RpcModule::new(());
     m.register_method("echo", |params: Params<'_>, _, _| -> Result<Value, ErrorObjectOwned> {
-        Ok(params.as_str().map(serde_json::from_str).transpose().map_err(internal)?.unwrap_or(Value::Null))
+        Ok(params
+            .as_str()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(internal)?
+            .unwrap_or(Value::Null))
     })
     .expect("fresh module");
     m.register_method("whoami", |_, _, ext| {
@@ -105,7 +112,11 @@ pub(crate) fn module() -> RpcModule<()> {
         let p: P = params.parse()?;
         let c = caller(&ext);
         let Some(session) = c.session_id() else {
-            return Err(ErrorObject::owned(codes::INVALID_REQUEST, "needs a WebSocket session", None::<()>));
+            return Err(ErrorObject::owned(
+                codes::INVALID_REQUEST,
+                "needs a WebSocket session",
+                None::<()>,
+            ));
         };
         let topic = format!("chat:{}", p.room);
         c.hub()
@@ -140,7 +151,11 @@ pub(crate) fn module() -> RpcModule<()> {
         let p: P = params.parse()?;
         let c = caller(&ext);
         c.hub()
-            .notify(Target::User(p.user), "chat.dm", &serde_json::json!({"from": c.user(), "text": p.text}))
+            .notify(
+                Target::User(p.user),
+                "chat.dm",
+                &serde_json::json!({"from": c.user(), "text": p.text}),
+            )
             .await
             .map_err(internal)?;
         Ok::<_, ErrorObjectOwned>(true)
@@ -151,7 +166,12 @@ pub(crate) fn module() -> RpcModule<()> {
         let c = caller(&ext);
         let entries = c
             .hub()
-            .call(Target::User(p.user), &p.method, &structured(p.params), timeout(&c, p.timeout_ms))
+            .call(
+                Target::User(p.user),
+                &p.method,
+                &structured(p.params),
+                timeout(&c, p.timeout_ms),
+            )
             .await
             .map_err(internal)?;
         serde_json::to_value(entries).map_err(internal)

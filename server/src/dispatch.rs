@@ -58,8 +58,10 @@ impl Dispatcher {
     /// Handles one text frame.
     pub(crate) fn handle_text(&self, origin: &Origin<'_>, text: &str) -> Outcome {
         metrics::counter!("switchboard_messages_in_total").increment(1);
-        if let Some(n) = frame::batch_len(text) {
-            if n > self.config.limits.max_batch {
+        if let Some(n) = frame::batch_len(text)
+            && n > self.config.limits.max_batch
+        {
+            {
                 let error = ErrorObject::with_data(
                     codes::INVALID_REQUEST,
                     serde_json::json!({"reason": "batch too large", "limit": self.config.limits.max_batch, "size": n}),
@@ -119,10 +121,7 @@ impl Dispatcher {
             Message::Notification { method, params } => self.call(origin, None, &method, params),
             Message::Response { id, outcome } => {
                 let known = match (origin.session, frame::our_id(id)) {
-                    (Some(session), Some(n)) => session
-                        .shared
-                        .pending
-                        .complete(n, outcome.map(|r| r.to_owned())),
+                    (Some(session), Some(n)) => session.shared.pending.complete(n, outcome.map(|r| r.to_owned())),
                     _ => false,
                 };
                 if !known {
@@ -130,12 +129,33 @@ impl Dispatcher {
                 }
                 Outcome::Silent
             }
-            Message::Invalid { id, reason, was_response } => {
+            Message::Invalid {
+                id,
+                reason,
+                was_response,
+            } => {
                 if was_response {
-                    tracing::debug!(reason, "dropped an invalid response");
+                    // A malformed answer to one of our calls fails that call at once
+                    // instead of leaving its caller to wait for the timeout.
+                    let failed = match (origin.session, id.and_then(frame::our_id)) {
+                        (Some(session), Some(n)) => session.shared.pending.complete(
+                            n,
+                            Err(ErrorObject::with_data(
+                                codes::INVALID_REQUEST,
+                                serde_json::json!({"reason": format!("the client's answer was malformed: {reason}")}),
+                            )),
+                        ),
+                        _ => false,
+                    };
+                    if !failed {
+                        tracing::debug!(reason, "dropped an invalid response");
+                    }
                     return Outcome::Silent;
                 }
-                Outcome::Reply(frame::write_error(id.map(RawValue::get), &frame::invalid_request(reason)))
+                Outcome::Reply(frame::write_error(
+                    id.map(RawValue::get),
+                    &frame::invalid_request(reason),
+                ))
             }
         }
     }
@@ -177,7 +197,13 @@ impl Dispatcher {
                     None => None,
                 };
                 let params = Params::new(params.map(RawValue::get)).into_owned();
-                let future = f(Id::Null, params, jsonrpsee::ConnectionId(origin.conn_id), max, extensions);
+                let future = f(
+                    Id::Null,
+                    params,
+                    jsonrpsee::ConnectionId(origin.conn_id),
+                    max,
+                    extensions,
+                );
                 let method: Box<str> = method.into();
                 Outcome::Later(
                     async move {
@@ -186,7 +212,8 @@ impl Dispatcher {
                             Ok(response) => id_text.map(|id| splice(&id, &response)),
                             Err(_) => {
                                 tracing::error!(method = &*method, "method handler panicked");
-                                id_text.map(|id| frame::write_error(Some(&id), &ErrorObject::new(codes::INTERNAL_ERROR)))
+                                id_text
+                                    .map(|id| frame::write_error(Some(&id), &ErrorObject::new(codes::INTERNAL_ERROR)))
                             }
                         }
                     }
@@ -205,7 +232,11 @@ impl Dispatcher {
 
     fn extensions(&self, origin: &Origin<'_>) -> Extensions {
         let mut extensions = Extensions::new();
-        extensions.insert(Caller::new(origin.session.cloned(), origin.user.clone(), self.hub.clone()));
+        extensions.insert(Caller::new(
+            origin.session.cloned(),
+            origin.user.clone(),
+            self.hub.clone(),
+        ));
         extensions
     }
 }
@@ -229,7 +260,10 @@ pub(crate) fn reply_error(id: Option<&RawValue>, error: ErrorObject) -> Outcome 
 pub(crate) fn reply_result<T: serde::Serialize>(id: Option<&RawValue>, result: &T) -> Outcome {
     match (id, serde_json::to_string(result)) {
         (Some(id), Ok(json)) => Outcome::Reply(frame::write_result(id.get(), &json)),
-        (Some(id), Err(_)) => Outcome::Reply(frame::write_error(Some(id.get()), &ErrorObject::new(codes::INTERNAL_ERROR))),
+        (Some(id), Err(_)) => Outcome::Reply(frame::write_error(
+            Some(id.get()),
+            &ErrorObject::new(codes::INTERNAL_ERROR),
+        )),
         (None, _) => Outcome::Silent,
     }
 }

@@ -217,23 +217,23 @@ struct Who {
 }
 
 /// The user of a dev-mode request: `?user=NAME`, or `anonymous`.
-fn dev_user(shared: &GatewayShared, who: &Who) -> Result<Arc<str>, Response> {
+fn dev_user(shared: &GatewayShared, who: &Who) -> Result<Arc<str>, (StatusCode, &'static str)> {
     match &who.user {
-        Some(_) if !shared.config.dev_mode() => {
-            Err((StatusCode::UNAUTHORIZED, "?user= is accepted in dev mode only").into_response())
-        }
-        Some(u) if u.is_empty() || u.len() > 128 => {
-            Err((StatusCode::BAD_REQUEST, "?user= must be 1 to 128 bytes").into_response())
-        }
+        Some(_) if !shared.config.dev_mode() => Err((StatusCode::UNAUTHORIZED, "?user= is accepted in dev mode only")),
+        Some(u) if u.is_empty() || u.len() > 128 => Err((StatusCode::BAD_REQUEST, "?user= must be 1 to 128 bytes")),
         Some(u) => Ok(u.as_str().into()),
         None => Ok("anonymous".into()),
     }
 }
 
-async fn ws_upgrade(State(shared): State<Arc<GatewayShared>>, Query(who): Query<Who>, ws: WebSocketUpgrade) -> Response {
+async fn ws_upgrade(
+    State(shared): State<Arc<GatewayShared>>,
+    Query(who): Query<Who>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let user = match dev_user(&shared, &who) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let limits = &shared.config.limits;
     if shared.hub.registry().session_count() >= limits.max_sessions {
@@ -257,9 +257,13 @@ async fn ws_upgrade(State(shared): State<Arc<GatewayShared>>, Query(who): Query<
 async fn http_rpc(State(shared): State<Arc<GatewayShared>>, Query(who): Query<Who>, body: String) -> Response {
     let user = match dev_user(&shared, &who) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
-    let origin = Origin { session: None, user: &user, conn_id: 0 };
+    let origin = Origin {
+        session: None,
+        user: &user,
+        conn_id: 0,
+    };
     let reply = match shared.dispatcher.handle_text(&origin, &body) {
         Outcome::Reply(s) => Some(s),
         Outcome::Silent => None,

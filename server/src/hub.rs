@@ -96,7 +96,10 @@ pub(crate) struct HubInner {
 }
 
 enum CallEvent {
-    Ack { sessions: Vec<(String, String)>, skipped: Vec<(String, String)> },
+    Ack {
+        sessions: Vec<(String, String)>,
+        skipped: Vec<(String, String)>,
+    },
     Result(CallEntry),
 }
 
@@ -157,7 +160,12 @@ impl Hub {
     }
 
     /// Sends the notification `method(params)` to every session of the target.
-    pub async fn notify<P: Serialize + ?Sized>(&self, target: Target, method: &str, params: &P) -> Result<(), HubError> {
+    pub async fn notify<P: Serialize + ?Sized>(
+        &self,
+        target: Target,
+        method: &str,
+        params: &P,
+    ) -> Result<(), HubError> {
         let params = serde_json::value::to_raw_value(params).map_err(|e| HubError::Params(e.to_string()))?;
         self.notify_raw(target, method, Some(&params)).await
     }
@@ -172,7 +180,11 @@ impl Hub {
     /// Publishes `data` on `topic`: subscribers receive `rpc.message {topic, data}`.
     /// On a recoverable topic the publication is kept in history and carries
     /// its `offset` and `epoch`, which are returned.
-    pub async fn publish<D: Serialize + ?Sized>(&self, topic: &str, data: &D) -> Result<Option<StreamPosition>, HubError> {
+    pub async fn publish<D: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        data: &D,
+    ) -> Result<Option<StreamPosition>, HubError> {
         let data = serde_json::value::to_raw_value(data).map_err(|e| HubError::Params(e.to_string()))?;
         self.publish_raw(topic, &data).await
     }
@@ -191,16 +203,24 @@ impl Hub {
 
     /// Publishes on the personal topic `user:{user}`, which every session of
     /// that user is subscribed to: a push to a user that survives reconnects.
-    pub async fn publish_to_user<D: Serialize + ?Sized>(&self, user: &str, data: &D) -> Result<Option<StreamPosition>, HubError> {
+    pub async fn publish_to_user<D: Serialize + ?Sized>(
+        &self,
+        user: &str,
+        data: &D,
+    ) -> Result<Option<StreamPosition>, HubError> {
         self.publish(&personal_topic(user), data).await
     }
 
     /// The history policy of a topic, if it is recoverable.
     pub fn stream_policy(&self, topic: &str) -> Option<StreamPolicy> {
-        self.inner.streams.iter().find(|s| s.matches(topic)).map(|s| StreamPolicy {
-            size: s.history_size,
-            ttl: Duration::from_millis(s.history_ttl_ms),
-        })
+        self.inner
+            .streams
+            .iter()
+            .find(|s| s.matches(topic))
+            .map(|s| StreamPolicy {
+                size: s.history_size,
+                ttl: Duration::from_millis(s.history_ttl_ms),
+            })
     }
 
     /// Reads up to `limit` publications of `topic` after offset `since`.
@@ -273,7 +293,11 @@ impl Hub {
                     reached.extend(sessions);
                     for (session, user) in skipped {
                         let error = CallError::NotCalled("fan-in limit reached").to_error_object();
-                        entries.push(CallEntry { session, user, outcome: Err(error) });
+                        entries.push(CallEntry {
+                            session,
+                            user,
+                            outcome: Err(error),
+                        });
                     }
                 }
                 Some(CallEvent::Result(entry)) => {
@@ -286,7 +310,11 @@ impl Hub {
         // Sessions reached whose report never arrived (a node went away) count as timed out.
         for (session, user) in reached {
             if !entries.iter().any(|e| e.session == session) {
-                entries.push(CallEntry { session, user, outcome: Err(CallError::Timeout.to_error_object()) });
+                entries.push(CallEntry {
+                    session,
+                    user,
+                    outcome: Err(CallError::Timeout.to_error_object()),
+                });
             }
         }
         Ok(entries)
@@ -300,18 +328,36 @@ impl Hub {
     /// Closes every session of the target with `code` and `reason`, after
     /// telling each `rpc.disconnect`.
     pub async fn disconnect(&self, target: Target, code: u16, reason: &str) -> Result<(), HubError> {
-        let envelope = Envelope::Disconnect { target: dedup(target), code, reason: reason.to_owned() };
+        let envelope = Envelope::Disconnect {
+            target: dedup(target),
+            code,
+            reason: reason.to_owned(),
+        };
         Ok(self.inner.broker.broadcast(envelope).await?)
     }
 
     /// Subscribes every session of the target to `topics`.
     pub async fn subscribe(&self, target: Target, topics: Vec<String>) -> Result<(), HubError> {
-        Ok(self.inner.broker.broadcast(Envelope::Subscribe { target: dedup(target), topics }).await?)
+        Ok(self
+            .inner
+            .broker
+            .broadcast(Envelope::Subscribe {
+                target: dedup(target),
+                topics,
+            })
+            .await?)
     }
 
     /// Unsubscribes every session of the target from `topics`.
     pub async fn unsubscribe(&self, target: Target, topics: Vec<String>) -> Result<(), HubError> {
-        Ok(self.inner.broker.broadcast(Envelope::Unsubscribe { target: dedup(target), topics }).await?)
+        Ok(self
+            .inner
+            .broker
+            .broadcast(Envelope::Unsubscribe {
+                target: dedup(target),
+                topics,
+            })
+            .await?)
     }
 
     /// Adds a new session to the registry and to presence.
@@ -347,7 +393,9 @@ impl Hub {
         topic: &str,
         delivery: Delivery,
     ) -> Result<bool, SubscribeError> {
-        self.inner.registry.subscribe(session, topic, self.inner.limits.max_subscriptions, delivery)
+        self.inner
+            .registry
+            .subscribe(session, topic, self.inner.limits.max_subscriptions, delivery)
     }
 }
 
@@ -419,15 +467,40 @@ impl Inbox for NodeInbox {
                 hub.deliveries.fetch_add(n, Ordering::Relaxed);
                 metrics::counter!("switchboard_messages_out_total").increment(n);
             }
-            Envelope::Call { call, origin, target, frame, timeout_ms, max_sessions } => {
-                start_call(&hub, call, origin, &target, frame, Duration::from_millis(timeout_ms), max_sessions);
+            Envelope::Call {
+                call,
+                origin,
+                target,
+                frame,
+                timeout_ms,
+                max_sessions,
+            } => {
+                start_call(
+                    &hub,
+                    call,
+                    origin,
+                    &target,
+                    frame,
+                    Duration::from_millis(timeout_ms),
+                    max_sessions,
+                );
             }
-            Envelope::CallAck { call, sessions, skipped, .. } => {
+            Envelope::CallAck {
+                call,
+                sessions,
+                skipped,
+                ..
+            } => {
                 if let Some(tx) = hub.calls.get(&call).map(|t| t.clone()) {
                     let _ = tx.try_send(CallEvent::Ack { sessions, skipped });
                 }
             }
-            Envelope::CallResult { call, session, user, outcome } => {
+            Envelope::CallResult {
+                call,
+                session,
+                user,
+                outcome,
+            } => {
                 if let Some(tx) = hub.calls.get(&call).map(|t| t.clone()) {
                     let _ = tx.try_send(CallEvent::Result(CallEntry { session, user, outcome }));
                 }
@@ -473,7 +546,11 @@ fn start_call(
 ) {
     let mut sessions = hub.registry.collect(target);
     let skipped: Vec<(String, String)> = if sessions.len() > max_sessions {
-        sessions.split_off(max_sessions).iter().map(|s| (s.id().to_string(), s.user().to_owned())).collect()
+        sessions
+            .split_off(max_sessions)
+            .iter()
+            .map(|s| (s.id().to_string(), s.user().to_owned()))
+            .collect()
     } else {
         Vec::new()
     };
@@ -500,7 +577,12 @@ fn start_call(
     }
     let broker = hub.broker.clone();
     tokio::spawn(async move {
-        let ack = Envelope::CallAck { call, node: origin.clone(), sessions: reached, skipped };
+        let ack = Envelope::CallAck {
+            call,
+            node: origin.clone(),
+            sessions: reached,
+            skipped,
+        };
         if let Err(e) = broker.send_to(&origin, ack).await {
             tracing::warn!(error = %e, "could not report a call's sessions");
         }

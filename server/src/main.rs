@@ -48,7 +48,11 @@ async fn run(cli: Cli) -> Result<(), switchboard_server::Error> {
 }
 
 fn announce(gateway: &Gateway, addr: SocketAddr) {
-    let mode = if gateway.config().dev_mode() { "dev mode: no authentication, demo methods on" } else { "authenticated" };
+    let mode = if gateway.config().dev_mode() {
+        "dev mode: no authentication, demo methods on"
+    } else {
+        "authenticated"
+    };
     eprintln!(
         "switchboard listening on http://{addr} ({mode})\n\
          \n  WebSocket:  wscat -c 'ws://{addr}/ws?user=alice'\n\

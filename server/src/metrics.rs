@@ -19,5 +19,9 @@ pub(crate) fn install() {
 /// The metrics in Prometheus text format (empty if another recorder owns the process).
 pub(crate) fn render() -> String {
     install();
-    HANDLE.get().and_then(|h| h.as_ref()).map(PrometheusHandle::render).unwrap_or_default()
+    HANDLE
+        .get()
+        .and_then(|h| h.as_ref())
+        .map(PrometheusHandle::render)
+        .unwrap_or_default()
 }

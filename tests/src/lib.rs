@@ -77,7 +77,10 @@ impl TestServer {
     pub async fn connect(&self, user: &str) -> WsClient {
         let mut c = WsClient::connect(&self.ws_url(user)).await;
         let welcome = c.recv().await;
-        assert_eq!(welcome["method"], "rpc.welcome", "first frame is the welcome: {welcome}");
+        assert_eq!(
+            welcome["method"], "rpc.welcome",
+            "first frame is the welcome: {welcome}"
+        );
         c.session = welcome["params"]["session"].as_str().unwrap_or_default().to_owned();
         c
     }
@@ -118,10 +121,16 @@ impl WsClient {
             .expect("connect in time")
             .expect("connect");
         assert_eq!(
-            response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap_or_default()),
+            response
+                .headers()
+                .get("sec-websocket-protocol")
+                .map(|v| v.to_str().unwrap_or_default()),
             Some("switchboard.v1")
         );
-        Self { ws, session: String::new() }
+        Self {
+            ws,
+            session: String::new(),
+        }
     }
 
     /// Sends a text frame.
@@ -163,10 +172,7 @@ impl WsClient {
 
     /// Waits for the next text frame for at most `d`; `None` if none came.
     pub async fn try_recv(&mut self, d: Duration) -> Option<Value> {
-        match tokio::time::timeout(d, self.recv()).await {
-            Ok(v) => Some(v),
-            Err(_) => None,
-        }
+        tokio::time::timeout(d, self.recv()).await.ok()
     }
 
     /// Sends a request and returns the response with the same id, keeping
@@ -190,13 +196,20 @@ impl WsClient {
             match next {
                 Some(Ok(Message::Text(t))) => before.push(serde_json::from_str(&t).unwrap_or(Value::Null)),
                 Some(Ok(Message::Close(frame))) => {
+                    // Completes the close handshake so the server need not wait for it.
+                    let _ = self.ws.close(None).await;
                     return Closed {
                         code: frame.as_ref().map(|f| u16::from(f.code)),
                         reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
                     };
                 }
                 Some(Ok(_)) => {}
-                Some(Err(_)) | None => return Closed { code: None, reason: String::new() },
+                Some(Err(_)) | None => {
+                    return Closed {
+                        code: None,
+                        reason: String::new(),
+                    };
+                }
             }
         }
     }

@@ -8,7 +8,11 @@ use switchboard_tests::{TestServer, WAIT, WsClient, within};
 
 fn config(history_size: usize) -> Config {
     let mut config = Config::default();
-    config.streams.push(StreamConfig { pattern: "chat:*".into(), history_size, history_ttl_ms: 600_000 });
+    config.streams.push(StreamConfig {
+        pattern: "chat:*".into(),
+        history_size,
+        history_ttl_ms: 600_000,
+    });
     config
 }
 
@@ -38,11 +42,17 @@ async fn subscribe(c: &mut WsClient, topic: &str, since: Option<(u64, &str)>, ea
 async fn offsets_until(c: &mut WsClient, topic: &str, mut seen: Vec<Value>, last: u64) -> Vec<u64> {
     let mut offsets = Vec::new();
     loop {
-        let v = if seen.is_empty() { c.recv().await } else { seen.remove(0) };
+        let v = if seen.is_empty() {
+            c.recv().await
+        } else {
+            seen.remove(0)
+        };
         if v["method"] != "rpc.message" || v["params"]["topic"] != topic {
             continue;
         }
-        let offset = v["params"]["offset"].as_u64().expect("recoverable publications carry an offset");
+        let offset = v["params"]["offset"]
+            .as_u64()
+            .expect("recoverable publications carry an offset");
         offsets.push(offset);
         if offset == last {
             return offsets;
@@ -61,7 +71,11 @@ async fn reconnect_with_since_gets_exactly_the_missed_messages_then_live_ones() 
         assert_eq!(first["offset"], 0);
         let epoch = first["epoch"].as_str().expect("epoch").to_owned();
         for i in 1..=3 {
-            let pos = hub.publish("chat:r", &json!({ "n": i })).await.expect("publish").expect("recoverable");
+            let pos = hub
+                .publish("chat:r", &json!({ "n": i }))
+                .await
+                .expect("publish")
+                .expect("recoverable");
             assert_eq!(pos.offset, i);
         }
         assert_eq!(offsets_until(&mut a, "chat:r", vec![], 3).await, vec![1, 2, 3]);
@@ -72,7 +86,10 @@ async fn reconnect_with_since_gets_exactly_the_missed_messages_then_live_ones() 
         let mut b = server.connect("alice").await;
         let mut early = Vec::new();
         let result = subscribe(&mut b, "chat:r", Some((3, &epoch)), &mut early).await;
-        assert_eq!(result, json!({"topic": "chat:r", "recovered": true, "offset": 8, "epoch": epoch}));
+        assert_eq!(
+            result,
+            json!({"topic": "chat:r", "recovered": true, "offset": 8, "epoch": epoch})
+        );
         hub.publish("chat:r", &json!({ "n": 9 })).await.expect("publish");
         assert_eq!(offsets_until(&mut b, "chat:r", early, 9).await, vec![4, 5, 6, 7, 8, 9]);
         server.stop().await;
@@ -121,7 +138,10 @@ async fn past_the_window_is_not_recovered() {
         let server = TestServer::start_with(config(5), vec![]).await;
         let hub = server.gateway.hub().clone();
         let mut a = server.connect("alice").await;
-        let epoch = subscribe(&mut a, "chat:w", None, &mut Vec::new()).await["epoch"].as_str().expect("epoch").to_owned();
+        let epoch = subscribe(&mut a, "chat:w", None, &mut Vec::new()).await["epoch"]
+            .as_str()
+            .expect("epoch")
+            .to_owned();
         for i in 0..12 {
             hub.publish("chat:w", &json!(i)).await.expect("publish");
         }
@@ -146,7 +166,10 @@ async fn a_replay_larger_than_allowed_is_not_recovered() {
         let server = TestServer::start_with(cfg, vec![]).await;
         let hub = server.gateway.hub().clone();
         let mut a = server.connect("alice").await;
-        let epoch = subscribe(&mut a, "chat:big", None, &mut Vec::new()).await["epoch"].as_str().expect("epoch").to_owned();
+        let epoch = subscribe(&mut a, "chat:big", None, &mut Vec::new()).await["epoch"]
+            .as_str()
+            .expect("epoch")
+            .to_owned();
         for i in 0..5 {
             hub.publish("chat:big", &json!(i)).await.expect("publish");
         }
@@ -154,7 +177,10 @@ async fn a_replay_larger_than_allowed_is_not_recovered() {
         let result = subscribe(&mut b, "chat:big", Some((0, &epoch)), &mut Vec::new()).await;
         assert_eq!(result["gap"], "replay_too_large");
         let result = subscribe(&mut b, "chat:other", Some((0, &epoch)), &mut Vec::new()).await;
-        assert_eq!(result["gap"], "epoch_changed", "another stream's epoch does not fit: {result}");
+        assert_eq!(
+            result["gap"], "epoch_changed",
+            "another stream's epoch does not fit: {result}"
+        );
         server.stop().await;
     })
     .await;
@@ -165,13 +191,21 @@ async fn a_changed_epoch_is_not_recovered() {
     within(WAIT, async {
         let first = TestServer::start_with(config(100), vec![]).await;
         let mut a = first.connect("alice").await;
-        let old = subscribe(&mut a, "chat:e", None, &mut Vec::new()).await["epoch"].as_str().expect("epoch").to_owned();
+        let old = subscribe(&mut a, "chat:e", None, &mut Vec::new()).await["epoch"]
+            .as_str()
+            .expect("epoch")
+            .to_owned();
         first.gateway.hub().publish("chat:e", &json!(1)).await.expect("publish");
         drop(a);
         first.stop().await;
         // A restarted gateway has lost its in-process history: a new epoch.
         let second = TestServer::start_with(config(100), vec![]).await;
-        second.gateway.hub().publish("chat:e", &json!(1)).await.expect("publish");
+        second
+            .gateway
+            .hub()
+            .publish("chat:e", &json!(1))
+            .await
+            .expect("publish");
         let mut b = second.connect("alice").await;
         let result = subscribe(&mut b, "chat:e", Some((1, &old)), &mut Vec::new()).await;
         assert_eq!(result["recovered"], false);
@@ -190,7 +224,11 @@ async fn a_users_recoverable_pushes_are_recovered_through_the_personal_topic() {
         let mut a = server.connect("carol").await;
         // Any first message other than a subscribe releases the personal topic at once.
         assert_eq!(a.call(1, "rpc.ping", json!([])).await["result"], "pong");
-        let pos = hub.publish_to_user("carol", &json!({"note": 1})).await.expect("publish").expect("recoverable");
+        let pos = hub
+            .publish_to_user("carol", &json!({"note": 1}))
+            .await
+            .expect("publish")
+            .expect("recoverable");
         let got = a.recv().await;
         assert_eq!(got["method"], "rpc.message");
         assert_eq!(got["params"]["topic"], "user:carol");
@@ -199,18 +237,24 @@ async fn a_users_recoverable_pushes_are_recovered_through_the_personal_topic() {
         assert_eq!(got["params"]["epoch"], json!(pos.epoch));
         drop(a);
         for n in 2..=4 {
-            hub.publish_to_user("carol", &json!({ "note": n })).await.expect("publish");
+            hub.publish_to_user("carol", &json!({ "note": n }))
+                .await
+                .expect("publish");
         }
         let mut b = server.connect("carol").await;
         // Pushed after connecting but before the resume: held back, delivered after the replay.
-        hub.publish_to_user("carol", &json!({"note": 5})).await.expect("publish");
+        hub.publish_to_user("carol", &json!({"note": 5}))
+            .await
+            .expect("publish");
         let mut early = Vec::new();
         let result = subscribe(&mut b, "user:carol", Some((1, &pos.epoch)), &mut early).await;
         assert_eq!(result["recovered"], true, "{result}");
         assert_eq!(offsets_until(&mut b, "user:carol", early, 5).await, vec![2, 3, 4, 5]);
         // Another user's sessions never see carol's pushes.
         let mut other = server.connect("dave").await;
-        hub.publish_to_user("carol", &json!({"note": 6})).await.expect("publish");
+        hub.publish_to_user("carol", &json!({"note": 6}))
+            .await
+            .expect("publish");
         assert_eq!(offsets_until(&mut b, "user:carol", vec![], 6).await, vec![6]);
         assert!(other.try_recv(Duration::from_millis(100)).await.is_none());
         server.stop().await;

@@ -84,7 +84,10 @@ fn load_vectors() -> Vec<(String, Vector)> {
     files
         .into_iter()
         .map(|path| {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: cannot read: {e}"));
             let vector: Vector =
                 serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: not a valid vector: {e}"));
@@ -213,8 +216,14 @@ async fn run_step_ws(client: &mut WsClient, step: &Step) -> Result<(), String> {
         replies.push(text);
     }
     check_text_contains(step, &replies)?;
-    client.ws.send(Message::text(PROBE)).await.map_err(|e| format!("probe send failed: {e}"))?;
-    let text = next_text(client).await.map_err(|e| format!("waiting for the probe's pong: {e}"))?;
+    client
+        .ws
+        .send(Message::text(PROBE))
+        .await
+        .map_err(|e| format!("probe send failed: {e}"))?;
+    let text = next_text(client)
+        .await
+        .map_err(|e| format!("waiting for the probe's pong: {e}"))?;
     let pong: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     if pong != serde_json::json!({"jsonrpc": "2.0", "id": "probe", "result": "pong"}) {
         return Err(format!(
@@ -232,7 +241,7 @@ async fn run_vector_ws(server: &TestServer, vector: &Vector) -> Result<(), Strin
             .await
             .map_err(|e| format!("step {i} (sent {}): {e}", shorten(&step.send)))?;
     }
-    let _ = client.ws.close(None).await;
+    drop(client);
     Ok(())
 }
 
@@ -292,13 +301,16 @@ fn parse_http_response(raw: &[u8]) -> HttpResponse {
     if chunked {
         body = dechunk(&body);
     }
-    HttpResponse { status, headers, body: String::from_utf8(body).expect("UTF-8 body") }
+    HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8(body).expect("UTF-8 body"),
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
         let size_text = String::from_utf8_lossy(&data[..line_end]);
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
         data = &data[line_end + 2..];
@@ -325,10 +337,20 @@ async fn run_step_http(server: &TestServer, step: &Step) -> Result<(), String> {
         }
         [expected] => {
             if response.status != 200 {
-                return Err(format!("expected HTTP 200, got {} {}", response.status, shorten(&response.body)));
+                return Err(format!(
+                    "expected HTTP 200, got {} {}",
+                    response.status,
+                    shorten(&response.body)
+                ));
             }
-            if !response.header("content-type").is_some_and(|v| v.starts_with("application/json")) {
-                return Err(format!("expected content-type application/json, got {:?}", response.header("content-type")));
+            if !response
+                .header("content-type")
+                .is_some_and(|v| v.starts_with("application/json"))
+            {
+                return Err(format!(
+                    "expected content-type application/json, got {:?}",
+                    response.header("content-type")
+                ));
             }
             let actual: Value = serde_json::from_str(&response.body)
                 .map_err(|e| format!("body is not JSON ({e}): {}", shorten(&response.body)))?;
@@ -341,7 +363,9 @@ async fn run_step_http(server: &TestServer, step: &Step) -> Result<(), String> {
             }
             check_text_contains(step, std::slice::from_ref(&response.body))?;
         }
-        more => return Err(format!("{} frames expected: such a vector must be ws_only", more.len())),
+        more => {
+            return Err(format!("{} frames expected: such a vector must be ws_only", more.len()));
+        }
     }
     Ok(())
 }
@@ -369,14 +393,21 @@ fn vectors_are_well_formed() {
         assert!(!vector.steps.is_empty(), "{name}: no steps");
         for (i, step) in vector.steps.iter().enumerate() {
             if !vector.ws_only {
-                assert!(step.expect.len() <= 1, "{name}: step {i} expects several frames, so mark it ws_only");
+                assert!(
+                    step.expect.len() <= 1,
+                    "{name}: step {i} expects several frames, so mark it ws_only"
+                );
             }
             let messages = step.expect.iter().flat_map(|f| match f {
                 Value::Array(items) => items.iter().collect::<Vec<_>>(),
                 other => vec![other],
             });
             for message in messages {
-                assert_eq!(message.get("jsonrpc"), Some(&Value::from("2.0")), "{name}: step {i}: {message}");
+                assert_eq!(
+                    message.get("jsonrpc"),
+                    Some(&Value::from("2.0")),
+                    "{name}: step {i}: {message}"
+                );
                 if let Some(error) = message.get("error") {
                     assert!(
                         error.get("code").is_some_and(Value::is_i64),
@@ -392,15 +423,39 @@ fn vectors_are_well_formed() {
 fn matcher_rules() {
     use serde_json::json;
     let actual = json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "Method not found"}});
-    assert!(frame_matches(&json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32601}}), &actual));
-    assert!(!frame_matches(&json!({"jsonrpc": "2.0", "id": 2, "error": {"code": -32601}}), &actual));
-    assert!(!frame_matches(&json!({"jsonrpc": "2.0", "error": {"code": -32601}}), &actual), "top level is exact");
-    assert!(!frame_matches(&json!({"jsonrpc": "2.0", "id": 1, "result": null}), &actual));
+    assert!(frame_matches(
+        &json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32601}}),
+        &actual
+    ));
+    assert!(!frame_matches(
+        &json!({"jsonrpc": "2.0", "id": 2, "error": {"code": -32601}}),
+        &actual
+    ));
+    assert!(
+        !frame_matches(&json!({"jsonrpc": "2.0", "error": {"code": -32601}}), &actual),
+        "top level is exact"
+    );
+    assert!(!frame_matches(
+        &json!({"jsonrpc": "2.0", "id": 1, "result": null}),
+        &actual
+    ));
     let batch = json!([{"jsonrpc": "2.0", "id": 1, "result": 1}, {"jsonrpc": "2.0", "id": 2, "result": 2}]);
-    assert!(frame_matches(&json!([{"jsonrpc": "2.0", "id": 2, "result": 2}, {"jsonrpc": "2.0", "id": 1, "result": 1}]), &batch));
-    assert!(!frame_matches(&json!([{"jsonrpc": "2.0", "id": 1, "result": 1}]), &batch));
-    assert!(value_matches(&json!(1000.0), &serde_json::from_str::<Value>("1e3").expect("json")));
-    assert!(!value_matches(&json!([1, 2]), &json!([2, 1])), "nested arrays keep their order");
+    assert!(frame_matches(
+        &json!([{"jsonrpc": "2.0", "id": 2, "result": 2}, {"jsonrpc": "2.0", "id": 1, "result": 1}]),
+        &batch
+    ));
+    assert!(!frame_matches(
+        &json!([{"jsonrpc": "2.0", "id": 1, "result": 1}]),
+        &batch
+    ));
+    assert!(value_matches(
+        &json!(1000.0),
+        &serde_json::from_str::<Value>("1e3").expect("json")
+    ));
+    assert!(
+        !value_matches(&json!([1, 2]), &json!([2, 1])),
+        "nested arrays keep their order"
+    );
 }
 
 #[tokio::test]
@@ -437,7 +492,11 @@ async fn vectors_over_http() {
                     .await
                     .unwrap_or_else(|_| Err(format!("did not finish within {WAIT:?}")));
                 if let Err(e) = outcome {
-                    failures.push(format!("{name} ({}): step {i} (sent {}): {e}", vector.description, shorten(&step.send)));
+                    failures.push(format!(
+                        "{name} ({}): step {i} (sent {}): {e}",
+                        vector.description,
+                        shorten(&step.send)
+                    ));
                 }
             }
         }
@@ -455,8 +514,14 @@ async fn probe_is_answered_first() {
         let server = TestServer::start().await;
         let mut client = server.connect("vectors").await;
         client.send(PROBE).await;
-        let pong = tokio::time::timeout(Duration::from_secs(5), client.recv()).await.expect("pong in time");
-        assert_eq!(pong, serde_json::json!({"jsonrpc": "2.0", "id": "probe", "result": "pong"}));
+        let pong = tokio::time::timeout(Duration::from_secs(5), client.recv())
+            .await
+            .expect("pong in time");
+        assert_eq!(
+            pong,
+            serde_json::json!({"jsonrpc": "2.0", "id": "probe", "result": "pong"})
+        );
+        drop(client);
         server.stop().await;
     })
     .await;

@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) queue: OutboundQueue,
     pub(crate) pending: PendingCalls,
     pub(crate) in_flight: AtomicUsize,
+    /// Answers being computed in their own tasks and not yet queued.
+    pub(crate) answers_pending: AtomicUsize,
     /// The topics this session is subscribed to (the registry holds the other direction).
     pub(crate) topics: parking_lot::Mutex<Vec<super::Subscription>>,
     pub(crate) max_in_flight: usize,
@@ -93,6 +95,7 @@ impl SessionHandle {
                 queue: OutboundQueue::new(limits.max_queue_bytes),
                 pending: PendingCalls::new(limits.max_pending_calls),
                 in_flight: AtomicUsize::new(0),
+                answers_pending: AtomicUsize::new(0),
                 topics: parking_lot::Mutex::new(Vec::new()),
                 max_in_flight: limits.max_in_flight,
                 max_call_timeout: Duration::from_millis(limits.max_call_timeout_ms),
@@ -158,7 +161,11 @@ impl SessionHandle {
         let id = next_call_id();
         let frame: Utf8Bytes = frame::write_request(id, method, params.map(RawValue::get)).into();
         let rx = self.expect_answer(id)?;
-        let guard = PendingGuard { session: self, id, armed: true };
+        let guard = PendingGuard {
+            session: self,
+            id,
+            armed: true,
+        };
         self.send_frame(frame).map_err(|_| CallError::SessionGone)?;
         guard.wait(rx, timeout).await
     }
@@ -179,7 +186,13 @@ impl SessionHandle {
         rx: tokio::sync::oneshot::Receiver<Answer>,
         timeout: Duration,
     ) -> Result<Box<RawValue>, CallError> {
-        PendingGuard { session: self, id, armed: true }.wait(rx, timeout).await
+        PendingGuard {
+            session: self,
+            id,
+            armed: true,
+        }
+        .wait(rx, timeout)
+        .await
     }
 
     /// Asks the session to close with `code` after `rpc.disconnect` and the
@@ -193,7 +206,11 @@ impl SessionHandle {
                 != switchboard_protocol::codes::CloseClass::Terminal,
         };
         let _ = self.notify(methods::DISCONNECT, &params);
-        self.shared.queue.close(CloseRequest { code, reason, flush_first: true });
+        self.shared.queue.close(CloseRequest {
+            code,
+            reason,
+            flush_first: true,
+        });
     }
 
     /// Takes one in-flight slot for a client request, if one is free.
@@ -204,7 +221,10 @@ impl SessionHandle {
             if n >= s.max_in_flight {
                 return false;
             }
-            match s.in_flight.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
+            match s
+                .in_flight
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return true,
                 Err(cur) => n = cur,
             }
@@ -215,8 +235,9 @@ impl SessionHandle {
         self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
-    pub(crate) fn in_flight(&self) -> usize {
-        self.shared.in_flight.load(Ordering::Acquire)
+    /// Answers still being computed: a draining session waits for them.
+    pub(crate) fn answers_pending(&self) -> usize {
+        self.shared.answers_pending.load(Ordering::Acquire)
     }
 }
 

@@ -13,6 +13,7 @@ mod queue;
 mod topics;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -25,8 +26,8 @@ use tracing::Instrument;
 pub use handle::{SessionHandle, SessionId};
 pub(crate) use pending::next_call_id;
 pub(crate) use queue::CloseRequest;
-pub(crate) use topics::{Delivery, Subscription};
 pub use queue::SendError;
+pub(crate) use topics::{Delivery, Subscription};
 
 use crate::dispatch::{Origin, Outcome};
 use crate::gateway::GatewayShared;
@@ -88,12 +89,19 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
     // The personal topic holds its pushes back briefly, so that a client can
     // resume it with `rpc.subscribe {since}` as its first message and get
     // missed and new pushes in order.
-    let personal = gw.config.personal_topics.then(|| crate::hub::personal_topic(session.user()));
+    let personal = gw
+        .config
+        .personal_topics
+        .then(|| crate::hub::personal_topic(session.user()));
     let mut hold_until = None;
     if let Some(topic) = &personal {
         let held = gw.hub.stream_policy(topic).is_some();
         let delivery = if held {
-            Delivery::Held { frames: Vec::new(), bytes: 0, claimed: false }
+            Delivery::Held {
+                frames: Vec::new(),
+                bytes: 0,
+                claimed: false,
+            }
         } else {
             Delivery::Plain
         };
@@ -111,7 +119,7 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
     let queue = &session.shared.queue;
 
     loop {
-        if drain_until.is_some() && session.in_flight() == 0 {
+        if drain_until.is_some() && session.answers_pending() == 0 {
             return Ending::Shutdown;
         }
         tokio::select! {
@@ -198,10 +206,14 @@ fn handle_text(session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize,
         Outcome::Silent => {}
         Outcome::Later(future) => {
             let session = session.clone();
+            session.shared.answers_pending.fetch_add(1, Ordering::AcqRel);
             gw.tasks.spawn(async move {
                 if let Some(reply) = future.await {
                     let _ = session.send_frame(reply.into());
                 }
+                // Counted down only once the answer is queued, so a draining
+                // session never closes between the two.
+                session.shared.answers_pending.fetch_sub(1, Ordering::AcqRel);
             });
         }
     }
@@ -209,7 +221,11 @@ fn handle_text(session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize,
 
 /// Writes every queued frame, then flushes once: frames queued together
 /// leave in as few writes as the write buffer allows.
-async fn write_queued(socket: &mut WebSocket, session: &SessionHandle, out: &mut Vec<Utf8Bytes>) -> Result<(), axum::Error> {
+async fn write_queued(
+    socket: &mut WebSocket,
+    session: &SessionHandle,
+    out: &mut Vec<Utf8Bytes>,
+) -> Result<(), axum::Error> {
     session.shared.queue.drain_into(out);
     if out.is_empty() {
         return Ok(());
@@ -238,7 +254,9 @@ async fn finish(socket: &mut WebSocket, session: &SessionHandle, ending: Ending)
     let (code, reason) = match ending {
         Ending::ClientGone => return,
         Ending::Requested => {
-            let Some(request) = session.shared.queue.close_request() else { return };
+            let Some(request) = session.shared.queue.close_request() else {
+                return;
+            };
             if request.flush_first {
                 let mut out = Vec::new();
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_queued(socket, session, &mut out)).await;
@@ -260,7 +278,10 @@ async fn finish(socket: &mut WebSocket, session: &SessionHandle, ending: Ending)
         Ending::Protocol(code) => (code, close::reason(code).to_owned()),
     };
     tracing::debug!(code, reason = %reason, "closing");
-    let frame = CloseFrame { code, reason: reason.into() };
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
     let closing = async {
         socket.send(Message::Close(Some(frame))).await?;
         // Wait for the client's close frame so the close handshake completes.

@@ -23,7 +23,11 @@ pub(crate) enum Delivery {
     /// A recoverable topic whose history is being read, or (for the personal
     /// topic of a new session) may soon be: publications wait here. `claimed`
     /// marks a recovery under way, which only that recovery may end.
-    Held { frames: Vec<(u64, Utf8Bytes)>, bytes: usize, claimed: bool },
+    Held {
+        frames: Vec<(u64, Utf8Bytes)>,
+        bytes: usize,
+        claimed: bool,
+    },
 }
 
 /// One subscription of a session.
@@ -68,7 +72,9 @@ impl SessionHandle {
     /// newer than both, and makes the subscription live after `top`.
     pub(crate) fn finish_recovery(&self, topic: &str, replay: Vec<(u64, Utf8Bytes)>, top: u64) {
         let mut subs = self.shared.topics.lock();
-        let Some(sub) = subs.iter_mut().find(|s| &*s.topic == topic) else { return };
+        let Some(sub) = subs.iter_mut().find(|s| &*s.topic == topic) else {
+            return;
+        };
         let held = match std::mem::replace(&mut sub.delivery, Delivery::Live { last: top }) {
             Delivery::Held { frames, .. } => frames,
             other => {

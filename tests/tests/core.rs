@@ -1,0 +1,1103 @@
+//! The gateway's core behaviour at the wire: notifications, ids, calls in
+//! both directions, limits, close codes, shutdown and the HTTP endpoints.
+//!
+//! Every test runs under [`within`]; nothing sleeps to wait for a condition:
+//! tests wait on frames, or poll server state with a deadline.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use jsonrpsee::types::ErrorObjectOwned;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use switchboard_server::{CallError, Caller, Config, Error, Gateway, Limits, SessionHandle, Target};
+use switchboard_tests::{RpcModule, TestServer, WAIT, WsClient, error_code, result, within};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+/// Sends `rpc.ping` with id `"probe"` and requires the very next frame to be
+/// its pong: proof that nothing else was sent before it.
+async fn probe(c: &mut WsClient) {
+    c.send(r#"{"jsonrpc":"2.0","id":"probe","method":"rpc.ping"}"#).await;
+    assert_eq!(
+        c.recv().await,
+        result(json!("probe"), json!("pong")),
+        "the next frame is the probe's pong"
+    );
+}
+
+/// Hangs up `clients` first, so that the gateway need not wait for close
+/// handshakes that unread test clients would never complete, then stops it.
+async fn hang_up_and_stop(server: TestServer, clients: Vec<WsClient>) {
+    drop(clients);
+    server.stop().await;
+}
+
+/// The id of a frame exactly as the server wrote it.
+fn raw_id(text: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: &'a RawValue,
+    }
+    serde_json::from_str::<IdOnly<'_>>(text)
+        .unwrap_or_else(|e| panic!("frame without an id ({e}): {text}"))
+        .id
+        .get()
+        .to_owned()
+}
+
+fn config_with(limits: Limits) -> Config {
+    Config {
+        limits,
+        ..Config::default()
+    }
+}
+
+/// A response read from a raw HTTP/1.1 exchange.
+struct HttpResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl HttpResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), read to the end.
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(body) = body {
+        request.push_str("Content-Type: application/json\r\n");
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.unwrap_or_default());
+    stream.write_all(request.as_bytes()).await.expect("write request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8(body).expect("UTF-8 body"),
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
+        data = &data[line_end + 2..];
+        if size == 0 || data.len() < size {
+            break;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = data.get(size + 2..).unwrap_or_default();
+    }
+    out
+}
+
+// --- Notifications -----------------------------------------------------------
+
+#[tokio::test]
+async fn client_notifications_reach_handlers() {
+    within(WAIT, async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(&'static str, Value)>();
+        let mut module = RpcModule::new(());
+        let sync_tx = tx.clone();
+        module
+            .register_method("note.sync", move |params, _, _| {
+                let _ = sync_tx.send(("sync", params.parse::<Value>().unwrap_or(Value::Null)));
+                true
+            })
+            .expect("register");
+        let async_tx = tx.clone();
+        module
+            .register_async_method("note.async", move |params, _, _| {
+                let tx = async_tx.clone();
+                async move {
+                    let _ = tx.send(("async", params.parse::<Value>().unwrap_or(Value::Null)));
+                    true
+                }
+            })
+            .expect("register");
+        let server = TestServer::start_with(Config::default(), vec![module]).await;
+        let mut c = server.connect("notes").await;
+
+        c.send(r#"{"jsonrpc":"2.0","method":"note.sync","params":{"n":1}}"#).await;
+        c.send(r#"{"jsonrpc":"2.0","method":"note.async","params":{"n":2}}"#).await;
+        let mut got = vec![rx.recv().await.expect("a call"), rx.recv().await.expect("a call")];
+        got.sort_by_key(|(kind, _)| *kind);
+        assert_eq!(got, vec![("async", json!({"n": 2})), ("sync", json!({"n": 1}))]);
+        probe(&mut c).await;
+
+        // Notifications inside a batch reach their handlers too, and a batch
+        // of notifications gets no answer at all.
+        c.send(
+            r#"[{"jsonrpc":"2.0","method":"note.sync","params":[3]},{"jsonrpc":"2.0","method":"note.async","params":[4]}]"#,
+        )
+        .await;
+        let mut got = vec![rx.recv().await.expect("a call"), rx.recv().await.expect("a call")];
+        got.sort_by_key(|(kind, _)| *kind);
+        assert_eq!(got, vec![("async", json!([4])), ("sync", json!([3]))]);
+        probe(&mut c).await;
+        assert!(rx.try_recv().is_err(), "each notification is handled once");
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+// --- Ids -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn ids_of_every_legal_type_are_echoed_exactly() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let mut c = server.connect("ids").await;
+        let ids = [
+            r#""plain""#,
+            r#""a\"b\\c\u00e9\n\t/""#,
+            r#""\ud83d\ude00 \/""#,
+            r#""""#,
+            "42",
+            "0",
+            "-7",
+            "-0",
+            "1.50",
+            "1e3",
+            "-2.5E-3",
+            "12345678901234567890123",
+            "null",
+        ];
+        // A synchronous method, an asynchronous one, a built-in, and an error.
+        let methods = [
+            ("echo", r#"[1]"#, true),
+            ("demo.sleep", r#"[0]"#, true),
+            ("rpc.ping", r#"[]"#, true),
+            ("no.such.method", r#"[]"#, false),
+        ];
+        for id in ids {
+            for (method, params, ok) in methods {
+                c.send(&format!(
+                    r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{params}}}"#
+                ))
+                .await;
+                let text = c.recv_text().await;
+                assert_eq!(raw_id(&text), id, "{method}: the id comes back byte for byte: {text}");
+                let v: Value = serde_json::from_str(&text).expect("JSON");
+                assert_eq!(v.get("result").is_some(), ok, "{method} with id {id}: {text}");
+                if !ok {
+                    assert_eq!(error_code(&v), Some(-32601), "{text}");
+                }
+            }
+        }
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+// --- Server → client calls -------------------------------------------------------
+
+#[tokio::test]
+async fn server_call_answered_by_the_client() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let mut c = server.connect("answerer").await;
+        c.send(
+            r#"{"jsonrpc":"2.0","id":"x","method":"demo.callback","params":{"method":"ui.ask","params":{"q":"ok?"}}}"#,
+        )
+        .await;
+        let request = c.recv().await;
+        assert_eq!(request["jsonrpc"], "2.0");
+        assert_eq!(request["method"], "ui.ask");
+        assert_eq!(request["params"], json!({"q": "ok?"}));
+        let id = request["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("server ids are integers: {request}"));
+        assert!(id < (1 << 53), "server ids are safe in JavaScript: {id}");
+        c.send_json(&json!({"jsonrpc": "2.0", "id": id, "result": {"answer": 42}}))
+            .await;
+        assert_eq!(c.recv().await, result(json!("x"), json!({"answer": 42})));
+
+        // Ids of the server's calls are not reused.
+        c.send(r#"{"jsonrpc":"2.0","id":"y","method":"demo.callback","params":{"method":"ui.ask"}}"#)
+            .await;
+        let second = c.recv().await;
+        assert_ne!(second["id"], json!(id), "a new call gets a new id");
+        c.send_json(&json!({"jsonrpc": "2.0", "id": second["id"], "result": null}))
+            .await;
+        assert_eq!(c.recv().await, result(json!("y"), Value::Null));
+        probe(&mut c).await;
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn server_call_answered_inside_a_batch() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let mut c = server.connect("batcher").await;
+        c.send(r#"{"jsonrpc":"2.0","id":"x","method":"demo.callback","params":{"method":"ui.ask"}}"#)
+            .await;
+        let request = c.recv().await;
+        assert_eq!(request["method"], "ui.ask");
+        // The answer to the server's call travels in a batch with a request of
+        // our own: the batch answer holds only the request's answer.
+        let batch = json!([
+            {"jsonrpc": "2.0", "id": request["id"], "result": "from a batch"},
+            {"jsonrpc": "2.0", "id": "z", "method": "echo", "params": [1]}
+        ]);
+        c.send_json(&batch).await;
+        let (a, b) = (c.recv().await, c.recv().await);
+        let (batch_answer, call_answer) = if a.is_array() { (a, b) } else { (b, a) };
+        assert_eq!(batch_answer, json!([result(json!("z"), json!([1]))]));
+        assert_eq!(call_answer, result(json!("x"), json!("from a batch")));
+        probe(&mut c).await;
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn answers_complete_only_calls_made_on_their_own_session() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let mut asked = server.connect("asked").await;
+        let mut other = server.connect("other").await;
+        asked
+            .send(r#"{"jsonrpc":"2.0","id":"q","method":"demo.callback","params":{"method":"ui.ask"}}"#)
+            .await;
+        let request = asked.recv().await;
+        let id = request["id"].clone();
+        // Ids are per direction and per session: another session, or an HTTP
+        // client, answering the same id completes nothing.
+        other
+            .send_json(&json!({"jsonrpc": "2.0", "id": id, "result": "impostor"}))
+            .await;
+        probe(&mut other).await;
+        let body = json!({"jsonrpc": "2.0", "id": id, "result": "impostor"}).to_string();
+        let over_http = http(server.addr, "POST", "/rpc", Some(&body)).await;
+        assert_eq!(over_http.status, 204, "{}", over_http.body);
+        probe(&mut asked).await;
+        asked
+            .send_json(&json!({"jsonrpc": "2.0", "id": id, "result": "genuine"}))
+            .await;
+        assert_eq!(asked.recv().await, result(json!("q"), json!("genuine")));
+        hang_up_and_stop(server, vec![asked, other]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn server_call_answered_with_an_error() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let mut c = server.connect("refuser").await;
+        c.send(r#"{"jsonrpc":"2.0","id":"e","method":"demo.callback","params":{"method":"ui.ask"}}"#)
+            .await;
+        let request = c.recv().await;
+        assert_eq!(request["method"], "ui.ask");
+        let error = json!({"code": 1234, "message": "nope", "data": {"why": "test"}});
+        c.send_json(&json!({"jsonrpc": "2.0", "id": request["id"], "error": error}))
+            .await;
+        assert_eq!(c.recv().await, json!({"jsonrpc": "2.0", "id": "e", "error": error}));
+        probe(&mut c).await;
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn server_call_times_out_and_is_cancelled() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let mut c = server.connect("silent").await;
+        c.send(r#"{"jsonrpc":"2.0","id":"t","method":"demo.callback","params":{"method":"ui.ask","timeout_ms":200}}"#)
+            .await;
+        let request = c.recv().await;
+        assert_eq!(request["method"], "ui.ask");
+        let id = request["id"].clone();
+        // Do not answer: the next two frames are the cancel and the caller's timeout, in either order.
+        let (a, b) = (c.recv().await, c.recv().await);
+        let (cancel, answer) = if a.get("method").is_some() { (a, b) } else { (b, a) };
+        assert_eq!(
+            cancel,
+            json!({"jsonrpc": "2.0", "method": "rpc.cancel", "params": {"id": id}})
+        );
+        assert_eq!(answer["id"], "t", "{answer}");
+        assert_eq!(error_code(&answer), Some(-32004), "{answer}");
+        // A late answer to the cancelled call is dropped quietly.
+        c.send_json(&json!({"jsonrpc": "2.0", "id": id, "result": "too late"}))
+            .await;
+        probe(&mut c).await;
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn callbacks_complete_at_the_in_flight_limit() {
+    within(WAIT, async {
+        let server = TestServer::start_with(
+            config_with(Limits {
+                max_in_flight: 2,
+                ..Limits::default()
+            }),
+            Vec::new(),
+        )
+        .await;
+        let mut c = server.connect("busy").await;
+        c.send(r#"{"jsonrpc":"2.0","id":"a","method":"demo.callback","params":{"method":"ui.a"}}"#)
+            .await;
+        c.send(r#"{"jsonrpc":"2.0","id":"b","method":"demo.callback","params":{"method":"ui.b"}}"#)
+            .await;
+        c.send(r#"{"jsonrpc":"2.0","id":"c","method":"demo.sleep","params":[0]}"#)
+            .await;
+
+        // Two server requests and one overloaded answer, in any order.
+        let mut requests = Vec::new();
+        let mut overloaded = None;
+        while requests.len() < 2 || overloaded.is_none() {
+            let v = c.recv().await;
+            if v.get("method").is_some() {
+                requests.push(v);
+            } else {
+                assert!(overloaded.is_none(), "only one answer is expected yet: {v}");
+                overloaded = Some(v);
+            }
+        }
+        let overloaded = overloaded.unwrap_or_default();
+        assert_eq!(overloaded["id"], "c", "{overloaded}");
+        assert_eq!(error_code(&overloaded), Some(-32003), "{overloaded}");
+
+        // Answers to the server's calls get through although both slots are taken.
+        requests.sort_by_key(|r| r["method"].as_str().unwrap_or_default().to_owned());
+        assert_eq!(requests[0]["method"], "ui.a");
+        assert_eq!(requests[1]["method"], "ui.b");
+        c.send_json(&json!({"jsonrpc": "2.0", "id": requests[1]["id"], "result": "B"}))
+            .await;
+        c.send_json(&json!({"jsonrpc": "2.0", "id": requests[0]["id"], "result": "A"}))
+            .await;
+        let (x, y) = (c.recv().await, c.recv().await);
+        let mut answers = vec![x, y];
+        answers.sort_by_key(|v| v["id"].as_str().unwrap_or_default().to_owned());
+        assert_eq!(
+            answers,
+            vec![result(json!("a"), json!("A")), result(json!("b"), json!("B"))]
+        );
+
+        // Both slots are free again.
+        assert_eq!(c.call(9, "demo.sleep", json!([0])).await, result(json!(9), json!(0)));
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hub_calls_fail_at_once_when_the_session_drops() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let mut c = server.connect("leaver").await;
+        let hub = server.gateway.hub().clone();
+        let session = c.session.clone();
+        let timeout = Duration::from_secs(30);
+        let call = tokio::spawn(async move {
+            let started = Instant::now();
+            let entries = hub.call(Target::Session(session), "ui.wait", &json!([]), timeout).await;
+            (entries, started.elapsed())
+        });
+        let request = c.recv().await;
+        assert_eq!(request["method"], "ui.wait");
+        drop(c);
+        let (entries, elapsed) = call.await.expect("the call task");
+        let entries = entries.expect("the hub call");
+        assert_eq!(entries.len(), 1, "one entry for the one session");
+        let code = entries[0].outcome.as_ref().err().map(|e| e.code);
+        assert_eq!(code, Some(-32005), "session gone: {:?}", entries[0]);
+        assert!(
+            elapsed < timeout / 2,
+            "the call ended when the session did, not at its timeout ({elapsed:?})"
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn session_handle_calls_fail_at_once_when_the_session_drops() {
+    within(WAIT, async {
+        let parked: Arc<Mutex<Option<SessionHandle>>> = Arc::default();
+        let mut module = RpcModule::new(());
+        let slot = parked.clone();
+        module
+            .register_async_method("park", move |_, _, ext| {
+                let slot = slot.clone();
+                async move {
+                    let caller = ext.get::<Caller>().expect("the gateway sets the caller").clone();
+                    let session = caller.session().cloned();
+                    let found = session.is_some();
+                    *slot.lock().expect("lock") = session;
+                    found
+                }
+            })
+            .expect("register");
+        let server = TestServer::start_with(Config::default(), vec![module]).await;
+        let mut c = server.connect("parker").await;
+        assert_eq!(c.call(1, "park", json!([])).await, result(json!(1), json!(true)));
+        let handle = parked.lock().expect("lock").take().expect("the caller's session");
+        assert_eq!(handle.id().as_str(), c.session);
+        assert_eq!(handle.user(), "parker");
+
+        let timeout = Duration::from_secs(30);
+        let in_call = handle.clone();
+        let call = tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = in_call.call_raw("ui.wait", None, timeout).await;
+            (outcome, started.elapsed())
+        });
+        let request = c.recv().await;
+        assert_eq!(request["method"], "ui.wait");
+        drop(c);
+        let (outcome, elapsed) = call.await.expect("the call task");
+        assert_eq!(outcome.map(|r| r.get().to_owned()), Err(CallError::SessionGone));
+        assert!(
+            elapsed < timeout / 2,
+            "the call ended when the session did ({elapsed:?})"
+        );
+        // Later calls on the gone session fail at once too.
+        assert!(handle.is_closed());
+        let late = handle.call_raw("ui.wait", None, timeout).await;
+        assert_eq!(late.map(|r| r.get().to_owned()), Err(CallError::SessionGone));
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn server_calls_beyond_the_pending_limit_fail_at_once() {
+    within(WAIT, async {
+        let limits = Limits {
+            max_pending_calls: 1,
+            ..Limits::default()
+        };
+        let server = TestServer::start_with(config_with(limits), Vec::new()).await;
+        let mut c = server.connect("pending").await;
+        c.send(r#"{"jsonrpc":"2.0","id":"first","method":"demo.callback","params":{"method":"ui.one"}}"#)
+            .await;
+        let request = c.recv().await;
+        assert_eq!(request["method"], "ui.one");
+        c.send(r#"{"jsonrpc":"2.0","id":"second","method":"demo.callback","params":{"method":"ui.two"}}"#)
+            .await;
+        let refused = c.recv().await;
+        assert_eq!(
+            refused["id"], "second",
+            "the second call is refused, not sent: {refused}"
+        );
+        assert_eq!(error_code(&refused), Some(-32010), "{refused}");
+        c.send_json(&json!({"jsonrpc": "2.0", "id": request["id"], "result": 1}))
+            .await;
+        assert_eq!(c.recv().await, result(json!("first"), json!(1)));
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn server_call_timeouts_are_clamped_to_the_maximum() {
+    within(WAIT, async {
+        let limits = Limits {
+            max_call_timeout_ms: 200,
+            ..Limits::default()
+        };
+        let server = TestServer::start_with(config_with(limits), Vec::new()).await;
+        let mut c = server.connect("clamped").await;
+        let started = Instant::now();
+        c.send(
+            r#"{"jsonrpc":"2.0","id":"t","method":"demo.callback","params":{"method":"ui.ask","timeout_ms":600000}}"#,
+        )
+        .await;
+        let request = c.recv().await;
+        assert_eq!(request["method"], "ui.ask");
+        let mut seen = Vec::new();
+        let answer = loop {
+            let v = c.recv().await;
+            if v.get("method").is_none() {
+                break v;
+            }
+            seen.push(v);
+        };
+        assert_eq!(error_code(&answer), Some(-32004), "{answer}");
+        assert!(started.elapsed() < WAIT, "the 10-minute timeout was clamped to 200 ms");
+        assert_eq!(
+            seen,
+            vec![json!({"jsonrpc": "2.0", "method": "rpc.cancel", "params": {"id": request["id"]}})]
+        );
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+// --- Frames the gateway refuses -------------------------------------------------------
+
+#[tokio::test]
+async fn oversized_frame_closes_with_1009() {
+    within(WAIT, async {
+        let server = TestServer::start_with(
+            config_with(Limits {
+                max_message_size: 1024,
+                ..Limits::default()
+            }),
+            Vec::new(),
+        )
+        .await;
+        let mut c = server.connect("big").await;
+        // Just under the limit is fine.
+        let filler = "x".repeat(900);
+        assert_eq!(
+            c.call(1, "echo", json!([filler])).await,
+            result(json!(1), json!([filler]))
+        );
+        let too_big = format!(
+            r#"{{"jsonrpc":"2.0","id":2,"method":"echo","params":["{}"]}}"#,
+            "y".repeat(2000)
+        );
+        c.send(&too_big).await;
+        let mut before = Vec::new();
+        let closed = c.closed(&mut before).await;
+        assert_eq!(closed.code, Some(1009), "{closed:?}, frames before: {before:?}");
+        assert!(
+            closed.reason.len() <= 123,
+            "close reasons fit a close frame: {closed:?}"
+        );
+        assert!(before.is_empty(), "no answer to the oversized frame: {before:?}");
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_text_frame_closes_with_1007() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let mut c = server.connect("garbled").await;
+        let payload: Vec<u8> = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":[\"\xff\xfe\"]}".to_vec();
+        c.send_message(Message::Frame(Frame::message(payload, OpCode::Data(Data::Text), true)))
+            .await;
+        let mut before = Vec::new();
+        let closed = c.closed(&mut before).await;
+        assert_eq!(closed.code, Some(1007), "{closed:?}, frames before: {before:?}");
+        assert!(
+            closed.reason.len() <= 123,
+            "close reasons fit a close frame: {closed:?}"
+        );
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn slow_consumer_is_closed_with_4000() {
+    within(WAIT, async {
+        let limits = Limits {
+            max_queue_bytes: 64 * 1024,
+            ..Limits::default()
+        };
+        let server = TestServer::start_with(config_with(limits), Vec::new()).await;
+        let mut slow = server.connect("slow").await;
+        let hub = server.gateway.hub().clone();
+        // Pushing never waits for the client: far more than the queue holds is
+        // pushed while the client reads nothing.
+        let payload = "x".repeat(1024);
+        for i in 0..1024 {
+            hub.notify(Target::Session(slow.session.clone()), "flood", &json!([i, payload]))
+                .await
+                .expect("a push never fails because of a slow client");
+        }
+        let mut before = Vec::new();
+        let closed = slow.closed(&mut before).await;
+        assert_eq!(closed.code, Some(4000), "{closed:?} after {} frames", before.len());
+        assert_eq!(closed.reason, "slow consumer");
+        assert!(
+            before.iter().all(|f| f["method"] == "flood"),
+            "only pushes came before the close"
+        );
+        hang_up_and_stop(server, vec![slow]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn binary_frame_gets_an_invalid_request_and_the_session_lives() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let mut c = server.connect("binary").await;
+        c.send_message(Message::Binary(
+            br#"{"jsonrpc":"2.0","id":1,"method":"echo"}"#.to_vec().into(),
+        ))
+        .await;
+        let answer = c.recv().await;
+        assert_eq!(answer["jsonrpc"], "2.0");
+        assert_eq!(answer["id"], Value::Null, "{answer}");
+        assert_eq!(error_code(&answer), Some(-32600), "{answer}");
+        assert_eq!(
+            c.call(2, "echo", json!(["still here"])).await,
+            result(json!(2), json!(["still here"]))
+        );
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_json_gets_a_parse_error_and_the_session_lives() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let mut c = server.connect("sloppy").await;
+        c.send(r#"{"jsonrpc":"2.0","id":1,"method":"echo","params":[1"#).await;
+        let answer = c.recv().await;
+        assert_eq!(answer["id"], Value::Null, "{answer}");
+        assert_eq!(error_code(&answer), Some(-32700), "{answer}");
+        assert_eq!(c.call(2, "echo", json!([2])).await, result(json!(2), json!([2])));
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn handler_panics_become_internal_errors_and_the_session_lives() {
+    within(WAIT, async {
+        let mut module = RpcModule::new(());
+        module
+            .register_method("boom.sync", |_, _, _| -> Result<Value, ErrorObjectOwned> {
+                panic!("kaboom (sync, expected by the test)")
+            })
+            .expect("register");
+        module
+            .register_async_method("boom.async", |_, _, _| async move {
+                if std::hint::black_box(true) {
+                    panic!("kaboom (async, expected by the test)");
+                }
+                Ok::<Value, ErrorObjectOwned>(Value::Null)
+            })
+            .expect("register");
+        // One slot only: a panicking asynchronous handler must give its slot back.
+        let config = config_with(Limits {
+            max_in_flight: 1,
+            ..Limits::default()
+        });
+        let server = TestServer::start_with(config, vec![module]).await;
+        let mut c = server.connect("panicky").await;
+        for (i, method) in ["boom.sync", "boom.async", "boom.async", "boom.sync", "boom.async"]
+            .into_iter()
+            .enumerate()
+        {
+            c.send(&format!(
+                r#"{{"jsonrpc":"2.0","id":"{i}","method":"{method}","params":[]}}"#
+            ))
+            .await;
+            let text = c.recv_text().await;
+            let answer: Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(answer["id"], json!(i.to_string()), "{text}");
+            assert_eq!(error_code(&answer), Some(-32603), "{method}: {text}");
+            assert!(!text.contains("kaboom"), "panic details are logged, not sent: {text}");
+        }
+        // Panicking notification handlers answer nothing.
+        c.send(r#"{"jsonrpc":"2.0","method":"boom.sync"}"#).await;
+        c.send(r#"{"jsonrpc":"2.0","method":"boom.async"}"#).await;
+        probe(&mut c).await;
+        assert_eq!(c.call(9, "demo.sleep", json!([0])).await, result(json!(9), json!(0)));
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deeply_nested_json_is_refused_and_the_session_lives() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let mut c = server.connect("deep").await;
+        let depth = 100_000;
+        let params = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        for frame in [
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"echo","params":{params}}}"#),
+            format!(r#"[{{"jsonrpc":"2.0","id":1,"method":"echo","params":{params}}}]"#),
+            params.clone(),
+        ] {
+            c.send(&frame).await;
+            let answer = c.recv().await;
+            // Which code is a matter of where the depth is noticed (parser,
+            // classifier or handler); what matters is an error and a live session.
+            let single = answer.as_array().and_then(|a| a.first()).unwrap_or(&answer);
+            let code = error_code(single).unwrap_or_default();
+            assert!(
+                (-32768..=-32000).contains(&code),
+                "nesting {depth} deep is refused with an error: {answer}"
+            );
+        }
+        assert_eq!(
+            c.call(2, "echo", json!([[[1]]])).await,
+            result(json!(2), json!([[[1]]]))
+        );
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+// --- Shutdown ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn graceful_shutdown_disconnects_with_1001() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let mut c = server.connect("stayer").await;
+        // A call in flight when the shutdown begins is given time to finish.
+        c.send(r#"{"jsonrpc":"2.0","id":"slow","method":"demo.sleep","params":[300]}"#)
+            .await;
+        probe(&mut c).await;
+        let stopping = tokio::spawn(server.stop());
+        let mut before = Vec::new();
+        let closed = c.closed(&mut before).await;
+        assert_eq!(closed.code, Some(1001), "{closed:?}, frames before: {before:?}");
+        assert_eq!(
+            before.first(),
+            Some(&result(json!("slow"), json!(300))),
+            "the call in flight finished first: {before:?}"
+        );
+        let disconnect = before.last().cloned().unwrap_or_default();
+        assert_eq!(
+            disconnect["method"], "rpc.disconnect",
+            "the last frame announces the close: {before:?}"
+        );
+        assert_eq!(disconnect["params"]["code"], 1001, "{disconnect}");
+        assert_eq!(disconnect["params"]["reconnect"], true, "{disconnect}");
+        assert!(disconnect["params"]["reason"].is_string(), "{disconnect}");
+        assert!(
+            disconnect.get("id").is_none(),
+            "rpc.disconnect is a notification: {disconnect}"
+        );
+        drop(c);
+        stopping.await.expect("stop");
+    })
+    .await;
+}
+
+// --- HTTP --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn http_endpoints() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let addr = server.addr;
+
+        let single = http(addr, "POST", "/rpc", Some(r#"{"jsonrpc":"2.0","id":1.50,"method":"echo","params":["hi"]}"#)).await;
+        assert_eq!(single.status, 200, "{}", single.body);
+        assert!(single.header("content-type").is_some_and(|v| v.starts_with("application/json")));
+        assert_eq!(single.json(), result(json!(1.5), json!(["hi"])));
+        assert_eq!(raw_id(&single.body), "1.50");
+
+        let batch = http(
+            addr,
+            "POST",
+            "/rpc",
+            Some(r#"[{"jsonrpc":"2.0","id":1,"method":"echo","params":[1]},{"jsonrpc":"2.0","method":"echo","params":[2]},{"jsonrpc":"2.0","id":2,"method":"demo.sleep","params":[1]}]"#),
+        )
+        .await;
+        assert_eq!(batch.status, 200, "{}", batch.body);
+        let mut answers = batch.json().as_array().cloned().unwrap_or_default();
+        answers.sort_by_key(|v| v["id"].as_i64());
+        assert_eq!(answers, vec![result(json!(1), json!([1])), result(json!(2), json!(1))]);
+
+        let notification = http(addr, "POST", "/rpc", Some(r#"{"jsonrpc":"2.0","method":"echo","params":[1]}"#)).await;
+        assert_eq!(notification.status, 204, "{}", notification.body);
+        assert!(notification.body.is_empty());
+
+        let who = http(addr, "POST", "/rpc?user=hank", Some(r#"{"jsonrpc":"2.0","id":1,"method":"whoami"}"#)).await;
+        assert_eq!(who.json()["result"], json!({"session": null, "user": "hank"}));
+
+        // Without a session there is nobody to call back, and no session to subscribe.
+        let callback = http(
+            addr,
+            "POST",
+            "/rpc",
+            Some(r#"{"jsonrpc":"2.0","id":3,"method":"demo.callback","params":{"method":"ui.ask"}}"#),
+        )
+        .await;
+        assert_eq!(error_code(&callback.json()), Some(-32005), "{}", callback.body);
+        let subscribe = http(
+            addr,
+            "POST",
+            "/rpc",
+            Some(r#"{"jsonrpc":"2.0","id":4,"method":"rpc.subscribe","params":{"topics":[{"topic":"t"}]}}"#),
+        )
+        .await;
+        assert_eq!(error_code(&subscribe.json()), Some(-32600), "{}", subscribe.body);
+
+        let health = http(addr, "GET", "/healthz", None).await;
+        assert_eq!(health.status, 200);
+        assert_eq!(health.body, "ok");
+
+        let metrics = http(addr, "GET", "/metrics", None).await;
+        assert_eq!(metrics.status, 200);
+        assert!(metrics.body.contains("switchboard_"), "{}", metrics.body);
+
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn http_body_over_the_message_limit_is_refused() {
+    within(WAIT, async {
+        let limits = Limits {
+            max_message_size: 1024,
+            ..Limits::default()
+        };
+        let server = TestServer::start_with(config_with(limits), Vec::new()).await;
+        let big = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"echo","params":["{}"]}}"#,
+            "x".repeat(2000)
+        );
+        let response = http(server.addr, "POST", "/rpc", Some(&big)).await;
+        assert_eq!(response.status, 413, "{}", response.body);
+        let small = http(
+            server.addr,
+            "POST",
+            "/rpc",
+            Some(r#"{"jsonrpc":"2.0","id":1,"method":"rpc.ping"}"#),
+        )
+        .await;
+        assert_eq!(small.json(), result(json!(1), json!("pong")));
+        server.stop().await;
+    })
+    .await;
+}
+
+// --- Welcome and discovery ----------------------------------------------------------
+
+#[tokio::test]
+async fn welcome_frame_announces_session_user_protocol_and_limits() {
+    within(WAIT, async {
+        let limits = Limits {
+            max_message_size: 4096,
+            max_batch: 7,
+            max_in_flight: 3,
+            ping_interval_ms: 60_000,
+            max_subscriptions: 9,
+            ..Limits::default()
+        };
+        let server = TestServer::start_with(config_with(limits), Vec::new()).await;
+        let mut c = WsClient::connect(&server.ws_url("wendy")).await;
+        let welcome = c.recv().await;
+        assert_eq!(welcome["jsonrpc"], "2.0");
+        assert_eq!(welcome["method"], "rpc.welcome");
+        assert!(welcome.get("id").is_none(), "the welcome is a notification: {welcome}");
+        let params = &welcome["params"];
+        let session = params["session"].as_str().unwrap_or_default().to_owned();
+        assert!(!session.is_empty(), "{welcome}");
+        assert_eq!(params["user"], "wendy");
+        assert_eq!(params["protocol"], "switchboard.v1");
+        assert_eq!(
+            params["limits"],
+            json!({
+                "max_message_size": 4096,
+                "max_batch": 7,
+                "max_in_flight": 3,
+                "ping_interval_ms": 60_000,
+                "max_subscriptions": 9
+            })
+        );
+
+        // Each connection is its own session; without ?user= a dev gateway says "anonymous".
+        let mut other = WsClient::connect(&format!("ws://{}/ws", server.addr)).await;
+        let welcome = other.recv().await;
+        assert_eq!(welcome["params"]["user"], "anonymous");
+        assert_ne!(welcome["params"]["session"], json!(session));
+        hang_up_and_stop(server, vec![c, other]).await;
+    })
+    .await;
+}
+
+/// Connects with exactly these `Sec-WebSocket-Protocol` offers (none when empty)
+/// and returns the client with the subprotocol the server chose.
+async fn connect_offering(url: &str, offers: &str) -> (WsClient, Option<String>) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().expect("valid url");
+    if !offers.is_empty() {
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", offers.parse().expect("header"));
+    }
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("connect");
+    let chosen = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    (
+        WsClient {
+            ws,
+            session: String::new(),
+        },
+        chosen,
+    )
+}
+
+#[tokio::test]
+async fn handshake_echoes_only_the_protocol_and_works_without_one() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        // A browser may offer its token as a subprotocol: it is never echoed.
+        let (mut browser, chosen) = connect_offering(&server.ws_url("b"), "bearer.secret-token, switchboard.v1").await;
+        assert_eq!(chosen.as_deref(), Some("switchboard.v1"));
+        assert_eq!(browser.recv().await["method"], "rpc.welcome");
+        // wscat offers no subprotocol at all and must still be served.
+        let (mut wscat, chosen) = connect_offering(&server.ws_url("w"), "").await;
+        assert_eq!(chosen, None);
+        assert_eq!(wscat.recv().await["method"], "rpc.welcome");
+        assert_eq!(
+            wscat.call(1, "echo", json!(["hi"])).await,
+            result(json!(1), json!(["hi"]))
+        );
+        hang_up_and_stop(server, vec![browser, wscat]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn discover_lists_builtin_and_application_methods() {
+    within(WAIT, async {
+        let mut module = RpcModule::new(());
+        module
+            .register_method("app.hello", |_, _, _| "hello")
+            .expect("register");
+        let server = TestServer::start_with(Config::default(), vec![module]).await;
+        let mut c = server.connect("curious").await;
+        let answer = c.call(1, "rpc.discover", json!([])).await;
+        let doc = &answer["result"];
+        assert!(doc.is_object(), "{answer}");
+        assert!(doc.get("openrpc").is_some(), "{doc}");
+        let names: Vec<&str> = doc["methods"]
+            .as_array()
+            .unwrap_or_else(|| panic!("methods is a list: {doc}"))
+            .iter()
+            .filter_map(|m| m["name"].as_str())
+            .collect();
+        for name in ["rpc.subscribe", "echo", "app.hello"] {
+            assert!(names.contains(&name), "{name} in {names:?}");
+        }
+        hang_up_and_stop(server, vec![c]).await;
+    })
+    .await;
+}
+
+#[test]
+fn reserved_method_names_are_refused() {
+    let mut module = RpcModule::new(());
+    module
+        .register_method("rpc.foo", |_, _, _| true)
+        .expect("jsonrpsee itself accepts the name");
+    match Gateway::builder(Config::default()).module(module) {
+        Err(Error::ReservedMethod(name)) => assert_eq!(name, "rpc.foo"),
+        Err(other) => panic!("expected Error::ReservedMethod, got {other:?}"),
+        Ok(_) => panic!("a module with rpc.foo must be refused"),
+    }
+}
+
+// --- Liveness ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn client_that_does_not_answer_pings_is_closed_with_4001() {
+    within(WAIT, async {
+        let limits = Limits {
+            ping_interval_ms: 100,
+            pong_timeout_ms: 100,
+            ..Limits::default()
+        };
+        let server = TestServer::start_with(config_with(limits), Vec::new()).await;
+        // `mute` is not read, so its pings go unanswered.
+        let mut mute = server.connect("mute").await;
+        // `lively` is read all along, so tungstenite answers its pings.
+        let lively = server.connect("lively").await;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let reader = tokio::spawn(async move {
+            let mut lively = lively;
+            let mut stop_rx = stop_rx;
+            loop {
+                tokio::select! {
+                    _ = &mut stop_rx => return lively,
+                    next = lively.ws.next() => match next {
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        other => panic!("lively got {other:?}"),
+                    },
+                }
+            }
+        });
+
+        // Wait until the gateway has dropped `mute` (its presence is gone).
+        let hub = server.gateway.hub().clone();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let present = hub.presence(Some("mute")).await.expect("presence");
+            if present.is_empty() {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "mute was never closed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut before = Vec::new();
+        let closed = mute.closed(&mut before).await;
+        assert_eq!(closed.code, Some(4001), "{closed:?}, frames before: {before:?}");
+        assert!(
+            closed.reason.len() <= 123,
+            "close reasons fit a close frame: {closed:?}"
+        );
+
+        // The client that read its pings is still served.
+        let _ = stop_tx.send(());
+        let mut lively = reader.await.expect("reader");
+        assert_eq!(hub.presence(Some("lively")).await.expect("presence").len(), 1);
+        assert_eq!(
+            lively.call(1, "rpc.ping", json!([])).await,
+            result(json!(1), json!("pong"))
+        );
+        hang_up_and_stop(server, vec![mute, lively]).await;
+    })
+    .await;
+}
