@@ -58,6 +58,7 @@ impl GatewayBuilder {
     /// asks for them (by default in dev mode).
     pub fn build(mut self) -> Result<Gateway, Error> {
         self.config.validate()?;
+        crate::metrics::install();
         if self.config.demo.unwrap_or(self.config.dev_mode()) {
             self = self.module(crate::demo::module())?;
         }

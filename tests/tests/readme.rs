@@ -1,0 +1,740 @@
+//! Executes the recipes of `README.md` against the real `switchboard` binary,
+//! so that they never rot, and checks the README's tables against the code.
+//!
+//! # How the README marks what is checked
+//!
+//! An HTML comment right before a fenced block says what the block is:
+//!
+//! * `<!-- recipe: banner -->`: what the binary prints on stderr at start.
+//! * `<!-- recipe: curl -->`: a shell command, run with `sh -c`. The block
+//!   marked `<!-- expect -->` right after it is its output: a `json` block is
+//!   compared as a JSON value, any other block as trimmed text.
+//! * `<!-- recipe: wscat -->`: a wscat session. `>` lines are sent, `<` lines
+//!   are the frames expected back, in order, compared as JSON values. Running
+//!   `npx wscat` would need npm packages, so the same frames go through a raw
+//!   tokio-tungstenite client instead.
+//! * `<!-- recipe: config -->`: a TOML file that must load.
+//! * `<!-- recipe: library -->`: Rust code that must appear verbatim in this
+//!   file (between the `README library example` markers), where it is
+//!   compiled and run.
+//! * `<!-- table: config -->`, `<!-- table: errors -->`, `<!-- table: close -->`
+//!   before a table: compared with the configuration defaults and the
+//!   protocol crate's code tables.
+//!
+//! In expected JSON the string `"…"` matches any value (session ids, epochs).
+//! `127.0.0.1:8080` in a recipe stands for wherever the binary listens: it is
+//! started with `--listen 127.0.0.1:0` and announces its real address on
+//! stderr.
+//!
+//! The binary is not built here. `tests/run` builds it first; by hand, run
+//! `cargo build --workspace --bins` before this test.
+
+// README library example: begin
+use std::time::Duration;
+
+use jsonrpsee::RpcModule;
+use serde_json::json;
+use switchboard_server::{Caller, Config, Gateway, Hub, HubError, Target};
+
+/// A gateway with one method, `delete`, that asks the caller's own client
+/// to confirm before it answers.
+fn gateway() -> Result<Gateway, switchboard_server::Error> {
+    let mut module = RpcModule::new(());
+    module.register_async_method("delete", |_params, _ctx, ext| async move {
+        // Who called: their session, their user, and the hub.
+        let caller = ext.get::<Caller>().expect("set by the gateway").clone();
+        // Call the client back; give up after 10 seconds.
+        let confirmed: bool = caller
+            .call("ui.confirm", &["Delete it?"], Duration::from_secs(10))
+            .await
+            .unwrap_or(false);
+        if confirmed { "deleted" } else { "kept" }
+    })?;
+    Gateway::builder(Config::default()).module(module)?.build()
+}
+
+/// Pushes `news` to every session of alice: all her tabs and devices.
+async fn tell_alice(hub: &Hub, title: &str) -> Result<(), HubError> {
+    hub.notify(Target::User("alice".into()), "news", &json!({ "title": title }))
+        .await
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let gateway = gateway()?;
+    let hub = gateway.hub().clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let _ = tell_alice(&hub, "one more minute").await;
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    gateway.serve(listener, ctrl_c).await?;
+    Ok(())
+}
+// README library example: end
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use serde_json::Value;
+use switchboard_server::StreamConfig;
+use switchboard_server::protocol::codes::{self, CloseClass, close};
+use switchboard_tests::{TestServer, WAIT, WsClient, within};
+
+/// The address the README's recipes use.
+const README_ADDR: &str = "127.0.0.1:8080";
+
+/// In expected JSON, matches any value.
+const ANY: &str = "…";
+
+/// The line the binary starts its announcement with.
+const LISTENING: &str = "switchboard listening on http://";
+
+// ---------------------------------------------------------------------------
+// Reading the README
+
+/// A fenced block of the README with the marker before it.
+#[derive(Debug, Clone)]
+struct Block {
+    /// `recipe: curl`, `expect`, `table: config`, …
+    marker: String,
+    /// The fence's language (`sh`, `json`, …); empty for tables.
+    lang: String,
+    /// The block's text (for tables, the table's lines).
+    body: String,
+    /// The 1-based line of the marker.
+    line: usize,
+    /// The 1-based line of the block's first line of text.
+    start: usize,
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
+
+fn readme() -> String {
+    let path = workspace().join("README.md");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Every marked block of the README, in order.
+fn marked_blocks(readme: &str) -> Vec<Block> {
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut blocks = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim();
+        if line.starts_with("```") {
+            // An unmarked code block: skip it whole, so its text is never read as a marker.
+            i += 1;
+            while i < lines.len() && !lines[i].trim_start().starts_with("```") {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        let Some(marker) = line.strip_prefix("<!--").and_then(|m| m.strip_suffix("-->")) else {
+            i += 1;
+            continue;
+        };
+        let marker = marker.trim().to_owned();
+        let at = i + 1;
+        i += 1;
+        while i < lines.len() && lines[i].trim().is_empty() {
+            i += 1;
+        }
+        let start = lines.get(i).map(|l| l.trim()).unwrap_or_default();
+        if marker.starts_with("table:") {
+            assert!(
+                start.starts_with('|'),
+                "README line {at}: `{marker}` must be followed by a table"
+            );
+            let start = i + 1;
+            let mut body = String::new();
+            while i < lines.len() && lines[i].trim().starts_with('|') {
+                body.push_str(lines[i]);
+                body.push('\n');
+                i += 1;
+            }
+            blocks.push(Block {
+                marker,
+                lang: String::new(),
+                body,
+                line: at,
+                start,
+            });
+            continue;
+        }
+        let Some(lang) = start.strip_prefix("```") else {
+            panic!("README line {at}: `{marker}` must be followed by a fenced block");
+        };
+        let lang = lang.trim().to_owned();
+        i += 1;
+        let start = i + 1;
+        let mut body = String::new();
+        while i < lines.len() && !lines[i].trim_start().starts_with("```") {
+            body.push_str(lines[i]);
+            body.push('\n');
+            i += 1;
+        }
+        assert!(i < lines.len(), "README line {at}: the fenced block is not closed");
+        i += 1;
+        blocks.push(Block {
+            marker,
+            lang,
+            body,
+            line: at,
+            start,
+        });
+    }
+    blocks
+}
+
+/// A recipe and the expected output that follows it, if any.
+struct Recipe {
+    block: Block,
+    expect: Option<Block>,
+}
+
+fn recipes(kind: &str) -> Vec<Recipe> {
+    let blocks = marked_blocks(&readme());
+    let marker = format!("recipe: {kind}");
+    let mut out = Vec::new();
+    for (n, block) in blocks.iter().enumerate() {
+        if block.marker == marker {
+            let expect = blocks.get(n + 1).filter(|b| b.marker == "expect").cloned();
+            out.push(Recipe {
+                block: block.clone(),
+                expect,
+            });
+        }
+    }
+    assert!(!out.is_empty(), "the README has no `<!-- {marker} -->` block");
+    out
+}
+
+fn table(name: &str) -> Block {
+    let marker = format!("table: {name}");
+    marked_blocks(&readme())
+        .into_iter()
+        .find(|b| b.marker == marker)
+        .unwrap_or_else(|| panic!("the README has no `<!-- {marker} -->` table"))
+}
+
+/// The cells of each data row of a table (the header and the `|---|` line skipped).
+fn rows(table: &Block) -> Vec<Vec<String>> {
+    table
+        .body
+        .lines()
+        .skip(2)
+        .map(|line| {
+            let line = line.trim().trim_start_matches('|').trim_end_matches('|');
+            line.split(" | ").map(|c| c.trim().to_owned()).collect()
+        })
+        .collect()
+}
+
+/// The text of the first `code span` of a cell.
+fn code(cell: &str) -> Option<&str> {
+    let start = cell.find('`')? + 1;
+    let len = cell[start..].find('`')?;
+    Some(&cell[start..start + len])
+}
+
+/// Whether `actual` is `expected`, where the string `"…"` matches anything.
+fn matches(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::String(s), _) if s == ANY => true,
+        (Value::Array(e), Value::Array(a)) => e.len() == a.len() && e.iter().zip(a).all(|(e, a)| matches(e, a)),
+        (Value::Object(e), Value::Object(a)) => {
+            e.len() == a.len() && e.iter().all(|(k, v)| a.get(k).is_some_and(|a| matches(v, a)))
+        }
+        _ => expected == actual,
+    }
+}
+
+fn json_line(text: &str, line: usize) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("README line {line}: not JSON ({e}): {text}"))
+}
+
+// ---------------------------------------------------------------------------
+// Running the binary
+
+/// Where `cargo build` put the `switchboard` binary: next to the `deps/`
+/// directory this test runs from.
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows where it runs from");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test runs from target/<profile>/deps/");
+    let binary = profile_dir.join(format!("switchboard{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first with `cargo build --workspace --bins` (tests/run does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A running `switchboard` process.
+struct Binary {
+    child: Child,
+    /// The address it listens on.
+    addr: String,
+    /// Everything it wrote on stderr so far.
+    stderr: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Binary {
+    /// Starts the binary on an ephemeral port and waits for its announcement.
+    fn start() -> Self {
+        let path = binary();
+        let mut command = Command::new(&path);
+        command
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // The recipes describe the defaults: no configuration from the environment.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("SWITCHBOARD_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
+        let pipe = child.stderr.take().expect("stderr is piped");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            let mut pipe = BufReader::new(pipe);
+            let mut line = String::new();
+            while pipe.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if let Some(rest) = line.strip_prefix(LISTENING) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                }
+                sink.lock().expect("stderr lock").push_str(&line);
+                line.clear();
+            }
+        });
+        let mut binary = Self {
+            child,
+            addr: String::new(),
+            stderr,
+            reader: Some(reader),
+        };
+        match rx.recv_timeout(WAIT) {
+            Ok(addr) => binary.addr = addr,
+            Err(_) => panic!(
+                "{} did not announce `{LISTENING}…` within {WAIT:?}; its stderr:\n{}",
+                path.display(),
+                binary.stderr.lock().expect("stderr lock")
+            ),
+        }
+        binary
+    }
+
+    /// Replaces the README's address with the real one.
+    fn localise(&self, text: &str) -> String {
+        text.replace(README_ADDR, &self.addr)
+    }
+
+    /// Sends SIGTERM, asserts that the binary exits successfully in time, and
+    /// returns everything it wrote on stderr.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("`kill` runs");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + WAIT;
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().expect("waiting for the binary") {
+                break exit;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the binary did not exit within {WAIT:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the stderr reader ends with the pipe");
+        }
+        let stderr = self.stderr.lock().expect("stderr lock").clone();
+        assert!(
+            exit.success(),
+            "the binary exited with {exit} after SIGTERM; stderr:\n{stderr}"
+        );
+        stderr
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        // Only when a test failed before `stop`: do not leave the process behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `sh -c script` and returns its output, failing after `WAIT`.
+fn run_shell(script: &str) -> Output {
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sh runs");
+    let pid = child.id().to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(output) => output.expect("the recipe's output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("the recipe did not finish within {WAIT:?}:\n{script}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The recipes
+
+#[test]
+fn banner_and_curl_recipes_print_what_the_readme_shows() {
+    let curl = Command::new("curl").arg("--version").output();
+    assert!(
+        curl.is_ok_and(|o| o.status.success()),
+        "curl is needed to run the README's curl recipes"
+    );
+    let server = Binary::start();
+    for recipe in recipes("curl") {
+        let line = recipe.block.line;
+        let expect = recipe
+            .expect
+            .unwrap_or_else(|| panic!("README line {line}: a curl recipe needs an `<!-- expect -->` block after it"));
+        let script = server.localise(&recipe.block.body);
+        let output = run_shell(&script);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "README line {line}: the recipe failed ({}):\n{script}\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if expect.lang == "json" {
+            let expected = json_line(&expect.body, expect.start);
+            let actual: Value = serde_json::from_str(stdout.trim())
+                .unwrap_or_else(|e| panic!("README line {line}: the recipe printed no JSON ({e}):\n{stdout}"));
+            assert!(
+                matches(&expected, &actual),
+                "README line {line}: the recipe printed\n{actual}\nbut the README expects\n{expected}"
+            );
+        } else {
+            assert_eq!(
+                stdout.trim(),
+                expect.body.trim(),
+                "README line {line}: the recipe's output differs from the README"
+            );
+        }
+    }
+    let stderr = server.stop();
+
+    let banner = &recipes("banner")[0].block;
+    let printed: Vec<&str> = stderr.lines().map(str::trim_end).collect();
+    let expected: Vec<String> = banner
+        .body
+        .lines()
+        .map(|l| l.replace(README_ADDR, &addr_of(&stderr)).trim_end().to_owned())
+        .collect();
+    assert_eq!(
+        printed.join("\n").trim(),
+        expected.join("\n").trim(),
+        "README line {}: the banner differs from what the binary prints",
+        banner.line
+    );
+}
+
+/// The address in the binary's announcement.
+fn addr_of(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(LISTENING))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the binary announced its address")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn wscat_recipe_frames_are_what_the_gateway_sends() {
+    let server = Binary::start();
+    for recipe in recipes("wscat") {
+        let transcript = &recipe.block;
+        let mut lines = transcript.body.lines();
+        let command = lines.next().unwrap_or_default();
+        let url = command
+            .split('\'')
+            .nth(1)
+            .unwrap_or_else(|| panic!("README line {}: expected `$ npx wscat -c 'URL'`", transcript.line));
+        let url = server.localise(url);
+        within(WAIT, async {
+            let mut client = WsClient::connect(&url).await;
+            for (n, line) in lines.enumerate() {
+                let at = transcript.start + 1 + n;
+                if let Some(frame) = line.strip_prefix("> ") {
+                    client.send(frame).await;
+                } else if let Some(frame) = line.strip_prefix("< ") {
+                    let expected = json_line(frame, at);
+                    let actual = client.recv().await;
+                    assert!(
+                        matches(&expected, &actual),
+                        "README line {at}: the gateway sent\n{actual}\nbut the README shows\n{expected}"
+                    );
+                } else {
+                    assert!(
+                        line.starts_with("Connected") || line.trim().is_empty(),
+                        "README line {at}: a wscat line starts with `> ` or `< `: {line}"
+                    );
+                }
+            }
+            let extra = client.try_recv(Duration::from_millis(200)).await;
+            assert!(
+                extra.is_none(),
+                "the gateway sent a frame the README does not show: {extra:?}"
+            );
+        })
+        .await;
+    }
+    server.stop();
+}
+
+#[test]
+fn library_example_is_this_file_verbatim() {
+    let source = include_str!("readme.rs");
+    let begin = "// README library example: begin\n";
+    let start = source.find(begin).expect("begin marker") + begin.len();
+    let len = source[start..]
+        .find("// README library example: end")
+        .expect("end marker");
+    let example = &recipes("library")[0].block;
+    assert_eq!(
+        example.body,
+        &source[start..start + len],
+        "README line {}: the library example must be the code between the markers in tests/tests/readme.rs",
+        example.line
+    );
+}
+
+#[tokio::test]
+async fn library_example_calls_the_client_back_and_pushes() {
+    within(WAIT, async {
+        let server = TestServer::serve(gateway().expect("the example gateway builds")).await;
+        let mut alice = server.connect("alice").await;
+        alice.send(r#"{"jsonrpc":"2.0","id":1,"method":"delete"}"#).await;
+        let ask = alice.recv().await;
+        assert_eq!(ask["method"], "ui.confirm", "the server calls the client back: {ask}");
+        assert_eq!(ask["params"], json!(["Delete it?"]));
+        alice
+            .send_json(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": true}))
+            .await;
+        assert_eq!(
+            alice.recv().await,
+            json!({"jsonrpc": "2.0", "id": 1, "result": "deleted"})
+        );
+
+        tell_alice(server.gateway.hub(), "hi").await.expect("the push goes out");
+        assert_eq!(
+            alice.recv().await,
+            json!({"jsonrpc": "2.0", "method": "news", "params": {"title": "hi"}})
+        );
+        // Gone before the gateway stops, so that it does not wait for a close handshake.
+        drop(alice);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[test]
+fn config_recipe_loads() {
+    let recipe = &recipes("config")[0].block;
+    let dir = std::env::temp_dir().join(format!("switchboard-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("config.toml");
+    std::fs::write(&file, &recipe.body).expect("write the example");
+    let loaded = Config::load(Some(&file));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = loaded.unwrap_or_else(|e| panic!("README line {}: the example does not load: {e}", recipe.line));
+    assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
+    assert_eq!(config.limits.max_batch, 20);
+    let patterns: Vec<&str> = config.streams.iter().map(|s| s.pattern.as_str()).collect();
+    assert_eq!(
+        patterns,
+        ["user:*", "chat:*"],
+        "a [[streams]] list replaces the default one"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The tables
+
+/// The keys of the configuration, dotted, with arrays as leaves.
+fn config_keys(prefix: &str, value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                config_keys(&key, v, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_owned());
+        }
+    }
+}
+
+#[test]
+fn config_table_lists_every_key_with_its_default() {
+    let table = table("config");
+    let rows = rows(&table);
+    let defaults = serde_json::to_value(Config::default()).expect("the config serialises");
+    let mut expected = BTreeSet::new();
+    config_keys("", &defaults, &mut expected);
+    let stream: Value = serde_json::to_value(
+        serde_json::from_value::<StreamConfig>(json!({"pattern": "x"})).expect("a stream needs only a pattern"),
+    )
+    .expect("a stream serialises");
+    config_keys("streams[]", &stream, &mut expected);
+
+    let listed: BTreeSet<String> = rows
+        .iter()
+        .map(|r| code(&r[0]).unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        listed, expected,
+        "README line {}: the configuration table must list exactly the keys of Config",
+        table.line
+    );
+
+    // Every literal default goes into one TOML file; loaded, it must be the default configuration.
+    let mut toml = String::new();
+    for row in &rows {
+        let key = code(&row[0]).unwrap_or_default();
+        match (key.strip_prefix("streams[]."), code(&row[1])) {
+            (Some(field), Some(v)) => assert_eq!(
+                v,
+                stream[field].to_string(),
+                "README line {}: the default of `{key}` is wrong",
+                table.line
+            ),
+            // A required field has no default.
+            (Some(_), None) => {}
+            (None, Some(v)) => toml.push_str(&format!("{key} = {v}\n")),
+            (None, None) => assert!(
+                defaults.pointer(&format!("/{}", key.replace('.', "/"))) == Some(&Value::Null),
+                "README line {}: `{key}` needs its default in a code span",
+                table.line
+            ),
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("switchboard-readme-defaults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("defaults.toml");
+    std::fs::write(&file, &toml).expect("write the defaults");
+    let loaded = Config::load(Some(&file));
+    let _ = std::fs::remove_dir_all(&dir);
+    let loaded = loaded.unwrap_or_else(|e| panic!("the README's defaults do not load ({e}):\n{toml}"));
+    assert_eq!(
+        loaded,
+        Config::default(),
+        "README line {}: a default in the configuration table is wrong (SWITCHBOARD_* variables in the \
+         environment also change what loads)",
+        table.line
+    );
+}
+
+#[test]
+fn error_code_table_is_the_protocol_crates() {
+    let table = table("errors");
+    let listed: Vec<(i32, String)> = rows(&table)
+        .iter()
+        .map(|r| {
+            let code: i32 = code(&r[0]).and_then(|c| c.parse().ok()).expect("a code");
+            (code, r[1].clone())
+        })
+        .collect();
+    let expected: Vec<(i32, String)> = [
+        codes::PARSE_ERROR,
+        codes::INVALID_REQUEST,
+        codes::METHOD_NOT_FOUND,
+        codes::INVALID_PARAMS,
+        codes::INTERNAL_ERROR,
+    ]
+    .into_iter()
+    .chain(codes::GATEWAY_ERRORS.iter().map(|(c, _)| *c))
+    .map(|c| (c, codes::message_for(c).to_owned()))
+    .collect();
+    assert_eq!(
+        listed, expected,
+        "README line {}: the error code table differs from schemas/src/codes.rs",
+        table.line
+    );
+}
+
+#[test]
+fn close_code_table_is_the_protocol_crates() {
+    let table = table("close");
+    let listed: Vec<(u16, String, String)> = rows(&table)
+        .iter()
+        .map(|r| {
+            let code: u16 = code(&r[0]).and_then(|c| c.parse().ok()).expect("a code");
+            (code, r[1].clone(), r[2].clone())
+        })
+        .collect();
+    let expected: Vec<(u16, String, String)> = close::ALL
+        .iter()
+        .map(|(c, reason)| {
+            let class = match codes::close_class(*c) {
+                CloseClass::Reconnect => "reconnect",
+                CloseClass::ReconnectNow => "reconnect now",
+                CloseClass::Terminal => "terminal",
+            };
+            (*c, (*reason).to_owned(), class.to_owned())
+        })
+        .collect();
+    assert_eq!(
+        listed, expected,
+        "README line {}: the close code table differs from schemas/src/codes.rs",
+        table.line
+    );
+}
