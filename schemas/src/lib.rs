@@ -16,6 +16,7 @@
 //! assert_eq!(frame::write_result(id.get(), "[1]"), r#"{"jsonrpc":"2.0","id":"a-1","result":[1]}"#);
 //! ```
 
+pub mod api;
 pub mod codes;
 mod error;
 pub mod frame;

@@ -14,6 +14,9 @@ use crate::methods::{self, *};
 /// The committed document, as served by `rpc.discover`.
 pub const COMMITTED: &str = include_str!("../openrpc.json");
 
+/// The committed server API document, as served by `rpc.discover` on `/api`.
+pub const API_COMMITTED: &str = include_str!("../api-openrpc.json");
+
 struct Builder {
     generator: SchemaGenerator,
     methods: Vec<Value>,
@@ -83,16 +86,99 @@ impl Builder {
     }
 }
 
-/// Builds the document from the types.
-pub fn document() -> Value {
+fn builder() -> Builder {
     let settings = SchemaSettings::draft2020_12().with(|s| {
         s.definitions_path = "#/components/schemas/".into();
     });
-    let mut b = Builder {
+    Builder {
         generator: settings.into_generator(),
         methods: Vec::new(),
         notifications: Vec::new(),
-    };
+    }
+}
+
+/// Builds the server API document (`POST /api`) from the types.
+pub fn api_document() -> Value {
+    use crate::api::{self, method};
+    let mut b = builder();
+    let target_errors = [codes::INVALID_PARAMS, codes::FORBIDDEN, codes::BROKER_UNAVAILABLE];
+    let params = b.params::<api::NotifyParams>();
+    b.method(
+        method::NOTIFY,
+        "Push a notification to every session of a target.",
+        params,
+        json!({"type": "object"}),
+        &target_errors,
+    );
+    let params = b.params::<api::CallParams>();
+    let result = b.schema::<Vec<api::CallEntry>>();
+    b.method(
+        method::CALL,
+        "Call a method on every session of a target; one entry per session reached.",
+        params,
+        result,
+        &target_errors,
+    );
+    let params = b.params::<PublishParams>();
+    let result = b.schema::<PublishResult>();
+    b.method(method::PUBLISH, "Publish on a topic.", params, result, &target_errors);
+    let params = b.params::<api::PresenceParams>();
+    let result = b.schema::<Vec<api::PresenceEntry>>();
+    b.method(
+        method::PRESENCE,
+        "The sessions of a user, or of everybody.",
+        params,
+        result,
+        &target_errors,
+    );
+    let params = b.params::<api::DisconnectParams>();
+    b.method(
+        method::DISCONNECT,
+        "Close every session of a target.",
+        params,
+        json!({"type": "object"}),
+        &target_errors,
+    );
+    let params = b.params::<api::TargetTopicsParams>();
+    b.method(
+        method::SUBSCRIBE,
+        "Subscribe every session of a target to topics.",
+        params.clone(),
+        json!({"type": "object"}),
+        &target_errors,
+    );
+    b.method(
+        method::UNSUBSCRIBE,
+        "Unsubscribe every session of a target from topics.",
+        params,
+        json!({"type": "object"}),
+        &target_errors,
+    );
+    let result = b.schema::<api::Stats>();
+    b.method(
+        method::STATS,
+        "Counters and recent connects and disconnects of this node.",
+        json!([]),
+        result,
+        &[codes::FORBIDDEN],
+    );
+    let _ = b.schema::<api::Scope>();
+    let schemas = b.generator.take_definitions(true);
+    json!({
+        "openrpc": "1.3.2",
+        "info": {
+            "title": "switchboard server API",
+            "version": PROTOCOL_VERSION,
+            "description": "POST /api with Authorization: Bearer <api key>. Each method needs the key's scope (components/schemas/Scope)."
+        },
+        "methods": b.methods,
+        "components": {"schemas": schemas},
+    })
+}
+
+/// Builds the document from the types.
+pub fn document() -> Value {
+    let mut b = builder();
 
     b.method(
         methods::PING,
@@ -195,24 +281,40 @@ pub fn document() -> Value {
 
 /// The document as committed: pretty JSON with a final newline.
 pub fn render() -> String {
-    let mut s = serde_json::to_string_pretty(&document()).unwrap_or_default();
+    pretty(&document())
+}
+
+/// The server API document as committed.
+pub fn render_api() -> String {
+    pretty(&api_document())
+}
+
+fn pretty(v: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
     s
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn committed_document_matches_the_types() {
-        let fresh = super::render();
+    fn check(file: &str, fresh: &str, committed: &str) {
         if std::env::var_os("UPDATE_SCHEMAS").is_some() {
-            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openrpc.json");
-            std::fs::write(path, &fresh).unwrap();
+            std::fs::write(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")), fresh).unwrap();
             return;
         }
         assert!(
-            fresh == super::COMMITTED,
-            "schemas/openrpc.json is stale: run `UPDATE_SCHEMAS=1 cargo test -p switchboard-protocol` and commit it"
+            fresh == committed,
+            "schemas/{file} is stale: run `UPDATE_SCHEMAS=1 cargo test -p switchboard-protocol` and commit it"
         );
+    }
+
+    #[test]
+    fn committed_document_matches_the_types() {
+        check("openrpc.json", &super::render(), super::COMMITTED);
+    }
+
+    #[test]
+    fn committed_api_document_matches_the_types() {
+        check("api-openrpc.json", &super::render_api(), super::API_COMMITTED);
     }
 }

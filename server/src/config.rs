@@ -30,6 +30,9 @@ pub struct Config {
     pub personal_topics: bool,
     /// Topics with history, by pattern. Default: `user:*`, 100 messages, 10 minutes.
     pub streams: Vec<StreamConfig>,
+    /// Keys for the server API (`POST /api`). With none, the API is open in dev mode and
+    /// closed otherwise.
+    pub api_keys: Vec<crate::api::ApiKey>,
 }
 
 /// History kept for the topics a pattern matches.
@@ -77,6 +80,7 @@ impl Default for Config {
                 history_size: default_history_size(),
                 history_ttl_ms: default_history_ttl(),
             }],
+            api_keys: Vec::new(),
         }
     }
 }

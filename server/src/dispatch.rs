@@ -58,6 +58,7 @@ impl Dispatcher {
     /// Handles one text frame.
     pub(crate) fn handle_text(&self, origin: &Origin<'_>, text: &str) -> Outcome {
         metrics::counter!("switchboard_messages_in_total").increment(1);
+        self.hub.count_message_in();
         if let Some(n) = frame::batch_len(text)
             && n > self.config.limits.max_batch
         {

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -143,9 +143,10 @@ impl Gateway {
         Router::new()
             .route("/ws", get(ws_upgrade))
             .route("/rpc", post(http_rpc).layer(DefaultBodyLimit::max(limit)))
+            .route("/api", post(crate::api::handle).layer(DefaultBodyLimit::max(limit)))
             .route("/healthz", get(|| async { "ok" }))
             .route("/metrics", get(metrics_text))
-            .route("/", get(index))
+            .merge(crate::assets::router())
             .with_state(self.shared.clone())
     }
 
@@ -295,22 +296,6 @@ async fn metrics_text(State(shared): State<Arc<GatewayShared>>) -> Response {
         stats.frames_serialised,
     ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
-}
-
-async fn index(State(shared): State<Arc<GatewayShared>>) -> Html<String> {
-    let registry = shared.hub.registry();
-    Html(format!(
-        "<!doctype html><meta charset=utf-8><title>switchboard</title>\
-         <h1>switchboard</h1><p>A JSON-RPC 2.0 gateway, both directions.</p>\
-         <ul><li>WebSocket: <code>/ws</code> (subprotocol <code>switchboard.v1</code>)</li>\
-         <li>HTTP JSON-RPC: <code>POST /rpc</code></li><li><a href=/metrics>/metrics</a></li>\
-         <li><a href=/healthz>/healthz</a></li></ul>\
-         <p>Node <code>{}</code>: {} sessions, {} users, {} topics.</p>",
-        shared.hub.node(),
-        registry.session_count(),
-        registry.user_count(),
-        registry.topic_count()
-    ))
 }
 
 /// Turns raw JSON into a boxed raw value (used by the OpenRPC builder).

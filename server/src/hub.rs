@@ -6,7 +6,7 @@
 //! [`Broker`] as an [`Envelope`]; each node's inbox (this one included) then
 //! writes the shared frame to its own sessions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -24,6 +24,7 @@ use crate::config::{Config, Limits, StreamConfig};
 use crate::error::CallError;
 use crate::registry::{Registry, SubscribeError};
 use crate::session::{Delivery, SessionHandle};
+use switchboard_protocol::api::{SessionEvent, Stats};
 use switchboard_protocol::methods::StreamPosition;
 
 /// Errors of hub operations.
@@ -92,8 +93,13 @@ pub(crate) struct HubInner {
     calls: DashMap<u64, mpsc::Sender<CallEvent>>,
     frames_serialised: AtomicU64,
     deliveries: AtomicU64,
+    messages_in: AtomicU64,
     next_session: AtomicU64,
+    events: parking_lot::Mutex<VecDeque<SessionEvent>>,
 }
+
+/// How many connects and disconnects `stats` remembers.
+const RECENT_EVENTS: usize = 100;
 
 enum CallEvent {
     Ack {
@@ -121,7 +127,9 @@ impl Hub {
             calls: DashMap::new(),
             frames_serialised: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
+            messages_in: AtomicU64::new(0),
             next_session: AtomicU64::new(1),
+            events: parking_lot::Mutex::new(VecDeque::new()),
         });
         broker.attach(node, Arc::new(NodeInbox(Arc::downgrade(&inner))));
         Self { inner }
@@ -138,6 +146,41 @@ impl Hub {
             frames_serialised: self.inner.frames_serialised.load(Ordering::Relaxed),
             deliveries: self.inner.deliveries.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counters and recent connects and disconnects of this node (the server API's `stats`).
+    pub fn node_stats(&self) -> Stats {
+        let r = &self.inner.registry;
+        Stats {
+            node: self.inner.node.to_string(),
+            sessions: r.session_count(),
+            users: r.user_count(),
+            topics: r.topic_count(),
+            messages_in: self.inner.messages_in.load(Ordering::Relaxed),
+            messages_out: self.inner.deliveries.load(Ordering::Relaxed),
+            events: self.inner.events.lock().iter().cloned().collect(),
+        }
+    }
+
+    pub(crate) fn count_message_in(&self) {
+        self.inner.messages_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn record(&self, kind: &str, session: &SessionHandle) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let mut events = self.inner.events.lock();
+        if events.len() == RECENT_EVENTS {
+            events.pop_front();
+        }
+        events.push_back(SessionEvent {
+            kind: kind.to_owned(),
+            session: session.id().to_string(),
+            user: session.user().to_owned(),
+            at_ms,
+        });
     }
 
     pub(crate) fn registry(&self) -> &Registry {
@@ -363,6 +406,7 @@ impl Hub {
     /// Adds a new session to the registry and to presence.
     pub(crate) async fn register(&self, session: &SessionHandle) {
         self.inner.registry.insert(session);
+        self.record("connect", session);
         metrics::gauge!("switchboard_sessions").increment(1.0);
         if let Err(e) = self.inner.broker.session_opened(self.presence_entry(session)).await {
             tracing::warn!(error = %e, "could not record presence");
@@ -372,6 +416,7 @@ impl Hub {
     /// Removes a session from the registry and from presence.
     pub(crate) async fn unregister(&self, session: &SessionHandle) {
         self.inner.registry.remove(session);
+        self.record("disconnect", session);
         metrics::gauge!("switchboard_sessions").decrement(1.0);
         if let Err(e) = self.inner.broker.session_closed(self.presence_entry(session)).await {
             tracing::warn!(error = %e, "could not remove presence");

@@ -31,6 +31,8 @@
 //! Start reading at [`Gateway`]; the routing API is [`Hub`]; what a method
 //! handler knows of its caller is [`Caller`].
 
+mod api;
+mod assets;
 mod builtins;
 mod caller;
 mod demo;
@@ -46,6 +48,7 @@ mod session;
 pub mod broker;
 pub mod config;
 
+pub use api::ApiKey;
 pub use caller::Caller;
 pub use config::{Config, Limits, StreamConfig};
 pub use error::{CallError, Error};

@@ -1,0 +1,284 @@
+//! The server API: `POST /api`, JSON-RPC 2.0 over HTTP for backends.
+//!
+//! Every request carries an API key (`Authorization: Bearer <key>`); each
+//! method needs one scope of that key. All methods go through the [`Hub`].
+//! In dev mode with no key configured, the API is open (dev mode only ever
+//! listens on loopback).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use switchboard_protocol::api::{
+    CallParams, DisconnectParams, NotifyParams, PresenceParams, Scope, TargetTopicsParams, method,
+};
+use switchboard_protocol::frame::{self, Frame, Message};
+use switchboard_protocol::methods::{PublishParams, PublishResult};
+use switchboard_protocol::{ErrorObject, codes};
+
+use crate::builtins::{check_topic, parse_params};
+use crate::gateway::GatewayShared;
+use crate::hub::{Hub, HubError};
+
+/// An API key and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// A name for logs (the key itself is never logged).
+    pub name: String,
+    /// The secret a backend sends as `Authorization: Bearer <key>`.
+    pub key: String,
+    /// What the key may do. Default: everything.
+    #[serde(default = "all_scopes")]
+    pub scopes: Vec<Scope>,
+}
+
+fn all_scopes() -> Vec<Scope> {
+    Scope::ALL.to_vec()
+}
+
+/// Compares without leaking, through timing, how much of a key matched.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// The scopes the request's key grants, or why it is refused.
+fn authorise(shared: &GatewayShared, headers: &HeaderMap) -> Result<HashSet<Scope>, &'static str> {
+    let keys = &shared.config.api_keys;
+    if keys.is_empty() {
+        return if shared.config.dev_mode() {
+            Ok(Scope::ALL.into_iter().collect())
+        } else {
+            Err("no API keys are configured")
+        };
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or("missing Authorization: Bearer <api key>")?;
+    keys.iter()
+        .find(|k| same_secret(presented.as_bytes(), k.key.as_bytes()))
+        .map(|k| {
+            tracing::debug!(key = %k.name, "server API request");
+            k.scopes.iter().copied().collect()
+        })
+        .ok_or("unknown API key")
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+pub(crate) async fn handle(State(shared): State<Arc<GatewayShared>>, headers: HeaderMap, body: String) -> Response {
+    let scopes = match authorise(&shared, &headers) {
+        Ok(s) => s,
+        Err(reason) => {
+            let error = ErrorObject::with_data(codes::UNAUTHORIZED, serde_json::json!({ "reason": reason }));
+            return json_response(StatusCode::UNAUTHORIZED, frame::write_error(None, &error));
+        }
+    };
+    let hub = &shared.hub;
+    let reply = match frame::parse(&body) {
+        Frame::ParseError => Some(frame::write_error(None, &ErrorObject::new(codes::PARSE_ERROR))),
+        Frame::EmptyBatch => Some(frame::write_error(
+            None,
+            &frame::invalid_request("a batch must not be empty"),
+        )),
+        Frame::Single(m) => answer(&shared, hub, &scopes, m).await,
+        Frame::Batch(messages) => {
+            if messages.len() > shared.config.limits.max_batch {
+                let error = ErrorObject::with_data(
+                    codes::INVALID_REQUEST,
+                    serde_json::json!({"reason": "batch too large", "limit": shared.config.limits.max_batch}),
+                );
+                Some(frame::write_error(None, &error))
+            } else {
+                let parts: Vec<String> = join_all(messages.into_iter().map(|m| answer(&shared, hub, &scopes, m)))
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                (!parts.is_empty()).then(|| format!("[{}]", parts.join(",")))
+            }
+        }
+    };
+    match reply {
+        Some(json) => json_response(StatusCode::OK, json),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// The answer to one message, if it calls for one.
+async fn answer(shared: &GatewayShared, hub: &Hub, scopes: &HashSet<Scope>, message: Message<'_>) -> Option<String> {
+    let (id, method, params) = match message {
+        Message::Request { id, method, params } => (Some(id), method, params),
+        Message::Notification { method, params } => (None, method, params),
+        Message::Response { .. } => return None,
+        Message::Invalid {
+            id,
+            reason,
+            was_response,
+        } => {
+            return (!was_response).then(|| frame::write_error(id.map(RawValue::get), &frame::invalid_request(reason)));
+        }
+    };
+    let outcome = run(shared, hub, scopes, &method, params).await;
+    let id = id?.get();
+    Some(match outcome {
+        Ok(result) => frame::write_result(id, result.get()),
+        Err(error) => frame::write_error(Some(id), &error),
+    })
+}
+
+fn to_raw<T: Serialize>(value: &T) -> Result<Box<RawValue>, ErrorObject> {
+    serde_json::value::to_raw_value(value).map_err(|_| ErrorObject::new(codes::INTERNAL_ERROR))
+}
+
+fn hub_error(e: HubError) -> ErrorObject {
+    match e {
+        HubError::Broker(b) => {
+            ErrorObject::with_data(codes::BROKER_UNAVAILABLE, serde_json::json!({"reason": b.to_string()}))
+        }
+        HubError::Params(p) => ErrorObject::with_data(codes::INVALID_PARAMS, serde_json::json!({ "reason": p })),
+    }
+}
+
+fn structured(params: Option<&serde_json::Value>) -> Result<Option<Box<RawValue>>, ErrorObject> {
+    match params {
+        None => Ok(None),
+        Some(v @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => to_raw(v).map(Some),
+        Some(_) => Err(ErrorObject::with_data(
+            codes::INVALID_PARAMS,
+            serde_json::json!({"reason": "params must be an array or an object"}),
+        )),
+    }
+}
+
+fn empty() -> Result<Box<RawValue>, ErrorObject> {
+    Ok(RawValue::from_string("{}".to_owned()).map_err(|_| ErrorObject::new(codes::INTERNAL_ERROR))?)
+}
+
+async fn run(
+    shared: &GatewayShared,
+    hub: &Hub,
+    scopes: &HashSet<Scope>,
+    name: &str,
+    params: Option<&RawValue>,
+) -> Result<Box<RawValue>, ErrorObject> {
+    if name == switchboard_protocol::methods::DISCOVER {
+        return RawValue::from_string(switchboard_protocol::openrpc::API_COMMITTED.trim_end().to_owned())
+            .map_err(|_| ErrorObject::new(codes::INTERNAL_ERROR));
+    }
+    let Some(scope) = Scope::of(name) else {
+        return Err(ErrorObject::new(codes::METHOD_NOT_FOUND));
+    };
+    if !scopes.contains(&scope) {
+        return Err(ErrorObject::with_data(
+            codes::FORBIDDEN,
+            serde_json::json!({"reason": "the API key lacks the scope this method needs", "scope": scope}),
+        ));
+    }
+    let max_topic = shared.config.limits.max_topic_len;
+    match name {
+        method::NOTIFY => {
+            let p: NotifyParams = parse_params(params)?;
+            let inner = structured(p.params.as_ref())?;
+            hub.notify_raw(p.target, &p.method, inner.as_deref())
+                .await
+                .map_err(hub_error)?;
+            empty()
+        }
+        method::CALL => {
+            let p: CallParams = parse_params(params)?;
+            let inner = structured(p.params.as_ref())?;
+            let timeout = p
+                .timeout_ms
+                .map_or_else(|| hub.default_call_timeout(), Duration::from_millis);
+            let entries = hub
+                .call_raw(p.target, &p.method, inner.as_deref(), timeout)
+                .await
+                .map_err(hub_error)?;
+            to_raw(&entries)
+        }
+        method::PUBLISH => {
+            let p: PublishParams = parse_params(params)?;
+            check_topic(&p.topic, max_topic)?;
+            let data = to_raw(&p.data)?;
+            let position = hub.publish_raw(&p.topic, &data).await.map_err(hub_error)?;
+            to_raw(&PublishResult {
+                offset: position.as_ref().map(|p| p.offset),
+                epoch: position.map(|p| p.epoch),
+            })
+        }
+        method::PRESENCE => {
+            let p: PresenceParams = if params.is_some() {
+                parse_params(params)?
+            } else {
+                PresenceParams::default()
+            };
+            let entries = hub.presence(p.user.as_deref()).await.map_err(hub_error)?;
+            to_raw(&entries)
+        }
+        method::DISCONNECT => {
+            let p: DisconnectParams = parse_params(params)?;
+            let code = p.code.unwrap_or(switchboard_protocol::codes::close::KICKED);
+            if !(4000..=4999).contains(&code) && code != switchboard_protocol::codes::close::DRAINING {
+                return Err(ErrorObject::with_data(
+                    codes::INVALID_PARAMS,
+                    serde_json::json!({"reason": "code must be 4000-4999 or 1012"}),
+                ));
+            }
+            let reason = p
+                .reason
+                .unwrap_or_else(|| switchboard_protocol::codes::close::reason(code).to_owned());
+            hub.disconnect(p.target, code, &reason).await.map_err(hub_error)?;
+            empty()
+        }
+        method::SUBSCRIBE | method::UNSUBSCRIBE => {
+            let p: TargetTopicsParams = parse_params(params)?;
+            for topic in &p.topics {
+                check_topic(topic, max_topic)?;
+            }
+            let outcome = if name == method::SUBSCRIBE {
+                hub.subscribe(p.target, p.topics).await
+            } else {
+                hub.unsubscribe(p.target, p.topics).await
+            };
+            outcome.map_err(hub_error)?;
+            empty()
+        }
+        method::STATS => to_raw(&hub.node_stats()),
+        _ => Err(ErrorObject::new(codes::METHOD_NOT_FOUND)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+        assert!(!same_secret(b"", b"a"));
+        assert!(!same_secret(b"a", b""));
+    }
+}
