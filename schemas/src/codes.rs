@@ -104,6 +104,8 @@ pub mod close {
     pub const TOKEN_EXPIRED: u16 = 4002;
     /// The server asked the client to reconnect.
     pub const RECONNECT: u16 = 4003;
+    /// The client kept sending past its rate limit.
+    pub const RATE_LIMITED: u16 = 4004;
 
     /// The credentials were missing or invalid: do not retry with the same ones.
     pub const UNAUTHORIZED: u16 = 4500;
@@ -125,6 +127,7 @@ pub mod close {
         (PING_TIMEOUT, "ping timeout"),
         (TOKEN_EXPIRED, "token expired"),
         (RECONNECT, "reconnect requested"),
+        (RATE_LIMITED, "rate limit exceeded"),
         (UNAUTHORIZED, "unauthorized"),
         (FORBIDDEN, "forbidden"),
         (KICKED, "kicked"),

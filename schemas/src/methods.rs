@@ -32,6 +32,8 @@ pub const PING: &str = "rpc.ping";
 pub const DISCOVER: &str = "rpc.discover";
 /// Client → server: replace the session's token.
 pub const REFRESH: &str = "rpc.refresh";
+/// Server → client: the session's token expires soon; send `rpc.refresh`.
+pub const EXPIRING: &str = "rpc.expiring";
 
 /// Whether `method` is reserved for the gateway.
 pub fn is_reserved(method: &str) -> bool {
@@ -197,4 +199,13 @@ pub struct PublishResult {
 pub struct RefreshParams {
     /// The new token.
     pub token: String,
+}
+
+/// Result of `rpc.refresh`, and params of `rpc.expiring`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Expiry {
+    /// When the session's token expires, in milliseconds since the Unix epoch
+    /// (absent when it does not expire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
 }

@@ -229,18 +229,23 @@ pub fn document() -> Value {
         &[],
     );
     let params = b.params::<RefreshParams>();
+    let result = b.schema::<Expiry>();
     b.method(
         methods::REFRESH,
-        "Replace the session's token.",
+        "Replace the session's token (same sub required).",
         params,
-        json!({"type": "object"}),
-        &[codes::UNAUTHORIZED, codes::TOKEN_EXPIRED],
+        result,
+        &[codes::UNAUTHORIZED, codes::FORBIDDEN, codes::TOKEN_EXPIRED],
     );
 
     b.notification::<Welcome>(methods::WELCOME, "Sent first on every session.");
     b.notification::<Publication>(methods::MESSAGE, "A publication on a subscribed topic.");
     b.notification::<Cancel>(methods::CANCEL, "The server gave up on one of its requests.");
     b.notification::<Disconnect>(methods::DISCONNECT, "Sent just before a deliberate close.");
+    b.notification::<Expiry>(
+        methods::EXPIRING,
+        "The token expires soon: send rpc.refresh before it does.",
+    );
 
     let error_codes: Vec<Value> = [
         codes::PARSE_ERROR,

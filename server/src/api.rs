@@ -54,7 +54,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The scopes the request's key grants, or why it is refused.
-fn authorise(shared: &GatewayShared, headers: &HeaderMap) -> Result<HashSet<Scope>, &'static str> {
+pub(crate) fn authorise(shared: &GatewayShared, headers: &HeaderMap) -> Result<HashSet<Scope>, &'static str> {
     let keys = &shared.config.api_keys;
     if keys.is_empty() {
         return if shared.config.dev_mode() {

@@ -5,14 +5,17 @@ use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use switchboard_protocol::methods::{
-    self, PublishParams, PublishResult, RecoveryGap, SubscribeParams, TopicRequest, TopicResult, UnsubscribeParams,
+    self, Expiry, PublishParams, PublishResult, RecoveryGap, RefreshParams, SubscribeParams, TopicRequest, TopicResult,
+    UnsubscribeParams,
 };
 use switchboard_protocol::{ErrorObject, codes};
 
+use crate::auth::{Action, AuthError};
 use crate::dispatch::{Dispatcher, Origin, Outcome, reply_error, reply_result};
 use crate::hub::Hub;
 use crate::registry::SubscribeError;
 use crate::session::Delivery;
+use crate::webhook::WebhookEvent;
 
 pub(crate) fn call(
     d: &Dispatcher,
@@ -33,13 +36,7 @@ pub(crate) fn call(
         // The client gave up on one of its requests. Handlers run to completion
         // and their late answers are harmless, so there is nothing to undo.
         methods::CANCEL => reply_result(id, &true),
-        methods::REFRESH => reply_error(
-            id,
-            ErrorObject::with_data(
-                codes::METHOD_NOT_FOUND,
-                serde_json::json!({"reason": "no authentication is configured, so there is no token to refresh"}),
-            ),
-        ),
+        methods::REFRESH => refresh(d, origin, id, params),
         _ => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
     }
 }
@@ -85,6 +82,77 @@ fn check_personal(topic: &str, user: &str) -> Result<(), ErrorObject> {
     }
 }
 
+/// Authorisation by pattern (everything is allowed in dev mode). Personal
+/// topics are checked separately and always belong to their user.
+fn check_allowed(
+    d: &Dispatcher,
+    action: Action,
+    topic: &str,
+    user: &str,
+    claims: Option<&serde_json::Value>,
+) -> Result<(), ErrorObject> {
+    if d.config.dev_mode()
+        || (action == Action::Subscribe && topic == crate::hub::personal_topic(user))
+        || d.config.authorization.allows(action, topic, user, claims)
+    {
+        return Ok(());
+    }
+    let what = if action == Action::Subscribe {
+        "subscribe to"
+    } else {
+        "publish on"
+    };
+    Err(ErrorObject::with_data(
+        codes::FORBIDDEN,
+        serde_json::json!({ "topic": topic, "reason": format!("you may not {what} this topic") }),
+    ))
+}
+
+fn refresh(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
+    let Some(session) = origin.session else {
+        return needs_session(id);
+    };
+    let Some(auth) = &d.auth else {
+        return reply_error(
+            id,
+            ErrorObject::with_data(
+                codes::METHOD_NOT_FOUND,
+                serde_json::json!({"reason": "no authentication is configured, so there is no token to refresh"}),
+            ),
+        );
+    };
+    let params: RefreshParams = match parse_params(params) {
+        Ok(p) => p,
+        Err(e) => return reply_error(id, e),
+    };
+    let identity = match auth.verify(&params.token) {
+        Ok(i) => i,
+        Err(AuthError::Expired) => return reply_error(id, ErrorObject::new(codes::TOKEN_EXPIRED)),
+        Err(e) => {
+            return reply_error(
+                id,
+                ErrorObject::with_data(codes::UNAUTHORIZED, serde_json::json!({"reason": e.to_string()})),
+            );
+        }
+    };
+    if *identity.user != *session.user() {
+        return reply_error(
+            id,
+            ErrorObject::with_data(
+                codes::FORBIDDEN,
+                serde_json::json!({"reason": "the new token is for another user (sub differs)"}),
+            ),
+        );
+    }
+    session.set_auth(Some(identity.claims), identity.expires_at);
+    reply_result(
+        id,
+        &Expiry {
+            expires_at_ms: identity.expires_at.map(|s| s * 1000),
+        },
+    )
+}
+
 fn needs_session(id: Option<&RawValue>) -> Outcome {
     reply_error(
         id,
@@ -104,8 +172,11 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
         Err(e) => return reply_error(id, e),
     };
     let limits = &d.config.limits;
+    let claims = origin.claims();
     for t in &params.topics {
-        if let Err(e) = check_topic(&t.topic, limits.max_topic_len).and_then(|()| check_personal(&t.topic, origin.user))
+        if let Err(e) = check_topic(&t.topic, limits.max_topic_len)
+            .and_then(|()| check_personal(&t.topic, origin.user))
+            .and_then(|()| check_allowed(d, Action::Subscribe, &t.topic, origin.user, claims.as_deref()))
         {
             return reply_error(id, e);
         }
@@ -148,6 +219,9 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
                 return reply_error(id, error);
             }
         }
+    }
+    for topic in &added {
+        d.hub.emit_topic_event(WebhookEvent::Subscribe, session, topic);
     }
     if plan.iter().all(|(_, recoverable, _)| !recoverable) {
         let topics = plan
@@ -251,12 +325,14 @@ fn unsubscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, param
         Err(e) => return reply_error(id, e),
     };
     for topic in &params.topics {
-        d.hub.registry().unsubscribe(session, topic);
+        if d.hub.registry().unsubscribe(session, topic) {
+            d.hub.emit_topic_event(WebhookEvent::Unsubscribe, session, topic);
+        }
     }
     reply_result(id, &serde_json::json!({}))
 }
 
-fn publish(d: &Dispatcher, _origin: &Origin<'_>, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
+fn publish(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
     if !d.config.client_publish {
         return reply_error(
             id,
@@ -279,7 +355,9 @@ fn publish(d: &Dispatcher, _origin: &Origin<'_>, id: Option<&RawValue>, params: 
     let Some(raw) = params.and_then(|p| serde_json::from_str::<Raw<'_>>(p.get()).ok()) else {
         return reply_error(id, ErrorObject::new(codes::INVALID_PARAMS));
     };
-    if let Err(e) = check_topic(&raw.topic, d.config.limits.max_topic_len) {
+    if let Err(e) = check_topic(&raw.topic, d.config.limits.max_topic_len)
+        .and_then(|()| check_allowed(d, Action::Publish, &raw.topic, origin.user, origin.claims().as_deref()))
+    {
         return reply_error(id, e);
     }
     let hub = d.hub.clone();

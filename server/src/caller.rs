@@ -34,12 +34,23 @@ use crate::session::{SessionHandle, SessionId};
 pub struct Caller {
     session: Option<SessionHandle>,
     user: Arc<str>,
+    claims: Option<Arc<serde_json::Value>>,
     hub: Hub,
 }
 
 impl Caller {
-    pub(crate) fn new(session: Option<SessionHandle>, user: Arc<str>, hub: Hub) -> Self {
-        Self { session, user, hub }
+    pub(crate) fn new(
+        session: Option<SessionHandle>,
+        user: Arc<str>,
+        claims: Option<Arc<serde_json::Value>>,
+        hub: Hub,
+    ) -> Self {
+        Self {
+            session,
+            user,
+            claims,
+            hub,
+        }
     }
 
     /// The caller's session; `None` for calls over HTTP (`POST /rpc`).
@@ -55,6 +66,13 @@ impl Caller {
     /// The caller's user id.
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    /// The claims of the caller's token (`None` in dev mode and over HTTP in dev mode).
+    pub fn claims(&self) -> Option<Arc<serde_json::Value>> {
+        self.claims
+            .clone()
+            .or_else(|| self.session.as_ref().and_then(SessionHandle::claims))
     }
 
     /// The hub, to push to or call any target.

@@ -30,9 +30,31 @@ pub struct Config {
     pub personal_topics: bool,
     /// Topics with history, by pattern. Default: `user:*`, 100 messages, 10 minutes.
     pub streams: Vec<StreamConfig>,
+    /// Backends of the upstream proxy: a client call to an unregistered method that starts
+    /// with an entry's `prefix` is forwarded to its HTTP JSON-RPC `url`, signed with its
+    /// `secret`, within its `timeout_ms` (default 10 000); see [`crate::UpstreamConfig`].
+    /// Default: none.
+    pub upstreams: Vec<crate::upstream::UpstreamConfig>,
+    /// The lifecycle webhook: connect, disconnect, subscribe and unsubscribe events posted to
+    /// a URL, signed, queued (dropped past `queue_size`) and retried; see
+    /// [`crate::WebhookConfig`]. Default: off.
+    pub webhook: Option<crate::webhook::WebhookConfig>,
+    /// Native TLS from PEM certificate and key files: the one port then serves `wss://` and
+    /// `https://` only; see [`crate::TlsConfig`]. Default: off (plain TCP).
+    pub tls: Option<crate::tls::TlsConfig>,
     /// Keys for the server API (`POST /api`). With none, the API is open in dev mode and
     /// closed otherwise.
     pub api_keys: Vec<crate::api::ApiKey>,
+    /// How clients authenticate (JWT keys, JWKS, connect hook). Setting it turns dev mode off.
+    pub auth: Option<crate::auth::AuthConfig>,
+    /// Which topics and methods users may use. Default: everything.
+    pub authorization: crate::auth::Authorization,
+    /// Origins allowed to open sessions (exact `scheme://host[:port]`); empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// Serve `/metrics` without an API key outside dev mode. Default `false`.
+    pub metrics_public: bool,
+    /// Proxies whose `X-Forwarded-For` is believed when limiting upgrades per IP.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// History kept for the topics a pattern matches.
@@ -80,7 +102,15 @@ impl Default for Config {
                 history_size: default_history_size(),
                 history_ttl_ms: default_history_ttl(),
             }],
+            upstreams: Vec::new(),
+            webhook: None,
+            tls: None,
             api_keys: Vec::new(),
+            auth: None,
+            authorization: crate::auth::Authorization::default(),
+            allowed_origins: Vec::new(),
+            metrics_public: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -118,6 +148,17 @@ pub struct Limits {
     pub handshake_timeout_ms: u64,
     /// Most sessions at once on this node; the next is refused with HTTP 503. Default 100 000.
     pub max_sessions: usize,
+    /// Most sessions of one user on this node; the newest is refused with HTTP 429. Default 100.
+    pub max_sessions_per_user: usize,
+    /// Messages a session may send per second (sustained). Past it, requests get `-32002`
+    /// and notifications are dropped. Default 200.
+    pub rate_per_second: u32,
+    /// Messages a session may send in a burst above the sustained rate. Default 400.
+    pub rate_burst: u32,
+    /// Messages refused in a row for the rate before the session is closed with 4004. Default 1000.
+    pub rate_abuse_close: u32,
+    /// WebSocket upgrades one client IP may make per minute; more get HTTP 429. Default 600.
+    pub upgrades_per_ip_per_minute: u32,
     /// Most sessions a multicast call waits for; the rest get a `-32010` entry. Default 10 000.
     pub max_call_fanout: usize,
     /// WebSocket read buffer in bytes (the largest per-session memory cost). Default 2048.
@@ -155,6 +196,11 @@ impl Default for Limits {
             max_call_timeout_ms: 300_000,
             handshake_timeout_ms: 10_000,
             max_sessions: 100_000,
+            max_sessions_per_user: 100,
+            rate_per_second: 200,
+            rate_burst: 400,
+            rate_abuse_close: 1000,
+            upgrades_per_ip_per_minute: 600,
             max_call_fanout: 10_000,
             read_buffer_size: 2048,
             write_buffer_size: 4096,
@@ -211,7 +257,7 @@ impl Config {
 
     /// Whether the gateway runs in dev mode: nothing configures authentication.
     pub fn dev_mode(&self) -> bool {
-        true
+        self.auth.is_none()
     }
 
     /// Checks values that serde cannot.
@@ -235,6 +281,12 @@ impl Config {
             return Err(Error::Config(
                 "limits.ping_interval_ms and limits.pong_timeout_ms must be greater than 0".into(),
             ));
+        }
+        for upstream in &self.upstreams {
+            upstream.validate()?;
+        }
+        if let Some(webhook) = &self.webhook {
+            webhook.validate()?;
         }
         if self.dev_mode() && !self.listen.ip().is_loopback() {
             return Err(Error::Config(format!(

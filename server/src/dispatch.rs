@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use switchboard_protocol::frame::{self, Frame, Message};
 use switchboard_protocol::{ErrorObject, codes, methods};
 
+use crate::auth::Action;
 use crate::builtins;
 use crate::caller::Caller;
 use crate::config::Config;
@@ -41,6 +42,17 @@ pub(crate) struct Origin<'a> {
     pub(crate) user: &'a Arc<str>,
     /// jsonrpsee's connection id for this session.
     pub(crate) conn_id: usize,
+    /// The claims of an HTTP request's token (a session keeps its own).
+    pub(crate) claims: Option<Arc<serde_json::Value>>,
+}
+
+impl Origin<'_> {
+    /// The caller's claims, wherever they are kept.
+    pub(crate) fn claims(&self) -> Option<Arc<serde_json::Value>> {
+        self.claims
+            .clone()
+            .or_else(|| self.session.and_then(SessionHandle::claims))
+    }
 }
 
 /// Shared by every session of a gateway.
@@ -50,6 +62,10 @@ pub(crate) struct Dispatcher {
     pub(crate) hub: Hub,
     /// The OpenRPC document answered by `rpc.discover`.
     pub(crate) discover: Box<RawValue>,
+    /// The upstream proxy's backends, for methods not registered here.
+    pub(crate) upstreams: crate::upstream::Upstreams,
+    /// Verifies tokens (for `rpc.refresh`); `None` in dev mode.
+    pub(crate) auth: Option<Arc<crate::auth::Authenticator>>,
 }
 
 const PLACEHOLDER_PREFIX: &str = r#"{"jsonrpc":"2.0","id":null,"#;
@@ -165,8 +181,25 @@ impl Dispatcher {
         if methods::is_reserved(method) {
             return builtins::call(self, origin, id, method, params);
         }
+        if !self.config.dev_mode()
+            && !self
+                .config
+                .authorization
+                .allows(Action::Call, method, origin.user, origin.claims().as_deref())
+        {
+            return reply_error(
+                id,
+                ErrorObject::with_data(
+                    codes::FORBIDDEN,
+                    serde_json::json!({"reason": "you may not call this method", "method": method}),
+                ),
+            );
+        }
         let Some(callback) = self.methods.method(method) else {
-            return reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND));
+            return match self.upstreams.route(method) {
+                Some(route) => self.forward(origin, id, method, params, route),
+                None => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
+            };
         };
         let max = self.config.limits.max_response_size;
         let extensions = self.extensions(origin);
@@ -236,9 +269,54 @@ impl Dispatcher {
         extensions.insert(Caller::new(
             origin.session.cloned(),
             origin.user.clone(),
+            origin.claims.clone(),
             self.hub.clone(),
         ));
         extensions
+    }
+}
+
+impl Dispatcher {
+    /// Forwards a call to its upstream backend. Like an asynchronous method it
+    /// holds one of the session's in-flight slots until the backend answers,
+    /// or is answered `-32003` at once when there is none.
+    fn forward(
+        &self,
+        origin: &Origin<'_>,
+        id: Option<&RawValue>,
+        method: &str,
+        params: Option<&RawValue>,
+        route: &Arc<crate::upstream::Route>,
+    ) -> Outcome {
+        let slot = match origin.session {
+            Some(session) if !session.try_begin_request() => {
+                metrics::counter!("switchboard_overloaded_total").increment(1);
+                return reply_error(
+                    id,
+                    ErrorObject::with_data(
+                        codes::OVERLOADED,
+                        serde_json::json!({"reason": "too many requests in flight", "limit": self.config.limits.max_in_flight}),
+                    ),
+                );
+            }
+            Some(session) => Some(InFlight(session.clone())),
+            None => None,
+        };
+        let identity = crate::upstream::Identity {
+            user: origin.user.clone(),
+            session: origin.session.map(|s| s.id().to_string()),
+            claims: origin.claims(),
+        };
+        let answer = self
+            .upstreams
+            .forward(route, identity, id.map(|i| i.get().into()), method, params);
+        Outcome::Later(
+            async move {
+                let _slot = slot;
+                answer.await
+            }
+            .boxed(),
+        )
     }
 }
 

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::ws::{CloseFrame, Message};
+use axum::extract::{DefaultBodyLimit, Query, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -16,11 +17,13 @@ use hyper_util::service::TowerToHyperService;
 use jsonrpsee::core::server::Methods;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use switchboard_protocol::methods;
+use switchboard_protocol::codes::close;
+use switchboard_protocol::{ErrorObject, codes, frame, methods};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{Authenticator, Identity, redact_query};
 use crate::broker::{Broker, LocalBroker};
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, Origin, Outcome};
@@ -66,12 +69,21 @@ impl GatewayBuilder {
         let broker = self.broker.unwrap_or_else(|| Arc::new(LocalBroker::new()));
         let hub = Hub::new(broker, &config);
         let discover = crate::discover::document(&self.methods);
+        let auth = config.auth.as_ref().map(Authenticator::new).transpose()?;
+        if let Some(auth) = &auth
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            auth.spawn_refresh();
+        }
         let dispatcher = Dispatcher {
             methods: self.methods,
             config: config.clone(),
             hub: hub.clone(),
             discover,
+            auth: auth.clone(),
+            upstreams: crate::upstream::Upstreams::new(&config.upstreams, config.limits.max_response_size)?,
         };
+        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         Ok(Gateway {
             shared: Arc::new(GatewayShared {
                 config,
@@ -79,6 +91,8 @@ impl GatewayBuilder {
                 dispatcher,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                auth,
+                tls,
                 conn_ids: AtomicUsize::new(1),
             }),
         })
@@ -113,6 +127,9 @@ pub(crate) struct GatewayShared {
     pub(crate) dispatcher: Dispatcher,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    pub(crate) auth: Option<Arc<Authenticator>>,
+    /// Set when `tls` is configured: every connection starts with a TLS handshake.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     conn_ids: AtomicUsize,
 }
 
@@ -158,6 +175,7 @@ impl Gateway {
         let limits = self.shared.config.limits.clone();
         let connections = TaskTracker::new();
         let stop = self.shared.shutdown.clone();
+        let tls = self.shared.tls.clone();
         tokio::pin!(shutdown);
         loop {
             let (stream, _peer) = tokio::select! {
@@ -177,19 +195,21 @@ impl Gateway {
             let service = TowerToHyperService::new(router.clone());
             let stop = stop.clone();
             let handshake = limits.handshake_timeout();
+            let tls = tls.clone();
             connections.spawn(async move {
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(handshake)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    () = stop.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
+                let Some(acceptor) = tls else {
+                    return serve_connection(stream, service, handshake, stop).await;
+                };
+                // The TLS handshake runs here, not in the accept loop, so a slow
+                // client delays only itself; it has the upgrade request's time limit.
+                let accepted = tokio::select! {
+                    accepted = tokio::time::timeout(handshake, acceptor.accept(stream)) => accepted,
+                    () = stop.cancelled() => return,
+                };
+                match accepted {
+                    Ok(Ok(stream)) => serve_connection(stream, service, handshake, stop).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
                 }
             });
         }
@@ -213,58 +233,169 @@ impl Gateway {
     }
 }
 
+/// Serves HTTP/1 (and WebSocket upgrades) on one connection, plain or TLS,
+/// until it ends; on shutdown, lets the request in progress finish.
+async fn serve_connection<I>(
+    io: I,
+    service: TowerToHyperService<Router>,
+    header_timeout: std::time::Duration,
+    stop: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Who {
     user: Option<String>,
 }
 
-/// The user of a dev-mode request: `?user=NAME`, or `anonymous`.
-fn dev_user(shared: &GatewayShared, who: &Who) -> Result<Arc<str>, (StatusCode, &'static str)> {
-    match &who.user {
-        Some(_) if !shared.config.dev_mode() => Err((StatusCode::UNAUTHORIZED, "?user= is accepted in dev mode only")),
-        Some(u) if u.is_empty() || u.len() > 128 => Err((StatusCode::BAD_REQUEST, "?user= must be 1 to 128 bytes")),
-        Some(u) => Ok(u.as_str().into()),
-        None => Ok("anonymous".into()),
+/// Who a request comes from: in dev mode `?user=NAME` (or `anonymous`);
+/// otherwise what its token or the connect hook says.
+async fn identify(
+    shared: &GatewayShared,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    who: &Who,
+) -> Result<Identity, (StatusCode, String)> {
+    let Some(auth) = &shared.auth else {
+        return match &who.user {
+            Some(u) if u.is_empty() || u.len() > 128 => {
+                Err((StatusCode::BAD_REQUEST, "?user= must be 1 to 128 bytes".to_owned()))
+            }
+            Some(u) => Ok(Identity {
+                user: u.as_str().into(),
+                claims: Arc::new(serde_json::Value::Null),
+                expires_at: None,
+            }),
+            None => Ok(Identity {
+                user: "anonymous".into(),
+                claims: Arc::new(serde_json::Value::Null),
+                expires_at: None,
+            }),
+        };
+    };
+    if who.user.is_some() {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "?user= is accepted in dev mode only".to_owned(),
+        ));
+    }
+    auth.authenticate(headers, query).await.map_err(|e| {
+        tracing::debug!(error = %e, query = %query.map(redact_query).unwrap_or_default(), "authentication failed");
+        (StatusCode::UNAUTHORIZED, e.to_string())
+    })
+}
+
+fn unauthorised(reason: &str) -> Response {
+    let error = ErrorObject::with_data(codes::UNAUTHORIZED, serde_json::json!({ "reason": reason }));
+    let mut response = Response::new(Body::from(frame::write_error(None, &error)));
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn origin_allowed(config: &Config, headers: &HeaderMap) -> bool {
+    if config.allowed_origins.is_empty() {
+        return true;
+    }
+    // Only browsers send Origin; the allowlist protects their users from
+    // other sites' pages. Programs without an Origin authenticate as usual.
+    match headers.get(header::ORIGIN) {
+        None => true,
+        Some(o) => o.to_str().is_ok_and(|o| config.allowed_origins.iter().any(|a| a == o)),
     }
 }
 
-async fn ws_upgrade(
-    State(shared): State<Arc<GatewayShared>>,
-    Query(who): Query<Who>,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let user = match dev_user(&shared, &who) {
-        Ok(u) => u,
-        Err(r) => return r.into_response(),
-    };
-    let limits = &shared.config.limits;
-    if shared.hub.registry().session_count() >= limits.max_sessions {
-        return (StatusCode::SERVICE_UNAVAILABLE, "session limit reached").into_response();
-    }
-    if shared.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
-    }
-    let session = SessionHandle::new(SessionId::new(shared.hub.next_session_id()), user, limits);
-    let conn_id = shared.conn_ids.fetch_add(1, Ordering::Relaxed);
-    let tasks = shared.tasks.clone();
+fn configure(ws: WebSocketUpgrade, limits: &crate::config::Limits) -> WebSocketUpgrade {
     ws.protocols([methods::PROTOCOL_VERSION])
         .read_buffer_size(limits.read_buffer_size)
         .write_buffer_size(limits.write_buffer_size)
         .max_write_buffer_size(limits.max_queue_bytes.max(limits.write_buffer_size * 2))
         .max_message_size(limits.max_message_size)
         .max_frame_size(limits.max_message_size)
-        .on_upgrade(move |socket| tasks.track_future(session::run(socket, session, shared, conn_id)))
 }
 
-async fn http_rpc(State(shared): State<Arc<GatewayShared>>, Query(who): Query<Who>, body: String) -> Response {
-    let user = match dev_user(&shared, &who) {
-        Ok(u) => u,
-        Err(r) => return r.into_response(),
+async fn ws_upgrade(
+    State(shared): State<Arc<GatewayShared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    Query(who): Query<Who>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let limits = &shared.config.limits;
+    if !origin_allowed(&shared.config, &headers) {
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    if shared.hub.registry().session_count() >= limits.max_sessions {
+        return (StatusCode::SERVICE_UNAVAILABLE, "session limit reached").into_response();
+    }
+    if shared.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let identity = match identify(&shared, &headers, query.as_deref(), &who).await {
+        Ok(identity) => identity,
+        // A browser cannot read the status of a refused upgrade, only close
+        // codes: requests with an Origin (browsers always send one) get the
+        // upgrade and an immediate terminal close that says why.
+        Err((StatusCode::UNAUTHORIZED, reason)) if headers.contains_key(header::ORIGIN) => {
+            let reason = crate::session::truncate_reason(&reason);
+            return configure(ws, limits).on_upgrade(move |mut socket| async move {
+                let frame = CloseFrame {
+                    code: close::UNAUTHORIZED,
+                    reason: reason.into(),
+                };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+            });
+        }
+        Err((StatusCode::UNAUTHORIZED, reason)) => return unauthorised(&reason),
+        Err(other) => return other.into_response(),
     };
+    if shared.hub.registry().user_session_count(&identity.user) >= limits.max_sessions_per_user {
+        return (StatusCode::TOO_MANY_REQUESTS, "too many sessions for this user").into_response();
+    }
+    let session = SessionHandle::new(SessionId::new(shared.hub.next_session_id()), identity.user, limits);
+    if shared.auth.is_some() {
+        session.set_auth(Some(identity.claims), identity.expires_at);
+    }
+    let conn_id = shared.conn_ids.fetch_add(1, Ordering::Relaxed);
+    let tasks = shared.tasks.clone();
+    configure(ws, limits).on_upgrade(move |socket| tasks.track_future(session::run(socket, session, shared, conn_id)))
+}
+
+async fn http_rpc(
+    State(shared): State<Arc<GatewayShared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    Query(who): Query<Who>,
+    body: String,
+) -> Response {
+    let identity = match identify(&shared, &headers, query.as_deref(), &who).await {
+        Ok(identity) => identity,
+        Err((StatusCode::UNAUTHORIZED, reason)) => return unauthorised(&reason),
+        Err(other) => return other.into_response(),
+    };
+    let claims = shared.auth.is_some().then_some(identity.claims);
     let origin = Origin {
         session: None,
-        user: &user,
+        user: &identity.user,
         conn_id: 0,
+        claims,
     };
     let reply = match shared.dispatcher.handle_text(&origin, &body) {
         Outcome::Reply(s) => Some(s),
@@ -283,7 +414,10 @@ async fn http_rpc(State(shared): State<Arc<GatewayShared>>, Query(who): Query<Wh
     }
 }
 
-async fn metrics_text(State(shared): State<Arc<GatewayShared>>) -> Response {
+async fn metrics_text(State(shared): State<Arc<GatewayShared>>, headers: HeaderMap) -> Response {
+    if !shared.config.dev_mode() && !shared.config.metrics_public && crate::api::authorise(&shared, &headers).is_err() {
+        return unauthorised("metrics need an API key (Authorization: Bearer <api key>) or metrics_public = true");
+    }
     let registry = shared.hub.registry();
     metrics::gauge!("switchboard_users").set(registry.user_count() as f64);
     metrics::gauge!("switchboard_topics").set(registry.topic_count() as f64);

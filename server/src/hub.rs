@@ -24,6 +24,7 @@ use crate::config::{Config, Limits, StreamConfig};
 use crate::error::CallError;
 use crate::registry::{Registry, SubscribeError};
 use crate::session::{Delivery, SessionHandle};
+use crate::webhook::{Webhook, WebhookEvent};
 use switchboard_protocol::api::{SessionEvent, Stats};
 use switchboard_protocol::methods::StreamPosition;
 
@@ -96,6 +97,8 @@ pub(crate) struct HubInner {
     messages_in: AtomicU64,
     next_session: AtomicU64,
     events: parking_lot::Mutex<VecDeque<SessionEvent>>,
+    /// The lifecycle webhook's queue, when one is configured.
+    webhook: Option<Webhook>,
 }
 
 /// How many connects and disconnects `stats` remembers.
@@ -130,6 +133,7 @@ impl Hub {
             messages_in: AtomicU64::new(0),
             next_session: AtomicU64::new(1),
             events: parking_lot::Mutex::new(VecDeque::new()),
+            webhook: config.webhook.as_ref().and_then(|w| Webhook::start(w, node.clone())),
         });
         broker.attach(node, Arc::new(NodeInbox(Arc::downgrade(&inner))));
         Self { inner }
@@ -407,6 +411,7 @@ impl Hub {
     pub(crate) async fn register(&self, session: &SessionHandle) {
         self.inner.registry.insert(session);
         self.record("connect", session);
+        self.inner.emit(WebhookEvent::Connect, session, None);
         metrics::gauge!("switchboard_sessions").increment(1.0);
         if let Err(e) = self.inner.broker.session_opened(self.presence_entry(session)).await {
             tracing::warn!(error = %e, "could not record presence");
@@ -417,6 +422,7 @@ impl Hub {
     pub(crate) async fn unregister(&self, session: &SessionHandle) {
         self.inner.registry.remove(session);
         self.record("disconnect", session);
+        self.inner.emit(WebhookEvent::Disconnect, session, None);
         metrics::gauge!("switchboard_sessions").decrement(1.0);
         if let Err(e) = self.inner.broker.session_closed(self.presence_entry(session)).await {
             tracing::warn!(error = %e, "could not remove presence");
@@ -431,6 +437,12 @@ impl Hub {
         }
     }
 
+    /// Tells the lifecycle webhook, if any, that `session` subscribed to or
+    /// unsubscribed from `topic`.
+    pub(crate) fn emit_topic_event(&self, event: WebhookEvent, session: &SessionHandle, topic: &str) {
+        self.inner.emit(event, session, Some(topic));
+    }
+
     /// Subscribes one local session (used by `rpc.subscribe`).
     pub(crate) fn subscribe_local(
         &self,
@@ -441,6 +453,18 @@ impl Hub {
         self.inner
             .registry
             .subscribe(session, topic, self.inner.limits.max_subscriptions, delivery)
+    }
+}
+
+impl HubInner {
+    /// Queues a lifecycle event for the webhook. The personal topic is the
+    /// gateway's doing, not the client's, so it is never reported.
+    fn emit(&self, event: WebhookEvent, session: &SessionHandle, topic: Option<&str>) {
+        if let Some(webhook) = &self.webhook
+            && topic.and_then(|t| t.strip_prefix("user:")) != Some(session.user())
+        {
+            webhook.emit(event, session, topic);
+        }
     }
 }
 
@@ -561,8 +585,10 @@ impl Inbox for NodeInbox {
                         } else {
                             Delivery::Plain
                         };
-                        if let Err(e) = hub.registry.subscribe(s, topic, hub.limits.max_subscriptions, delivery) {
-                            tracing::debug!(session = %s.id(), topic, ?e, "server-side subscribe refused");
+                        match hub.registry.subscribe(s, topic, hub.limits.max_subscriptions, delivery) {
+                            Ok(true) => hub.emit(WebhookEvent::Subscribe, s, Some(topic)),
+                            Ok(false) => {}
+                            Err(e) => tracing::debug!(session = %s.id(), topic, ?e, "server-side subscribe refused"),
                         }
                     }
                 });
@@ -570,7 +596,9 @@ impl Inbox for NodeInbox {
             Envelope::Unsubscribe { target, topics } => {
                 hub.registry.for_each(&target, |s| {
                     for topic in &topics {
-                        hub.registry.unsubscribe(s, topic);
+                        if hub.registry.unsubscribe(s, topic) {
+                            hub.emit(WebhookEvent::Unsubscribe, s, Some(topic));
+                        }
                     }
                 });
             }

@@ -44,7 +44,11 @@ mod hub;
 mod metrics;
 mod registry;
 mod session;
+mod tls;
+mod upstream;
+mod webhook;
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 
@@ -57,3 +61,6 @@ pub use hub::{CallEntry, Hub, HubError, HubStats, personal_topic};
 pub use session::{SendError, SessionHandle, SessionId};
 pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::Target;
+pub use tls::TlsConfig;
+pub use upstream::UpstreamConfig;
+pub use webhook::{WebhookConfig, WebhookEvent};

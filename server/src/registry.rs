@@ -63,6 +63,10 @@ impl Registry {
         self.sessions.len()
     }
 
+    pub(crate) fn user_session_count(&self, user: &str) -> usize {
+        self.users.get(user).map_or(0, |l| l.len())
+    }
+
     pub(crate) fn user_count(&self) -> usize {
         self.users.len()
     }

@@ -133,6 +133,25 @@ impl WsClient {
         }
     }
 
+    /// Connects with a prepared request (headers, subprotocols); returns the
+    /// handshake error instead of panicking, to test refusals.
+    pub async fn try_connect(
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<(Self, tokio_tungstenite::tungstenite::handshake::client::Response), tokio_tungstenite::tungstenite::Error>
+    {
+        let (ws, response) =
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await.expect("connect in time")?;
+        Ok((Self { ws, session: String::new() }, response))
+    }
+
+    /// Reads the `rpc.welcome` and remembers the session id; returns the welcome's params.
+    pub async fn welcome(&mut self) -> Value {
+        let welcome = self.recv().await;
+        assert_eq!(welcome["method"], "rpc.welcome", "first frame is the welcome: {welcome}");
+        self.session = welcome["params"]["session"].as_str().unwrap_or_default().to_owned();
+        welcome["params"].clone()
+    }
+
     /// Sends a text frame.
     pub async fn send(&mut self, text: &str) {
         self.ws.send(Message::text(text)).await.expect("send");

@@ -71,10 +71,21 @@ pub(crate) struct Shared {
     pub(crate) in_flight: AtomicUsize,
     /// Answers being computed in their own tasks and not yet queued.
     pub(crate) answers_pending: AtomicUsize,
+    /// The session's credentials: claims and expiry, replaced by `rpc.refresh`.
+    pub(crate) auth: parking_lot::Mutex<SessionAuth>,
     /// The topics this session is subscribed to (the registry holds the other direction).
     pub(crate) topics: parking_lot::Mutex<Vec<super::Subscription>>,
     pub(crate) max_in_flight: usize,
     pub(crate) max_call_timeout: Duration,
+}
+
+/// What a session's token said.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SessionAuth {
+    /// The token's claims (none in dev mode).
+    pub(crate) claims: Option<Arc<serde_json::Value>>,
+    /// When the token expires, in seconds since the Unix epoch.
+    pub(crate) expires_at: Option<u64>,
 }
 
 impl fmt::Debug for SessionHandle {
@@ -97,6 +108,7 @@ impl SessionHandle {
                 in_flight: AtomicUsize::new(0),
                 answers_pending: AtomicUsize::new(0),
                 topics: parking_lot::Mutex::new(Vec::new()),
+                auth: parking_lot::Mutex::new(SessionAuth::default()),
                 max_in_flight: limits.max_in_flight,
                 max_call_timeout: Duration::from_millis(limits.max_call_timeout_ms),
             }),
@@ -111,6 +123,19 @@ impl SessionHandle {
     /// The user the session belongs to.
     pub fn user(&self) -> &str {
         &self.shared.user
+    }
+
+    /// The claims of the session's token (`None` in dev mode).
+    pub fn claims(&self) -> Option<Arc<serde_json::Value>> {
+        self.shared.auth.lock().claims.clone()
+    }
+
+    pub(crate) fn set_auth(&self, claims: Option<Arc<serde_json::Value>>, expires_at: Option<u64>) {
+        *self.shared.auth.lock() = SessionAuth { claims, expires_at };
+    }
+
+    pub(crate) fn expires_at(&self) -> Option<u64> {
+        self.shared.auth.lock().expires_at
     }
 
     /// Whether the session is closing or closed.

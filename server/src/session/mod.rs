@@ -23,6 +23,7 @@ use switchboard_protocol::{ErrorObject, codes, frame, methods};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+pub(crate) use handle::truncate_reason;
 pub use handle::{SessionHandle, SessionId};
 pub(crate) use pending::next_call_id;
 pub(crate) use queue::CloseRequest;
@@ -47,6 +48,62 @@ enum Ending {
     PingTimeout,
     /// The client broke the protocol; close with this code.
     Protocol(u16),
+    /// The session's token expired.
+    Expired,
+}
+
+/// A token bucket: `rate` messages per second, up to `burst` at once.
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+    refused_in_a_row: u32,
+}
+
+impl Bucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            tokens: burst,
+            last: Instant::now(),
+            rate: f64::from(rate),
+            burst,
+            refused_in_a_row: 0,
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused_in_a_row = 0;
+            true
+        } else {
+            self.refused_in_a_row += 1;
+            false
+        }
+    }
+}
+
+fn unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// When to look at the token's expiry next: at the warning time, or at
+/// expiry once the warning for this expiry was sent.
+fn expiry_check(expires_at: u64, warn_before: Duration, warned_for: Option<u64>) -> Instant {
+    let at = Duration::from_secs(expires_at);
+    let at = if warned_for == Some(expires_at) {
+        at
+    } else {
+        at.saturating_sub(warn_before)
+    };
+    Instant::now() + at.saturating_sub(unix_now())
 }
 
 /// Runs a session until it ends, then removes it everywhere.
@@ -117,8 +174,12 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
     let mut ping_sent: Option<Instant> = None;
     let mut drain_until: Option<Instant> = None;
     let queue = &session.shared.queue;
+    let mut bucket = Bucket::new(limits.rate_per_second, limits.rate_burst);
+    let warn_before = gw.auth.as_ref().map(|a| a.expiry_warning());
+    let mut warned_for = None;
 
     loop {
+        let expiry = warn_before.and_then(|w| session.expires_at().map(|exp| expiry_check(exp, w, warned_for)));
         if drain_until.is_some() && session.answers_pending() == 0 {
             return Ending::Shutdown;
         }
@@ -129,6 +190,19 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
                 drain_until = Some(Instant::now() + limits.shutdown_grace());
             }
             _ = sleep_until_opt(drain_until) => return Ending::Shutdown,
+            _ = sleep_until_opt(expiry) => {
+                if let Some(exp) = session.expires_at() {
+                    if unix_now().as_secs() >= exp {
+                        return Ending::Expired;
+                    }
+                    if warned_for != Some(exp) && let Some(w) = warn_before
+                        && unix_now() + w >= Duration::from_secs(exp)
+                    {
+                        warned_for = Some(exp);
+                        let _ = session.notify(methods::EXPIRING, &methods::Expiry { expires_at_ms: Some(exp * 1000) });
+                    }
+                }
+            }
             _ = sleep_until_opt(hold_until) => {
                 hold_until = None;
                 if let Some(topic) = &personal {
@@ -151,6 +225,12 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
                 match incoming {
                     None | Some(Ok(Message::Close(_))) => return Ending::ClientGone,
                     Some(Ok(Message::Text(text))) => {
+                        if !bucket.take() && !over_rate(session, &text) {
+                            if bucket.refused_in_a_row >= limits.rate_abuse_close {
+                                return Ending::Protocol(close::RATE_LIMITED);
+                            }
+                            continue;
+                        }
                         if hold_until.is_some() && !text.as_str().contains(methods::SUBSCRIBE) {
                             hold_until = None;
                             if let Some(topic) = &personal {
@@ -193,11 +273,36 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
+/// A frame that arrived past the rate limit. Answers to the server's own
+/// calls always get through (returns true: handle it); requests are refused
+/// with `-32002`; notifications are dropped.
+fn over_rate(session: &SessionHandle, text: &Utf8Bytes) -> bool {
+    let error = || {
+        ErrorObject::with_data(
+            codes::RATE_LIMITED,
+            serde_json::json!({"reason": "too many messages; slow down"}),
+        )
+    };
+    match frame::parse(text.as_str()) {
+        frame::Frame::Single(frame::Message::Response { .. }) => return true,
+        frame::Frame::Single(frame::Message::Request { id, .. }) => {
+            let _ = session.send_frame(frame::write_error(Some(id.get()), &error()).into());
+        }
+        frame::Frame::Single(frame::Message::Notification { .. }) => {}
+        _ => {
+            let _ = session.send_frame(frame::write_error(None, &error()).into());
+        }
+    }
+    metrics::counter!("switchboard_rate_limited_total").increment(1);
+    false
+}
+
 fn handle_text(session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize, text: &Utf8Bytes) {
     let origin = Origin {
         session: Some(session),
         user: &session.shared.user,
         conn_id,
+        claims: None,
     };
     match gw.dispatcher.handle_text(&origin, text.as_str()) {
         Outcome::Reply(reply) => {
@@ -276,6 +381,17 @@ async fn finish(socket: &mut WebSocket, session: &SessionHandle, ending: Ending)
         }
         Ending::PingTimeout => (close::PING_TIMEOUT, close::reason(close::PING_TIMEOUT).to_owned()),
         Ending::Protocol(code) => (code, close::reason(code).to_owned()),
+        Ending::Expired => {
+            let params = methods::Disconnect {
+                code: close::TOKEN_EXPIRED,
+                reason: close::reason(close::TOKEN_EXPIRED).to_owned(),
+                reconnect: true,
+            };
+            let _ = session.notify(methods::DISCONNECT, &params);
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_queued(socket, session, &mut out)).await;
+            (close::TOKEN_EXPIRED, close::reason(close::TOKEN_EXPIRED).to_owned())
+        }
     };
     tracing::debug!(code, reason = %reason, "closing");
     let frame = CloseFrame {
