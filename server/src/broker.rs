@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, Target};
 
+pub use crate::redis_broker::{RedisBroker, RedisConfig};
+
 /// The id of a gateway node.
 pub type NodeId = Arc<str>;
 
@@ -168,6 +170,19 @@ pub struct History {
     pub entries: Vec<(u64, SharedFrame)>,
 }
 
+/// A change of what this node has local sessions for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interest {
+    /// The first local session of this user arrived.
+    AddUser(String),
+    /// The last local session of this user left.
+    RemoveUser(String),
+    /// The first local subscriber of this topic arrived.
+    AddTopic(String),
+    /// The last local subscriber of this topic left.
+    RemoveTopic(String),
+}
+
 /// Broker failures.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerError {
@@ -190,12 +205,27 @@ pub trait Inbox: Send + Sync + 'static {
 pub trait Broker: Send + Sync + 'static {
     /// Starts delivering messages for `node` to `inbox`.
     fn attach(&self, node: NodeId, inbox: Arc<dyn Inbox>);
-    /// Sends a message to every node, this one included.
-    fn broadcast(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), BrokerError>>;
+    /// Sends a message to every node that may have sessions it concerns,
+    /// this one included (this one in process, at once). Returns how many
+    /// nodes it reached, which is how many reports a multicast call waits for.
+    fn broadcast(&self, envelope: Envelope) -> BoxFuture<'_, Result<usize, BrokerError>>;
     /// Sends a message to one node.
     fn send_to(&self, node: &str, envelope: Envelope) -> BoxFuture<'_, Result<(), BrokerError>>;
-    /// How many nodes a broadcast reaches (what a multicast call waits to hear from).
-    fn node_count(&self) -> BoxFuture<'_, Result<usize, BrokerError>>;
+    /// This node gained or lost its first local session of a user or subscriber
+    /// of a topic. A networked broker listens only where there is interest.
+    /// Resolves once messages for the new interest will be delivered.
+    fn interest(&self, change: Interest) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let _ = change;
+        Box::pin(async { Ok(()) })
+    }
+    /// Whether the broker wants [`interest`](Self::interest) changes.
+    fn wants_interest(&self) -> bool {
+        false
+    }
+    /// Whether the broker can reach the other nodes right now (`/readyz`).
+    fn is_ready(&self) -> bool {
+        true
+    }
     /// Records a new session for presence.
     fn session_opened(&self, entry: PresenceEntry) -> BoxFuture<'_, Result<(), BrokerError>>;
     /// Forgets a session for presence.
@@ -302,18 +332,14 @@ impl Broker for LocalBroker {
         *self.inbox.write() = Some(inbox);
     }
 
-    fn broadcast(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), BrokerError>> {
+    fn broadcast(&self, envelope: Envelope) -> BoxFuture<'_, Result<usize, BrokerError>> {
         self.deliver(envelope);
-        Box::pin(async { Ok(()) })
+        Box::pin(async { Ok(1) })
     }
 
     fn send_to(&self, _node: &str, envelope: Envelope) -> BoxFuture<'_, Result<(), BrokerError>> {
         self.deliver(envelope);
         Box::pin(async { Ok(()) })
-    }
-
-    fn node_count(&self) -> BoxFuture<'_, Result<usize, BrokerError>> {
-        Box::pin(async { Ok(1) })
     }
 
     fn session_opened(&self, entry: PresenceEntry) -> BoxFuture<'_, Result<(), BrokerError>> {
@@ -421,7 +447,7 @@ impl<B: Broker> Broker for JsonBroker<B> {
     }
 
     // Messages are round-tripped where they arrive (see `JsonInbox`).
-    fn broadcast(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), BrokerError>> {
+    fn broadcast(&self, envelope: Envelope) -> BoxFuture<'_, Result<usize, BrokerError>> {
         self.inner.broadcast(envelope)
     }
 
@@ -429,8 +455,16 @@ impl<B: Broker> Broker for JsonBroker<B> {
         self.inner.send_to(node, envelope)
     }
 
-    fn node_count(&self) -> BoxFuture<'_, Result<usize, BrokerError>> {
-        self.inner.node_count()
+    fn interest(&self, change: Interest) -> BoxFuture<'_, Result<(), BrokerError>> {
+        self.inner.interest(change)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.inner.is_ready()
+    }
+
+    fn wants_interest(&self) -> bool {
+        self.inner.wants_interest()
     }
 
     fn session_opened(&self, entry: PresenceEntry) -> BoxFuture<'_, Result<(), BrokerError>> {

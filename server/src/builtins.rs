@@ -223,7 +223,7 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
     for topic in &added {
         d.hub.emit_topic_event(WebhookEvent::Subscribe, session, topic);
     }
-    if plan.iter().all(|(_, recoverable, _)| !recoverable) {
+    if plan.iter().all(|(_, recoverable, _)| !recoverable) && !d.hub.tracks_interest() {
         let topics = plan
             .into_iter()
             .map(|(t, _, _)| TopicResult {
@@ -242,6 +242,9 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
     let id: Option<Box<str>> = id.map(|i| i.get().into());
     Outcome::Later(
         async move {
+            // A broker that listens only where there is interest must listen
+            // before the subscription is confirmed.
+            hub.interest_settled().await;
             let mut results = Vec::with_capacity(plan.len());
             let mut replays = Vec::new();
             for (t, recoverable, recover) in plan {

@@ -55,6 +55,20 @@ pub struct Config {
     pub metrics_public: bool,
     /// Proxies whose `X-Forwarded-For` is believed when limiting upgrades per IP.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Which broker connects the nodes: `local` (one node, the default) or `redis`.
+    pub broker: BrokerKind,
+    /// Settings of the Redis broker.
+    pub redis: crate::broker::RedisConfig,
+}
+
+/// Which broker connects the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    /// In process: a single node.
+    Local,
+    /// Redis: many nodes (see `redis`).
+    Redis,
 }
 
 /// History kept for the topics a pattern matches.
@@ -111,6 +125,8 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             metrics_public: false,
             trusted_proxies: Vec::new(),
+            broker: BrokerKind::Local,
+            redis: crate::broker::RedisConfig::default(),
         }
     }
 }

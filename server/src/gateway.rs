@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Authenticator, Identity, redact_query};
-use crate::broker::{Broker, LocalBroker};
+use crate::broker::{Broker, LocalBroker, RedisBroker};
+use crate::config::BrokerKind;
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, Origin, Outcome};
 use crate::error::Error;
@@ -66,7 +67,13 @@ impl GatewayBuilder {
             self = self.module(crate::demo::module())?;
         }
         let config = Arc::new(self.config);
-        let broker = self.broker.unwrap_or_else(|| Arc::new(LocalBroker::new()));
+        let broker: Arc<dyn Broker> = match (self.broker, config.broker) {
+            (Some(b), _) => b,
+            (None, BrokerKind::Local) => Arc::new(LocalBroker::new()),
+            (None, BrokerKind::Redis) => {
+                Arc::new(RedisBroker::new(config.redis.clone()).map_err(|e| Error::Config(format!("redis: {e}")))?)
+            }
+        };
         let hub = Hub::new(broker, &config);
         let discover = crate::discover::document(&self.methods);
         let auth = config.auth.as_ref().map(Authenticator::new).transpose()?;
@@ -162,6 +169,7 @@ impl Gateway {
             .route("/rpc", post(http_rpc).layer(DefaultBodyLimit::max(limit)))
             .route("/api", post(crate::api::handle).layer(DefaultBodyLimit::max(limit)))
             .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_text))
             .merge(crate::assets::router())
             .with_state(self.shared.clone())
@@ -169,7 +177,9 @@ impl Gateway {
 
     /// Serves on `listener` until `shutdown` completes, then stops accepting,
     /// gives in-flight calls up to `limits.shutdown_grace_ms` to finish, and
-    /// closes every session with 1001.
+    /// closes every session with 1001. With `tls` configured, every connection
+    /// starts with a TLS handshake (within `limits.handshake_timeout_ms`), so the
+    /// port serves `wss://` and `https://` only.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let router = self.router();
         let limits = self.shared.config.limits.clone();
@@ -412,6 +422,17 @@ async fn http_rpc(
         }
         None => StatusCode::NO_CONTENT.into_response(),
     }
+}
+
+/// Ready when the broker reaches the other nodes and the gateway is not shutting down.
+async fn readyz(State(shared): State<Arc<GatewayShared>>) -> Response {
+    if shared.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    if !shared.hub.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "broker unavailable").into_response();
+    }
+    "ready".into_response()
 }
 
 async fn metrics_text(State(shared): State<Arc<GatewayShared>>, headers: HeaderMap) -> Response {

@@ -77,6 +77,8 @@ pub struct HubStats {
 #[derive(Clone)]
 pub struct Hub {
     inner: Arc<HubInner>,
+    /// The sequence number of the last interest change the broker applied.
+    applied: tokio::sync::watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -123,7 +125,7 @@ impl Hub {
         let node: NodeId = node_id().into();
         let inner = Arc::new(HubInner {
             node: node.clone(),
-            registry: Registry::default(),
+            registry: Registry::new(broker.wants_interest()),
             broker: broker.clone(),
             limits,
             streams,
@@ -136,7 +138,30 @@ impl Hub {
             webhook: config.webhook.as_ref().and_then(|w| Webhook::start(w, node.clone())),
         });
         broker.attach(node, Arc::new(NodeInbox(Arc::downgrade(&inner))));
-        Self { inner }
+        let (applied_tx, applied) = tokio::sync::watch::channel(0);
+        if inner.registry.interest.is_some() {
+            tokio::spawn(interest_worker(Arc::downgrade(&inner), applied_tx));
+        }
+        Self { inner, applied }
+    }
+
+    /// Waits until every interest change made so far reached the broker, so
+    /// that messages for new local sessions and subscribers are delivered.
+    pub(crate) async fn interest_settled(&self) {
+        let Some(q) = &self.inner.registry.interest else { return };
+        let latest = q.latest();
+        let mut applied = self.applied.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(5), applied.wait_for(|a| *a >= latest)).await;
+    }
+
+    /// Whether interest changes must settle before a subscription is confirmed.
+    pub(crate) fn tracks_interest(&self) -> bool {
+        self.inner.registry.interest.is_some()
+    }
+
+    /// Whether the broker reaches the other nodes right now.
+    pub fn is_ready(&self) -> bool {
+        self.inner.broker.is_ready()
     }
 
     /// This node's id.
@@ -311,8 +336,8 @@ impl Hub {
         self.inner.calls.insert(id, tx);
         let _forget = ForgetCall { hub: &self.inner, id };
 
-        let nodes = self.inner.broker.node_count().await?;
-        self.inner
+        let nodes = self
+            .inner
             .broker
             .broadcast(Envelope::Call {
                 call: id,
@@ -380,31 +405,32 @@ impl Hub {
             code,
             reason: reason.to_owned(),
         };
-        Ok(self.inner.broker.broadcast(envelope).await?)
+        self.inner.broker.broadcast(envelope).await?;
+        Ok(())
     }
 
     /// Subscribes every session of the target to `topics`.
     pub async fn subscribe(&self, target: Target, topics: Vec<String>) -> Result<(), HubError> {
-        Ok(self
-            .inner
+        self.inner
             .broker
             .broadcast(Envelope::Subscribe {
                 target: dedup(target),
                 topics,
             })
-            .await?)
+            .await?;
+        Ok(())
     }
 
     /// Unsubscribes every session of the target from `topics`.
     pub async fn unsubscribe(&self, target: Target, topics: Vec<String>) -> Result<(), HubError> {
-        Ok(self
-            .inner
+        self.inner
             .broker
             .broadcast(Envelope::Unsubscribe {
                 target: dedup(target),
                 topics,
             })
-            .await?)
+            .await?;
+        Ok(())
     }
 
     /// Adds a new session to the registry and to presence.
@@ -416,6 +442,7 @@ impl Hub {
         if let Err(e) = self.inner.broker.session_opened(self.presence_entry(session)).await {
             tracing::warn!(error = %e, "could not record presence");
         }
+        self.interest_settled().await;
     }
 
     /// Removes a session from the registry and from presence.
@@ -672,4 +699,29 @@ fn start_call(
             let _ = broker.send_to(&origin, report(session, outcome)).await;
         }
     });
+}
+
+/// Hands interest changes to the broker, in order, and reports how far it got.
+async fn interest_worker(hub: std::sync::Weak<HubInner>, applied: tokio::sync::watch::Sender<u64>) {
+    loop {
+        let Some(inner) = hub.upgrade() else { return };
+        let Some(q) = inner.registry.interest.clone() else {
+            return;
+        };
+        let next = q.changes.lock().pop_front();
+        match next {
+            Some((seq, change)) => {
+                if let Err(e) = inner.broker.interest(change).await {
+                    tracing::warn!(error = %e, "broker interest change failed; it is retried on reconnect");
+                }
+                applied.send_replace(seq);
+            }
+            None => {
+                let woken = q.wake.notified();
+                drop(inner);
+                // Wake up now and then to notice a dropped hub.
+                let _ = tokio::time::timeout(Duration::from_secs(1), woken).await;
+            }
+        }
+    }
 }

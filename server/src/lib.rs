@@ -42,6 +42,7 @@ mod error;
 mod gateway;
 mod hub;
 mod metrics;
+mod redis_broker;
 mod registry;
 mod session;
 mod tls;

@@ -6,12 +6,42 @@
 //! subscribe changes the vector in place unless a publish is walking it at
 //! that moment, in which case it copies.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
+use parking_lot::Mutex;
 use switchboard_protocol::Target;
+use tokio::sync::Notify;
 
+use crate::broker::Interest;
 use crate::session::{Delivery, SessionHandle, SessionId, Subscription};
+
+/// Changes of local interest, in the order they happened, for a broker that
+/// listens only where there is interest. Pushed while the map entry that
+/// changed is locked, so the order per user or topic is the order of changes.
+#[derive(Default)]
+pub(crate) struct InterestQueue {
+    pub(crate) changes: Mutex<VecDeque<(u64, Interest)>>,
+    queued: AtomicU64,
+    pub(crate) wake: Notify,
+}
+
+impl InterestQueue {
+    fn push(&self, change: Interest) {
+        let mut q = self.changes.lock();
+        let seq = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        q.push_back((seq, change));
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    /// The sequence number of the latest change queued.
+    pub(crate) fn latest(&self) -> u64 {
+        self.queued.load(Ordering::Acquire)
+    }
+}
 
 /// A snapshot of a topic's subscribers.
 pub(crate) type Subscribers = Arc<Vec<SessionHandle>>;
@@ -22,6 +52,8 @@ pub(crate) struct Registry {
     sessions: DashMap<SessionId, SessionHandle>,
     users: DashMap<Arc<str>, Vec<SessionHandle>>,
     topics: DashMap<Arc<str>, Subscribers>,
+    /// Present when the broker wants to know about interest.
+    pub(crate) interest: Option<Arc<InterestQueue>>,
 }
 
 /// Why a subscription was refused.
@@ -34,12 +66,29 @@ pub(crate) enum SubscribeError {
 }
 
 impl Registry {
+    /// A registry; `track_interest` when the broker listens only where there is interest.
+    pub(crate) fn new(track_interest: bool) -> Self {
+        Self {
+            interest: track_interest.then(Default::default),
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn insert(&self, session: &SessionHandle) {
         self.sessions.insert(session.id().clone(), session.clone());
-        self.users
-            .entry(session.shared.user.clone())
-            .or_default()
-            .push(session.clone());
+        let mut list = self.users.entry(session.shared.user.clone()).or_default();
+        if list.is_empty()
+            && let Some(q) = &self.interest
+        {
+            q.push(Interest::AddUser(session.user().to_owned()));
+        }
+        list.push(session.clone());
+    }
+
+    fn interested(&self, change: impl FnOnce() -> Interest) {
+        if let Some(q) = &self.interest {
+            q.push(change());
+        }
     }
 
     /// Removes a session and all its subscriptions.
@@ -49,9 +98,13 @@ impl Registry {
         for sub in topics {
             self.remove_subscriber(&sub.topic, session);
         }
-        self.users.remove_if_mut(&session.shared.user, |_, list| {
+        self.users.remove_if_mut(&session.shared.user, |user, list| {
             list.retain(|s| s.id() != session.id());
-            list.is_empty()
+            let empty = list.is_empty();
+            if empty {
+                self.interested(|| Interest::RemoveUser(user.to_string()));
+            }
+            empty
         });
     }
 
@@ -104,7 +157,10 @@ impl Registry {
             });
             topic
         };
-        let mut entry = self.topics.entry(topic).or_default();
+        let mut entry = self.topics.entry(topic.clone()).or_default();
+        if entry.is_empty() {
+            self.interested(|| Interest::AddTopic(topic.to_string()));
+        }
         Arc::make_mut(&mut *entry).push(session.clone());
         Ok(true)
     }
@@ -124,9 +180,13 @@ impl Registry {
     }
 
     fn remove_subscriber(&self, topic: &str, session: &SessionHandle) {
-        self.topics.remove_if_mut(topic, |_, subs| {
+        self.topics.remove_if_mut(topic, |name, subs| {
             Arc::make_mut(subs).retain(|s| s.id() != session.id());
-            subs.is_empty()
+            let empty = subs.is_empty();
+            if empty {
+                self.interested(|| Interest::RemoveTopic(name.to_string()));
+            }
+            empty
         });
     }
 

@@ -137,17 +137,29 @@ impl WsClient {
     /// handshake error instead of panicking, to test refusals.
     pub async fn try_connect(
         request: tokio_tungstenite::tungstenite::handshake::client::Request,
-    ) -> Result<(Self, tokio_tungstenite::tungstenite::handshake::client::Response), tokio_tungstenite::tungstenite::Error>
-    {
-        let (ws, response) =
-            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await.expect("connect in time")?;
-        Ok((Self { ws, session: String::new() }, response))
+    ) -> Result<
+        (Self, tokio_tungstenite::tungstenite::handshake::client::Response),
+        tokio_tungstenite::tungstenite::Error,
+    > {
+        let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("connect in time")?;
+        Ok((
+            Self {
+                ws,
+                session: String::new(),
+            },
+            response,
+        ))
     }
 
     /// Reads the `rpc.welcome` and remembers the session id; returns the welcome's params.
     pub async fn welcome(&mut self) -> Value {
         let welcome = self.recv().await;
-        assert_eq!(welcome["method"], "rpc.welcome", "first frame is the welcome: {welcome}");
+        assert_eq!(
+            welcome["method"], "rpc.welcome",
+            "first frame is the welcome: {welcome}"
+        );
         self.session = welcome["params"]["session"].as_str().unwrap_or_default().to_owned();
         welcome["params"].clone()
     }
@@ -257,4 +269,139 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The `switchboard` binary built next to the test executables.
+pub fn switchboard_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test knows where it runs from");
+    // target/<profile>/deps/<test> → target/<profile>/switchboard
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let binary = profile_dir.join("switchboard");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (tests/run does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A gateway running as its own process (the real binary).
+pub struct Node {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl Node {
+    /// Starts the binary with `--config file` and `--listen listen`, and waits for it to listen.
+    pub fn start(config: &std::path::Path, listen: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(switchboard_binary())
+            .arg("--config")
+            .arg(config)
+            .arg("--listen")
+            .arg(listen)
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start switchboard");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent && let Some(rest) = line.strip_prefix("switchboard listening on http://") {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+        });
+        let addr = rx.recv_timeout(WAIT).expect("the node prints where it listens");
+        Self {
+            addr: addr.parse().expect("address"),
+            child,
+        }
+    }
+
+    /// `ws://addr/ws?user=NAME`.
+    pub fn ws_url(&self, user: &str) -> String {
+        format!("ws://{}/ws?user={user}", self.addr)
+    }
+
+    /// Connects a raw client as `user` and reads its welcome.
+    pub async fn connect(&self, user: &str) -> WsClient {
+        let mut c = WsClient::connect(&self.ws_url(user)).await;
+        c.welcome().await;
+        c
+    }
+
+    /// Calls the server API (`POST /api`, dev mode) and returns the JSON-RPC answer.
+    pub async fn api(&self, method: &str, params: Value) -> Value {
+        http_post_json(
+            self.addr,
+            "/api",
+            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+        )
+        .await
+    }
+
+    /// Kills the process at once (SIGKILL).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// POSTs JSON to `path` and parses the JSON answer (`null` for an empty body).
+pub async fn http_post_json(addr: SocketAddr, path: &str, body: &Value) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = body.to_string();
+    let mut stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    if body.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body.trim()).unwrap_or(Value::Null)
+    }
+}
+
+/// The HTTP status of `GET path` (0 when the connection fails).
+pub async fn http_get_status(addr: SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(Ok(mut stream)) = tokio::time::timeout(WAIT, TcpStream::connect(addr)).await else {
+        return 0;
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return 0;
+    }
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }

@@ -141,7 +141,6 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
             max_subscriptions: limits.max_subscriptions,
         },
     };
-    let _ = session.notify(methods::WELCOME, &welcome);
 
     // The personal topic holds its pushes back briefly, so that a client can
     // resume it with `rpc.subscribe {since}` as its first message and get
@@ -165,7 +164,10 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
         if gw.hub.subscribe_local(session, topic, delivery).is_ok() && held {
             hold_until = Some(Instant::now() + Duration::from_millis(limits.personal_hold_ms));
         }
+        gw.hub.interest_settled().await;
     }
+    // First frame: the welcome. The personal topic's pushes are held back until after it.
+    let _ = session.notify(methods::WELCOME, &welcome);
 
     let mut out = Vec::new();
     let ping_every = limits.ping_interval();
