@@ -53,12 +53,18 @@ fn announce(gateway: &Gateway, addr: SocketAddr) {
     } else {
         "authenticated"
     };
+    // With TLS the same port speaks https:// and wss:// only.
+    let (http, ws) = if gateway.config().tls.is_some() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
     eprintln!(
-        "switchboard listening on http://{addr} ({mode})\n\
-         \n  WebSocket:  wscat -c 'ws://{addr}/ws?user=alice'\n\
+        "switchboard listening on {http}://{addr} ({mode})\n\
+         \n  WebSocket:  wscat -c '{ws}://{addr}/ws?user=alice'\n\
          \x20             then type {{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":[\"hi\"]}}\n\
-         \n  HTTP:       curl -s http://{addr}/rpc -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":[\"hi\"]}}'\n\
-         \n  Metrics:    http://{addr}/metrics\n"
+         \n  HTTP:       curl -s {http}://{addr}/rpc -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":[\"hi\"]}}'\n\
+         \n  Metrics:    {http}://{addr}/metrics\n"
     );
 }
 
