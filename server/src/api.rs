@@ -172,7 +172,7 @@ fn structured(params: Option<&serde_json::Value>) -> Result<Option<Box<RawValue>
 }
 
 fn empty() -> Result<Box<RawValue>, ErrorObject> {
-    Ok(RawValue::from_string("{}".to_owned()).map_err(|_| ErrorObject::new(codes::INTERNAL_ERROR))?)
+    RawValue::from_string("{}".to_owned()).map_err(|_| ErrorObject::new(codes::INTERNAL_ERROR))
 }
 
 async fn run(

@@ -230,12 +230,10 @@ impl Authenticator {
             jwks: RwLock::new(KeySet::default()),
             http: reqwest::Client::new(),
         });
-        if let Some(source) = &config.jwks {
-            if let Some(file) = &source.file {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| Error::Config(format!("auth.jwks: cannot read {}: {e}", file.display())))?;
-                *auth.jwks.write() = parse_jwks(&text).map_err(|e| Error::Config(format!("auth.jwks: {e}")))?;
-            }
+        if let Some(file) = config.jwks.as_ref().and_then(|s| s.file.as_ref()) {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Error::Config(format!("auth.jwks: cannot read {}: {e}", file.display())))?;
+            *auth.jwks.write() = parse_jwks(&text).map_err(|e| Error::Config(format!("auth.jwks: {e}")))?;
         }
         Ok(auth)
     }
@@ -414,7 +412,7 @@ pub(crate) fn token_from(headers: &HeaderMap, query: Option<&str>) -> Option<Str
     if let Some(t) = query.and_then(|q| {
         q.split('&')
             .find_map(|pair| pair.strip_prefix("token="))
-            .map(|t| percent_decode(t))
+            .map(percent_decode)
     }) {
         return Some(t);
     }

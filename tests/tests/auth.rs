@@ -54,10 +54,11 @@ fn auth_config() -> AuthConfig {
 }
 
 fn config() -> Config {
-    let mut c = Config::default();
-    c.auth = Some(auth_config());
-    c.demo = Some(true);
-    c
+    Config {
+        auth: Some(auth_config()),
+        demo: Some(true),
+        ..Config::default()
+    }
 }
 
 fn hs256(claims: Value) -> String {
@@ -523,20 +524,22 @@ async fn a_connect_hook_decides_on_upgrades() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let hook_addr = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, hook).await.expect("hook") });
-        let mut cfg = Config::default();
-        cfg.demo = Some(true);
-        cfg.auth = Some(AuthConfig {
-            jwt: vec![],
-            jwks: None,
-            audience: vec![],
-            issuer: vec![],
-            leeway_s: 0,
-            expiry_warning_ms: 60_000,
-            connect_hook: Some(ConnectHook {
-                url: format!("http://{hook_addr}/hook"),
-                timeout_ms: 2_000,
+        let cfg = Config {
+            demo: Some(true),
+            auth: Some(AuthConfig {
+                jwt: vec![],
+                jwks: None,
+                audience: vec![],
+                issuer: vec![],
+                leeway_s: 0,
+                expiry_warning_ms: 60_000,
+                connect_hook: Some(ConnectHook {
+                    url: format!("http://{hook_addr}/hook"),
+                    timeout_ms: 2_000,
+                }),
             }),
-        });
+            ..Config::default()
+        };
         let server = TestServer::start_with(cfg, vec![]).await;
         let mut c = connect_as(&server, "let-me-in").await;
         assert_eq!(c.call(1, "whoami", json!([])).await["result"]["user"], "hooked");
