@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::{CloseFrame, Message};
-use axum::extract::{DefaultBodyLimit, Query, RawQuery, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -76,6 +76,7 @@ impl GatewayBuilder {
         };
         let hub = Hub::new(broker, &config);
         let discover = crate::discover::document(&self.methods);
+        let limits_per_ip = config.limits.upgrades_per_ip_per_minute;
         let auth = config.auth.as_ref().map(Authenticator::new).transpose()?;
         if let Some(auth) = &auth
             && tokio::runtime::Handle::try_current().is_ok()
@@ -100,6 +101,9 @@ impl GatewayBuilder {
                 tasks: TaskTracker::new(),
                 auth,
                 tls,
+                upgrades: governor::RateLimiter::keyed(governor::Quota::per_minute(
+                    std::num::NonZeroU32::new(limits_per_ip).unwrap_or(std::num::NonZeroU32::MIN),
+                )),
                 conn_ids: AtomicUsize::new(1),
             }),
         })
@@ -135,6 +139,8 @@ pub(crate) struct GatewayShared {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) auth: Option<Arc<Authenticator>>,
+    /// Upgrades per client IP.
+    pub(crate) upgrades: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Set when `tls` is configured: every connection starts with a TLS handshake.
     tls: Option<tokio_rustls::TlsAcceptor>,
     conn_ids: AtomicUsize,
@@ -188,7 +194,7 @@ impl Gateway {
         let tls = self.shared.tls.clone();
         tokio::pin!(shutdown);
         loop {
-            let (stream, _peer) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
@@ -202,7 +208,8 @@ impl Gateway {
                 () = stop.cancelled() => break,
             };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(router.clone());
+            // Handlers that limit per client address find the peer here.
+            let service = TowerToHyperService::new(router.clone().layer(axum::Extension(ConnectInfo(peer))));
             let stop = stop.clone();
             let handshake = limits.handshake_timeout();
             let tls = tls.clone();
@@ -320,6 +327,23 @@ fn unauthorised(reason: &str) -> Response {
     response
 }
 
+/// The client's address: the peer, or behind a trusted proxy the rightmost
+/// `X-Forwarded-For` entry that is not itself a trusted proxy.
+fn client_ip(config: &Config, peer: std::net::IpAddr, headers: &HeaderMap) -> std::net::IpAddr {
+    if !config.trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+        .rev()
+        .find(|ip| !config.trusted_proxies.contains(ip))
+        .unwrap_or(peer)
+}
+
 fn origin_allowed(config: &Config, headers: &HeaderMap) -> bool {
     if config.allowed_origins.is_empty() {
         return true;
@@ -343,6 +367,7 @@ fn configure(ws: WebSocketUpgrade, limits: &crate::config::Limits) -> WebSocketU
 
 async fn ws_upgrade(
     State(shared): State<Arc<GatewayShared>>,
+    peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     Query(who): Query<Who>,
@@ -351,6 +376,20 @@ async fn ws_upgrade(
     let limits = &shared.config.limits;
     if !origin_allowed(&shared.config, &headers) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    if let Some(axum::Extension(ConnectInfo(peer))) = peer {
+        let ip = client_ip(&shared.config, peer.ip(), &headers);
+        if shared.upgrades.check_key(&ip).is_err() {
+            metrics::counter!("switchboard_upgrades_limited_total").increment(1);
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connection attempts from this address",
+            )
+                .into_response();
+        }
+        if shared.upgrades.len() > 100_000 {
+            shared.upgrades.retain_recent();
+        }
     }
     if shared.hub.registry().session_count() >= limits.max_sessions {
         return (StatusCode::SERVICE_UNAVAILABLE, "session limit reached").into_response();

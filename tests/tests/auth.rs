@@ -548,3 +548,45 @@ async fn a_connect_hook_decides_on_upgrades() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn upgrades_are_limited_per_client_address_behind_trusted_proxies() {
+    within(WAIT, async {
+        let mut limits = switchboard_server::Limits::default();
+        limits.upgrades_per_ip_per_minute = 3;
+        let cfg = Config {
+            limits,
+            trusted_proxies: vec!["127.0.0.1".parse().expect("ip")],
+            ..config()
+        };
+        let server = TestServer::start_with(cfg, vec![]).await;
+        let token = hs256(claims("ivan"));
+        let from = |forwarded: &str| {
+            let mut r = with_bearer(request(&server, ""), &token);
+            r.headers_mut()
+                .insert("x-forwarded-for", forwarded.parse().expect("header"));
+            r
+        };
+        let mut open = Vec::new();
+        for _ in 0..3 {
+            let (c, _) = WsClient::try_connect(from("203.0.113.7"))
+                .await
+                .expect("within the limit");
+            open.push(c);
+        }
+        assert_eq!(
+            refused_status(from("203.0.113.7")).await,
+            429,
+            "the fourth upgrade in a minute is refused"
+        );
+        // Another client behind the same proxy has its own allowance.
+        let (c, _) = WsClient::try_connect(from("203.0.113.8"))
+            .await
+            .expect("another address");
+        drop(c);
+        // Entries a client prepends itself do not help it: the rightmost untrusted address counts.
+        assert_eq!(refused_status(from("198.51.100.9, 203.0.113.7")).await, 429);
+        server.stop().await;
+    })
+    .await;
+}
