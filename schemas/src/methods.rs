@@ -32,6 +32,10 @@ pub const PING: &str = "rpc.ping";
 pub const DISCOVER: &str = "rpc.discover";
 /// Client → server: replace the session's token.
 pub const REFRESH: &str = "rpc.refresh";
+/// Server → client: a session joined a topic that announces joins.
+pub const JOIN: &str = "rpc.join";
+/// Server → client: a session left a topic that announces leaves.
+pub const LEAVE: &str = "rpc.leave";
 /// Server → client: the session's token expires soon; send `rpc.refresh`.
 pub const EXPIRING: &str = "rpc.expiring";
 
@@ -208,4 +212,15 @@ pub struct Expiry {
     /// (absent when it does not expire).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
+}
+
+/// Params of `rpc.join` and `rpc.leave`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TopicMember {
+    /// The topic.
+    pub topic: String,
+    /// The session that joined or left.
+    pub session: String,
+    /// Its user.
+    pub user: String,
 }

@@ -55,6 +55,9 @@ pub struct Config {
     pub metrics_public: bool,
     /// Proxies whose `X-Forwarded-For` is believed when limiting upgrades per IP.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Topics (names or `prefix*` patterns) whose subscribers are told when a session joins or
+    /// leaves: `rpc.join` / `rpc.leave {topic, session, user}`. Default: none.
+    pub join_leave: Vec<String>,
     /// Which broker connects the nodes: `local` (one node, the default) or `redis`.
     pub broker: BrokerKind,
     /// Settings of the Redis broker.
@@ -125,6 +128,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             metrics_public: false,
             trusted_proxies: Vec::new(),
+            join_leave: Vec::new(),
             broker: BrokerKind::Local,
             redis: crate::broker::RedisConfig::default(),
         }

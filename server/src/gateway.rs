@@ -101,6 +101,7 @@ impl GatewayBuilder {
                 tasks: TaskTracker::new(),
                 auth,
                 tls,
+                draining: std::sync::atomic::AtomicBool::new(false),
                 upgrades: governor::RateLimiter::keyed(governor::Quota::per_minute(
                     std::num::NonZeroU32::new(limits_per_ip).unwrap_or(std::num::NonZeroU32::MIN),
                 )),
@@ -139,6 +140,8 @@ pub(crate) struct GatewayShared {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) auth: Option<Arc<Authenticator>>,
+    /// Set by [`Gateway::drain`].
+    pub(crate) draining: std::sync::atomic::AtomicBool,
     /// Upgrades per client IP.
     pub(crate) upgrades: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Set when `tls` is configured: every connection starts with a TLS handshake.
@@ -242,6 +245,21 @@ impl Gateway {
         })
         .await;
         Ok(())
+    }
+
+    /// Drains this node before it goes away: new sessions are refused (and
+    /// `/readyz` answers 503) while every session is told `rpc.disconnect`
+    /// and closed with 1012, which clients take as "reconnect now, with
+    /// jitter" — to another node behind the load balancer. Their presence
+    /// goes with them. HTTP keeps being served until shutdown.
+    pub fn drain(&self) {
+        self.shared.draining.store(true, Ordering::Release);
+        self.shared
+            .hub
+            .registry()
+            .for_each(&switchboard_protocol::Target::All, |s| {
+                s.disconnect(close::DRAINING, close::reason(close::DRAINING));
+            });
     }
 
     /// Stops the gateway as if its shutdown future had completed.
@@ -394,7 +412,7 @@ async fn ws_upgrade(
     if shared.hub.registry().session_count() >= limits.max_sessions {
         return (StatusCode::SERVICE_UNAVAILABLE, "session limit reached").into_response();
     }
-    if shared.shutdown.is_cancelled() {
+    if shared.shutdown.is_cancelled() || shared.draining.load(Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
     let identity = match identify(&shared, &headers, query.as_deref(), &who).await {
@@ -465,8 +483,8 @@ async fn http_rpc(
 
 /// Ready when the broker reaches the other nodes and the gateway is not shutting down.
 async fn readyz(State(shared): State<Arc<GatewayShared>>) -> Response {
-    if shared.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    if shared.shutdown.is_cancelled() || shared.draining.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
     }
     if !shared.hub.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, "broker unavailable").into_response();

@@ -26,7 +26,7 @@ use crate::registry::{Registry, SubscribeError};
 use crate::session::{Delivery, SessionHandle};
 use crate::webhook::{Webhook, WebhookEvent};
 use switchboard_protocol::api::{SessionEvent, Stats};
-use switchboard_protocol::methods::StreamPosition;
+use switchboard_protocol::methods::{self, StreamPosition};
 
 /// Errors of hub operations.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +93,7 @@ pub(crate) struct HubInner {
     broker: Arc<dyn Broker>,
     limits: Limits,
     streams: Vec<StreamConfig>,
+    join_leave: Vec<String>,
     calls: DashMap<u64, mpsc::Sender<CallEvent>>,
     frames_serialised: AtomicU64,
     deliveries: AtomicU64,
@@ -129,6 +130,7 @@ impl Hub {
             broker: broker.clone(),
             limits,
             streams,
+            join_leave: config.join_leave.clone(),
             calls: DashMap::new(),
             frames_serialised: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
@@ -447,7 +449,21 @@ impl Hub {
 
     /// Removes a session from the registry and from presence.
     pub(crate) async fn unregister(&self, session: &SessionHandle) {
+        let announced: Vec<String> = if self.inner.join_leave.is_empty() {
+            Vec::new()
+        } else {
+            session
+                .shared
+                .topics
+                .lock()
+                .iter()
+                .map(|s| s.topic.to_string())
+                .collect()
+        };
         self.inner.registry.remove(session);
+        for topic in announced {
+            self.announce(methods::LEAVE, session, &topic);
+        }
         self.record("disconnect", session);
         self.inner.emit(WebhookEvent::Disconnect, session, None);
         metrics::gauge!("switchboard_sessions").decrement(1.0);
@@ -468,6 +484,31 @@ impl Hub {
     /// unsubscribed from `topic`.
     pub(crate) fn emit_topic_event(&self, event: WebhookEvent, session: &SessionHandle, topic: &str) {
         self.inner.emit(event, session, Some(topic));
+        let method = match event {
+            WebhookEvent::Subscribe => methods::JOIN,
+            WebhookEvent::Unsubscribe => methods::LEAVE,
+            _ => return,
+        };
+        self.announce(method, session, topic);
+    }
+
+    /// Tells a topic's subscribers that `session` joined or left, if the topic announces it.
+    fn announce(&self, method: &'static str, session: &SessionHandle, topic: &str) {
+        if !self.inner.join_leave.iter().any(|p| pattern_matches(p, topic)) {
+            return;
+        }
+        let member = methods::TopicMember {
+            topic: topic.to_owned(),
+            session: session.id().to_string(),
+            user: session.user().to_owned(),
+        };
+        let hub = self.clone();
+        let topic = topic.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = hub.notify(Target::Topic(topic), method, &member).await {
+                tracing::debug!(error = %e, "could not announce a join or leave");
+            }
+        });
     }
 
     /// Subscribes one local session (used by `rpc.subscribe`).
@@ -504,6 +545,13 @@ struct ForgetCall<'a> {
 impl Drop for ForgetCall<'_> {
     fn drop(&mut self) {
         self.hub.calls.remove(&self.id);
+    }
+}
+
+fn pattern_matches(pattern: &str, topic: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => topic.starts_with(prefix),
+        None => pattern == topic,
     }
 }
 

@@ -44,6 +44,8 @@ async fn run(cli: Cli) -> Result<(), switchboard_server::Error> {
     let listener = tokio::net::TcpListener::bind(gateway.config().listen).await?;
     let addr = listener.local_addr()?;
     announce(&gateway, addr);
+    #[cfg(unix)]
+    drain_on_sigusr1(gateway.clone());
     gateway.serve(listener, shutdown_signal()).await
 }
 
@@ -66,6 +68,20 @@ fn announce(gateway: &Gateway, addr: SocketAddr) {
          \n  HTTP:       curl -s {http}://{addr}/rpc -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":[\"hi\"]}}'\n\
          \n  Metrics:    {http}://{addr}/metrics\n"
     );
+}
+
+/// `kill -USR1 <pid>` drains the node: sessions are sent to other nodes with close 1012.
+#[cfg(unix)]
+fn drain_on_sigusr1(gateway: Gateway) {
+    tokio::spawn(async move {
+        let Ok(mut usr1) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) else {
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            tracing::info!("draining: sessions are asked to reconnect elsewhere");
+            gateway.drain();
+        }
+    });
 }
 
 async fn shutdown_signal() {

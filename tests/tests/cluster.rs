@@ -28,7 +28,7 @@ fn cluster_config(name: &str, redis: &str) -> PathBuf {
     std::fs::write(
         &file,
         format!(
-            "broker = \"redis\"\n\
+            "broker = \"redis\"\njoin_leave = [\"room:*\"]\n\
              [redis]\nurl = \"{redis}\"\nprefix = \"t{nanos}\"\nheartbeat_ms = 500\nnode_ttl_ms = 1500\n\
              [[streams]]\npattern = \"user:*\"\n\
              [[streams]]\npattern = \"chat:*\"\nhistory_size = 10000\n"
@@ -362,6 +362,49 @@ async fn a_redis_restart_loses_no_recoverable_message() {
             all.push(m["params"]["offset"].as_u64().expect("offset"));
         }
         assert_eq!(all, published, "zero lost recoverable messages");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_draining_node_sends_its_sessions_elsewhere_and_joins_and_leaves_are_announced() {
+    within(WAIT * 3, async {
+        let config = cluster_config("drain", &redis_url());
+        let a = Node::start(&config, "127.0.0.1:0");
+        let b = Node::start(&config, "127.0.0.1:0");
+        let mut watcher = b.connect("hana").await;
+        subscribe(&mut watcher, "room:1", None).await;
+        let mut gus = a.connect("gus").await;
+        subscribe(&mut gus, "room:1", None).await;
+        let join = until(&mut watcher, |v| v["method"] == "rpc.join").await;
+        assert_eq!(
+            join["params"],
+            json!({"topic": "room:1", "session": gus.session, "user": "gus"})
+        );
+
+        a.signal("USR1");
+        let mut before = Vec::new();
+        let closed = gus.closed(&mut before).await;
+        assert_eq!(closed.code, Some(1012));
+        let notice = before
+            .iter()
+            .find(|f| f["method"] == "rpc.disconnect")
+            .expect("rpc.disconnect first");
+        assert_eq!(notice["params"]["reconnect"], true);
+        assert_eq!(switchboard_tests::http_get_status(a.addr, "/readyz").await, 503);
+        let leave = until(&mut watcher, |v| v["method"] == "rpc.leave").await;
+        assert_eq!(leave["params"]["user"], "gus");
+        // The drained session left presence; the client reconnects to node B.
+        let deadline = Instant::now() + WAIT;
+        while !b.api("presence", json!({"user": "gus"})).await["result"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+        {
+            assert!(Instant::now() < deadline, "the drained session stayed in presence");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut gus = b.connect("gus").await;
+        assert_eq!(gus.call(1, "rpc.ping", json!([])).await["result"], "pong");
     })
     .await;
 }
