@@ -1,0 +1,186 @@
+// Built by web-client/scripts/build.mjs from web-client/. Do not edit: run `npm run build` in web-client/.
+
+// pages/dashboard.ts
+import { Client, RpcError, ServerApi } from "./switchboard-client.js";
+
+// pages/common.ts
+function wsUrl(user) {
+  const url = new URL("ws", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  if (user) url.searchParams.set("user", user);
+  return url.toString();
+}
+function apiUrl() {
+  return new URL("api", location.href).toString();
+}
+function $(id) {
+  const el2 = document.getElementById(id);
+  if (el2 === null) throw new Error(`#${id} is missing`);
+  return el2;
+}
+function el(tag, text2, attrs = {}) {
+  const e = document.createElement(tag);
+  if (text2 !== void 0) e.textContent = text2;
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  return e;
+}
+function parseJson(text2) {
+  const t = text2.trim();
+  return t === "" ? void 0 : JSON.parse(t);
+}
+function clock(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour12: false });
+}
+
+// pages/dashboard.ts
+var POLL_MS = 1e3;
+var CHART_POINTS = 120;
+var KEY_STORAGE = "switchboard.apiKey";
+var keyInput = $("api-key");
+keyInput.value = sessionStorage.getItem(KEY_STORAGE) ?? "";
+var api = new ServerApi(apiUrl(), { key: keyInput.value });
+keyInput.addEventListener("change", () => {
+  sessionStorage.setItem(KEY_STORAGE, keyInput.value);
+  api = new ServerApi(apiUrl(), { key: keyInput.value });
+});
+var client = new Client(wsUrl("dashboard"));
+var badge = $("conn-state");
+client.events.on("state", ({ state }) => {
+  badge.textContent = state;
+  badge.dataset["state"] = state;
+});
+client.events.on("connected", (w) => {
+  badge.title = `session ${w.session} as ${w.user}`;
+});
+client.handle("page.info", () => ({ page: "dashboard", url: location.href, userAgent: navigator.userAgent }));
+var rates = [];
+var last;
+var seenEvents = "";
+function showStats(stats, now) {
+  $("node").textContent = stats.node;
+  $("stat-sessions").textContent = String(stats.sessions);
+  $("stat-users").textContent = String(stats.users);
+  $("stat-topics").textContent = String(stats.topics);
+  const total = stats.messages_in + stats.messages_out;
+  if (last !== void 0 && now > last.at) {
+    const rate = Math.max(0, (total - last.total) * 1e3 / (now - last.at));
+    rates.push(rate);
+    if (rates.length > CHART_POINTS) rates.shift();
+    $("stat-rate").textContent = rate < 10 ? rate.toFixed(1) : String(Math.round(rate));
+    drawChart();
+  }
+  last = { total, at: now };
+  const key = JSON.stringify(stats.events.at(-1) ?? null) + stats.events.length;
+  if (key !== seenEvents) {
+    seenEvents = key;
+    const list = $("events");
+    list.replaceChildren(
+      ...stats.events.slice().reverse().map((e) => {
+        const li = el("li");
+        li.dataset["kind"] = e.kind;
+        li.append(
+          el("span", `${clock(e.at_ms)} `, { class: "muted" }),
+          el("strong", e.kind === "connect" ? "connect " : "disconnect ", { class: e.kind === "connect" ? "ok" : "error" }),
+          el("span", `${e.user} `),
+          el("code", e.session)
+        );
+        return li;
+      })
+    );
+  }
+}
+function drawChart() {
+  const max = Math.max(1, ...rates);
+  const step = 120 / (CHART_POINTS - 1);
+  const offset = CHART_POINTS - rates.length;
+  const points = rates.map((r, i) => `${((offset + i) * step).toFixed(1)},${(38 - r / max * 36).toFixed(1)}`);
+  $("rate-chart").querySelector("polyline")?.setAttribute("points", points.join(" "));
+}
+async function poll() {
+  try {
+    const [stats, presence] = await Promise.all([api.call("stats", {}), api.call("presence", {})]);
+    showStats(stats, performance.now());
+    const body = $("sessions-table").querySelector("tbody");
+    body.replaceChildren(
+      ...presence.slice().sort((a, b) => a.user.localeCompare(b.user) || a.session.localeCompare(b.session)).map((p) => {
+        const tr = el("tr");
+        tr.append(el("td", p.session, { class: "mono" }), el("td", p.user), el("td", p.node, { class: "mono" }));
+        return tr;
+      })
+    );
+    $("api-status").hidden = true;
+    document.body.dataset["polled"] = String(Number(document.body.dataset["polled"] ?? "0") + 1);
+  } catch (error) {
+    const status = $("api-status");
+    status.hidden = false;
+    status.textContent = `The server API (POST /api) did not answer: ${describe(error)}`;
+  }
+}
+function log(text2, cls = "") {
+  const list = $("console-log");
+  list.prepend(el("li", `${clock(Date.now())} ${text2}`, cls ? { class: cls } : {}));
+  while (list.children.length > 50) list.lastElementChild?.remove();
+}
+function describe(error) {
+  if (error instanceof RpcError) return `${error.message} (${error.code})${error.data ? " " + JSON.stringify(error.data) : ""}`;
+  return error instanceof Error ? error.message : String(error);
+}
+function form(id, run) {
+  const f = $(id);
+  f.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const button = f.querySelector("button");
+    if (button) button.disabled = true;
+    run(new FormData(f)).catch((error) => log(`${id.replace("-form", "")}: ${describe(error)}`, "error")).finally(() => {
+      if (button) button.disabled = false;
+    });
+  });
+}
+var text = (data, name) => String(data.get(name) ?? "").trim();
+form("notify-form", async (data) => {
+  const user = text(data, "user");
+  const method = text(data, "method");
+  const params = parseJson(text(data, "params"));
+  await api.call("notify", { target: { user }, method, ...params === void 0 ? {} : { params } });
+  log(`notified ${user}: ${method}`, "ok");
+});
+form("publish-form", async (data) => {
+  const topic = text(data, "topic");
+  const result = await api.call("publish", { topic, data: parseJson(text(data, "data")) ?? null });
+  log(`published on ${topic}${result.offset != null ? ` at offset ${result.offset}` : ""}`, "ok");
+});
+form("call-form", async (data) => {
+  const user = text(data, "user");
+  const method = text(data, "method");
+  const params = parseJson(text(data, "params"));
+  const timeout = Number(text(data, "timeout")) || 5e3;
+  const entries = await api.call("call", {
+    target: { user },
+    method,
+    timeout_ms: timeout,
+    ...params === void 0 ? {} : { params }
+  });
+  showAnswers(entries);
+  log(`called ${method} on ${user}: ${entries.length} session(s) answered`, "ok");
+});
+function showAnswers(entries) {
+  const body = $("call-results").querySelector("tbody");
+  body.replaceChildren(
+    ...entries.map((e) => {
+      const tr = el("tr");
+      tr.dataset["session"] = e.session;
+      const answer = e.error != null ? el("pre", `error ${e.error.code}: ${e.error.message}`, { class: "error" }) : el("pre", JSON.stringify(e.result));
+      const td = el("td");
+      td.append(answer);
+      tr.append(el("td", e.session, { class: "mono" }), el("td", e.user), td);
+      return tr;
+    })
+  );
+  if (entries.length === 0) {
+    const tr = el("tr");
+    tr.append(el("td", "no session answered (is the user connected?)", { colspan: "3", class: "muted" }));
+    body.append(tr);
+  }
+}
+void poll();
+setInterval(() => void poll(), POLL_MS);
