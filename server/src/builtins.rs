@@ -260,7 +260,15 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
                 }
                 let (result, replay) = recover_topic(&hub, &t, max_replay).await;
                 if recover {
-                    replays.push((t.topic, replay, result.offset.unwrap_or(0)));
+                    // After a replay, what was held up to the top is already in it.
+                    // Without one (no position, or a gap), everything held since the
+                    // subscription began is new to the client and is delivered.
+                    let seam = if t.since.is_some() && result.recovered {
+                        result.offset.unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    replays.push((t.topic, replay, seam));
                 }
                 results.push(result);
             }

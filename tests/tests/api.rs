@@ -11,20 +11,21 @@ const KEY: &str = "k-full-0123456789";
 const NOTIFY_ONLY: &str = "k-notify-0123456789";
 
 fn config() -> Config {
-    let mut c = Config::default();
-    c.api_keys = vec![
-        ApiKey {
-            name: "full".into(),
-            key: KEY.into(),
-            scopes: Scope::ALL.to_vec(),
-        },
-        ApiKey {
-            name: "notify".into(),
-            key: NOTIFY_ONLY.into(),
-            scopes: vec![Scope::Notify],
-        },
-    ];
-    c
+    Config {
+        api_keys: vec![
+            ApiKey {
+                name: "full".into(),
+                key: KEY.into(),
+                scopes: Scope::ALL.to_vec(),
+            },
+            ApiKey {
+                name: "notify".into(),
+                key: NOTIFY_ONLY.into(),
+                scopes: vec![Scope::Notify],
+            },
+        ],
+        ..Config::default()
+    }
 }
 
 async fn api(server: &TestServer, key: Option<&str>, body: Value) -> (u16, Value) {

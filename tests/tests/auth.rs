@@ -552,8 +552,10 @@ async fn a_connect_hook_decides_on_upgrades() {
 #[tokio::test]
 async fn upgrades_are_limited_per_client_address_behind_trusted_proxies() {
     within(WAIT, async {
-        let mut limits = switchboard_server::Limits::default();
-        limits.upgrades_per_ip_per_minute = 3;
+        let limits = switchboard_server::Limits {
+            upgrades_per_ip_per_minute: 3,
+            ..Default::default()
+        };
         let cfg = Config {
             limits,
             trusted_proxies: vec!["127.0.0.1".parse().expect("ip")],

@@ -261,3 +261,23 @@ async fn a_users_recoverable_pushes_are_recovered_through_the_personal_topic() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn held_personal_pushes_are_delivered_to_a_first_subscribe_without_a_position() {
+    within(WAIT, async {
+        let server = TestServer::start_with(Config::default(), vec![]).await;
+        let mut c = server.connect("zed").await;
+        server
+            .gateway
+            .hub()
+            .publish_to_user("zed", &json!("held"))
+            .await
+            .expect("publish");
+        let mut early = Vec::new();
+        let result = subscribe(&mut c, "user:zed", None, &mut early).await;
+        assert_eq!(result["offset"], 1);
+        assert_eq!(offsets_until(&mut c, "user:zed", early, 1).await, vec![1]);
+        server.stop().await;
+    })
+    .await;
+}
