@@ -79,7 +79,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 // README library example: end
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -88,8 +89,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use serde_json::Value;
-use switchboard_server::StreamConfig;
 use switchboard_server::protocol::codes::{self, CloseClass, close};
+use switchboard_server::{ApiKey, StreamConfig, TlsConfig, UpstreamConfig, WebhookConfig};
 use switchboard_tests::{TestServer, WAIT, WsClient, within};
 
 /// The address the README's recipes use.
@@ -302,12 +303,14 @@ struct Binary {
 }
 
 impl Binary {
-    /// Starts the binary on an ephemeral port and waits for its announcement.
-    fn start() -> Self {
+    /// Starts the binary on an ephemeral port, with `args` besides, and waits
+    /// for its announcement.
+    fn start(args: &[&Path]) -> Self {
         let path = binary();
         let mut command = Command::new(&path);
         command
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -350,7 +353,54 @@ impl Binary {
                 binary.stderr.lock().expect("stderr lock")
             ),
         }
+        let health = binary.get("/healthz");
+        assert!(health.starts_with("HTTP/1.1 200"), "GET /healthz answered:\n{health}");
+        binary.wait_for_sigterm_handler();
         binary
+    }
+
+    /// Waits until the process catches SIGTERM. The binary announces its
+    /// address before its shutdown future is first polled, and that poll is
+    /// what installs the handler: a SIGTERM sent in between would kill it
+    /// with the default action. Linux shows caught signals in
+    /// `/proc/<pid>/status` (`SigCgt`, bit 14 for signal 15); elsewhere this
+    /// returns at once.
+    fn wait_for_sigterm_handler(&self) {
+        let status = format!("/proc/{}/status", self.child.id());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let Ok(text) = std::fs::read_to_string(&status) else {
+                return;
+            };
+            let caught = text
+                .lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+                .is_some_and(|mask| mask & (1 << 14) != 0);
+            if caught {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the binary does not catch SIGTERM {WAIT:?} after it started"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A plain HTTP/1.1 `GET` of `path`; the whole response.
+    fn get(&self, path: &str) -> String {
+        let mut stream = TcpStream::connect(&self.addr).expect("the binary accepts connections");
+        stream.set_read_timeout(Some(WAIT)).expect("a read timeout");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .expect("the request is sent");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("the response is read");
+        response
     }
 
     /// Replaces the README's address with the real one.
@@ -434,7 +484,7 @@ fn banner_and_curl_recipes_print_what_the_readme_shows() {
         curl.is_ok_and(|o| o.status.success()),
         "curl is needed to run the README's curl recipes"
     );
-    let server = Binary::start();
+    let server = Binary::start(&[]);
     for recipe in recipes("curl") {
         let line = recipe.block.line;
         let expect = recipe
@@ -494,7 +544,7 @@ fn addr_of(stderr: &str) -> String {
 
 #[tokio::test]
 async fn wscat_recipe_frames_are_what_the_gateway_sends() {
-    let server = Binary::start();
+    let server = Binary::start(&[]);
     for recipe in recipes("wscat") {
         let transcript = &recipe.block;
         let mut lines = transcript.body.lines();
@@ -582,29 +632,66 @@ async fn library_example_calls_the_client_back_and_pushes() {
 }
 
 #[test]
-fn config_recipe_loads() {
+fn config_recipe_starts_the_binary() {
     let recipe = &recipes("config")[0].block;
     let dir = std::env::temp_dir().join(format!("switchboard-readme-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("config.toml");
     std::fs::write(&file, &recipe.body).expect("write the example");
-    let loaded = Config::load(Some(&file));
+    // The binary loads it exactly as a user's would (`Config::load` in this
+    // process would also read the test runner's SWITCHBOARD_* variables).
+    let server = Binary::start(&[Path::new("--config"), &file]);
+    let stderr = server.stop();
     let _ = std::fs::remove_dir_all(&dir);
-    let config = loaded.unwrap_or_else(|e| panic!("README line {}: the example does not load: {e}", recipe.line));
-    assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
-    assert_eq!(config.limits.max_batch, 20);
-    let patterns: Vec<&str> = config.streams.iter().map(|s| s.pattern.as_str()).collect();
-    assert_eq!(
-        patterns,
-        ["user:*", "chat:*"],
-        "a [[streams]] list replaces the default one"
+    assert!(
+        stderr.contains(LISTENING),
+        "README line {}: the example configuration does not start the binary:\n{stderr}",
+        recipe.line
     );
 }
 
 // ---------------------------------------------------------------------------
 // The tables
 
-/// The keys of the configuration, dotted, with arrays as leaves.
+/// A part of the configuration that is absent by default (an optional section)
+/// or repeated (a list): its fields are not in the serialised defaults.
+struct Section {
+    /// `auth`, `streams[]`, `auth.jwt[]`, …
+    prefix: &'static str,
+    /// The fields without a default, with any value.
+    required: Value,
+    /// The section with its required fields as given and every other at its default.
+    defaults: Value,
+}
+
+fn section<T: serde::de::DeserializeOwned + serde::Serialize>(prefix: &'static str, required: Value) -> Section {
+    let typed: T = serde_json::from_value(required.clone())
+        .unwrap_or_else(|e| panic!("`{prefix}` needs more than {required} ({e}): update this test"));
+    let defaults = serde_json::to_value(typed).expect("the section serialises");
+    Section {
+        prefix,
+        required,
+        defaults,
+    }
+}
+
+/// Every optional section and list element of [`Config`].
+fn sections() -> Vec<Section> {
+    use switchboard_server::auth::{AuthConfig, ConnectHook, JwksSource, JwtKey};
+    vec![
+        section::<StreamConfig>("streams[]", json!({"pattern": "x"})),
+        section::<ApiKey>("api_keys[]", json!({"name": "n", "key": "k"})),
+        section::<UpstreamConfig>("upstreams[]", json!({"prefix": "p.", "url": "http://x", "secret": "s"})),
+        section::<WebhookConfig>("webhook", json!({"url": "http://x", "secret": "s"})),
+        section::<TlsConfig>("tls", json!({"cert_path": "c", "key_path": "k"})),
+        section::<AuthConfig>("auth", json!({})),
+        section::<JwtKey>("auth.jwt[]", json!({"algorithm": "HS256"})),
+        section::<JwksSource>("auth.jwks", json!({})),
+        section::<ConnectHook>("auth.connect_hook", json!({"url": "http://x"})),
+    ]
+}
+
+/// The keys of a configuration value, dotted, with arrays and `null` as leaves.
 fn config_keys(prefix: &str, value: &Value, out: &mut BTreeSet<String>) {
     match value {
         Value::Object(map) => {
@@ -624,63 +711,139 @@ fn config_keys(prefix: &str, value: &Value, out: &mut BTreeSet<String>) {
 }
 
 #[test]
-fn config_table_lists_every_key_with_its_default() {
-    let table = table("config");
-    let rows = rows(&table);
+fn config_tables_list_every_key_with_its_default() {
+    let tables: Vec<Block> = marked_blocks(&readme())
+        .into_iter()
+        .filter(|b| b.marker == "table: config")
+        .collect();
+    assert!(!tables.is_empty(), "the README has no `<!-- table: config -->` table");
+    let rows: Vec<(usize, Vec<String>)> = tables
+        .iter()
+        .flat_map(|t| rows(t).into_iter().map(|r| (t.line, r)))
+        .collect();
     let defaults = serde_json::to_value(Config::default()).expect("the config serialises");
+    let sections = sections();
     let mut expected = BTreeSet::new();
     config_keys("", &defaults, &mut expected);
-    let stream: Value = serde_json::to_value(
-        serde_json::from_value::<StreamConfig>(json!({"pattern": "x"})).expect("a stream needs only a pattern"),
-    )
-    .expect("a stream serialises");
-    config_keys("streams[]", &stream, &mut expected);
+    for s in &sections {
+        config_keys(s.prefix, &s.defaults, &mut expected);
+    }
 
-    let listed: BTreeSet<String> = rows
-        .iter()
-        .map(|r| code(&r[0]).unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(
-        listed, expected,
-        "README line {}: the configuration table must list exactly the keys of Config",
-        table.line
+    let mut listed = BTreeSet::new();
+    for (line, row) in &rows {
+        let key = code(&row[0]).unwrap_or_default().to_owned();
+        assert!(
+            listed.insert(key.clone()),
+            "README line {line}: `{key}` is listed twice"
+        );
+    }
+    let missing: Vec<&String> = expected.difference(&listed).collect();
+    let unknown: Vec<&String> = listed.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "the README's configuration tables must list exactly the keys of Config: missing {missing:?}, \
+         not in Config {unknown:?}"
     );
 
-    // Every literal default goes into one TOML file; loaded, it must be the default configuration.
-    let mut toml = String::new();
-    for row in &rows {
+    // Literal defaults of sections are compared with the section's defaults; the others
+    // make up one configuration which must be the default one.
+    let mut literal = serde_json::Map::new();
+    for (line, row) in &rows {
         let key = code(&row[0]).unwrap_or_default();
-        match (key.strip_prefix("streams[]."), code(&row[1])) {
-            (Some(field), Some(v)) => assert_eq!(
-                v,
-                stream[field].to_string(),
-                "README line {}: the default of `{key}` is wrong",
-                table.line
-            ),
-            // A required field has no default.
-            (Some(_), None) => {}
-            (None, Some(v)) => toml.push_str(&format!("{key} = {v}\n")),
+        let default = code(&row[1]);
+        let in_section = sections
+            .iter()
+            .filter(|s| key.starts_with(&format!("{}.", s.prefix)))
+            .max_by_key(|s| s.prefix.len());
+        match (in_section, default) {
+            (Some(s), _) => {
+                let field = &key[s.prefix.len() + 1..];
+                let required = s.required.get(field).is_some();
+                match default {
+                    Some(v) => {
+                        assert!(!required, "README line {line}: `{key}` is required, it has no default");
+                        assert_eq!(
+                            toml_to_json(v).as_ref(),
+                            Some(&s.defaults[field]),
+                            "README line {line}: the default of `{key}` is wrong"
+                        );
+                    }
+                    None => assert!(
+                        required || s.defaults[field].is_null(),
+                        "README line {line}: `{key}` needs its default in a code span"
+                    ),
+                }
+            }
+            (None, Some(v)) => {
+                let value = toml_to_json(v).unwrap_or_else(|| panic!("README line {line}: `{v}` is not a value"));
+                let (path, last) = key.rsplit_once('.').map_or((None, key), |(p, l)| (Some(p), l));
+                let mut table = &mut literal;
+                for part in path.into_iter().flat_map(|p| p.split('.')) {
+                    table = table
+                        .entry(part)
+                        .or_insert_with(|| Value::Object(serde_json::Map::new()))
+                        .as_object_mut()
+                        .expect("a table");
+                }
+                table.insert(last.to_owned(), value);
+            }
             (None, None) => assert!(
                 defaults.pointer(&format!("/{}", key.replace('.', "/"))) == Some(&Value::Null),
-                "README line {}: `{key}` needs its default in a code span",
-                table.line
+                "README line {line}: `{key}` needs its default in a code span"
             ),
         }
     }
-    let dir = std::env::temp_dir().join(format!("switchboard-readme-defaults-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("defaults.toml");
-    std::fs::write(&file, &toml).expect("write the defaults");
-    let loaded = Config::load(Some(&file));
-    let _ = std::fs::remove_dir_all(&dir);
-    let loaded = loaded.unwrap_or_else(|e| panic!("the README's defaults do not load ({e}):\n{toml}"));
+    let listed: Config = serde_json::from_value(Value::Object(literal))
+        .unwrap_or_else(|e| panic!("the README's configuration defaults do not make a configuration: {e}"));
     assert_eq!(
-        loaded,
+        listed,
         Config::default(),
-        "README line {}: a default in the configuration table is wrong (SWITCHBOARD_* variables in the \
-         environment also change what loads)",
-        table.line
+        "a default in the README's configuration tables is wrong"
     );
+}
+
+/// A TOML value as written in the README (numbers, strings, booleans, arrays
+/// and inline tables) as JSON: inline tables' `key = value` become `"key": value`.
+fn toml_to_json(toml: &str) -> Option<Value> {
+    let mut json = String::with_capacity(toml.len() + 16);
+    let mut open: Vec<char> = Vec::new();
+    let mut chars = toml.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            json.push(c);
+            match c {
+                '\\' => json.extend(chars.next()),
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        json.push(c);
+        match c {
+            '"' => in_string = true,
+            '[' | '{' => open.push(c),
+            ']' | '}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+        // Inside an inline table, `{` and `,` are followed by a bare key and `=`.
+        if matches!(c, '{' | ',') && open.last() == Some(&'{') {
+            while chars.next_if(|n| n.is_whitespace()).is_some() {}
+            let mut key = String::new();
+            while let Some(n) = chars.next_if(|n| n.is_ascii_alphanumeric() || *n == '_') {
+                key.push(n);
+            }
+            if key.is_empty() {
+                continue;
+            }
+            while chars.next_if(|n| n.is_whitespace()).is_some() {}
+            chars.next_if_eq(&'=')?;
+            json.push_str(&format!("\"{key}\":"));
+        }
+    }
+    serde_json::from_str(&json).ok()
 }
 
 #[test]
