@@ -85,6 +85,8 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// The server is shutting down.
     pub const SHUTDOWN: u16 = 1001;
+    /// The client broke the WebSocket protocol.
+    pub const PROTOCOL_ERROR: u16 = 1002;
     /// A text frame was not valid UTF-8.
     pub const INVALID_UTF8: u16 = 1007;
     /// A message exceeded the configured maximum size.
@@ -118,6 +120,7 @@ pub mod close {
     pub const ALL: &[(u16, &str)] = &[
         (NORMAL, "normal"),
         (SHUTDOWN, "server shutting down"),
+        (PROTOCOL_ERROR, "protocol error"),
         (INVALID_UTF8, "invalid UTF-8 in text frame"),
         (TOO_BIG, "message too big"),
         (INTERNAL, "internal error"),

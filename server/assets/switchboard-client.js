@@ -506,6 +506,7 @@ var ERROR_MESSAGES = {
 var CLOSE_CODES = [
   { code: 1e3, reason: "normal", class: "Reconnect" },
   { code: 1001, reason: "server shutting down", class: "Reconnect" },
+  { code: 1002, reason: "protocol error", class: "Reconnect" },
   { code: 1007, reason: "invalid UTF-8 in text frame", class: "Reconnect" },
   { code: 1009, reason: "message too big", class: "Reconnect" },
   { code: 1011, reason: "internal error", class: "Reconnect" },

@@ -27,8 +27,8 @@ use crate::builtins::{check_topic, parse_params};
 use crate::gateway::GatewayShared;
 use crate::hub::{Hub, HubError};
 
-/// An API key and what it may do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An API key and what it may do. Its `Debug` output never shows the key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
     /// A name for logs (the key itself is never logged).
@@ -38,6 +38,16 @@ pub struct ApiKey {
     /// What the key may do. Default: everything.
     #[serde(default = "all_scopes")]
     pub scopes: Vec<Scope>,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("name", &self.name)
+            .field("key", &"[redacted]")
+            .field("scopes", &self.scopes)
+            .finish()
+    }
 }
 
 fn all_scopes() -> Vec<Scope> {

@@ -367,6 +367,7 @@ fn publish(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: O
         return reply_error(id, ErrorObject::new(codes::INVALID_PARAMS));
     };
     if let Err(e) = check_topic(&raw.topic, d.config.limits.max_topic_len)
+        .and_then(|()| check_personal(&raw.topic, origin.user))
         .and_then(|()| check_allowed(d, Action::Publish, &raw.topic, origin.user, origin.claims().as_deref()))
     {
         return reply_error(id, e);

@@ -269,7 +269,13 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("SWITCHBOARD_").split("__"));
+        // SWITCHBOARD_CONFIG names the file itself (see the CLI), and
+        // SWITCHBOARD_TEST_* belong to the test suite: neither is a key.
+        let env = Env::prefixed("SWITCHBOARD_")
+            .ignore(&["CONFIG"])
+            .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+            .split("__");
+        figment = figment.merge(env);
         let config: Config = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
         config.validate()?;
         Ok(config)

@@ -356,6 +356,15 @@ fn reply_spliced(id: Option<&str>, response: &MethodResponse) -> Outcome {
 
 /// Puts the client's id into jsonrpsee's answer, which was made with id `null`.
 fn splice(id: &str, response: &MethodResponse) -> String {
+    // jsonrpsee's own code for an oversized answer collides with the gateway's
+    // range: say it in the gateway's words.
+    if response.as_error_code() == Some(jsonrpsee::types::error::OVERSIZED_RESPONSE_CODE) {
+        let error = ErrorObject::with_data(
+            codes::LIMIT_EXCEEDED,
+            serde_json::json!({"reason": "the response is larger than limits.max_response_size"}),
+        );
+        return frame::write_error(Some(id), &error);
+    }
     let json = response.as_json().get();
     if let Some(rest) = json.strip_prefix(PLACEHOLDER_PREFIX) {
         let mut out = String::with_capacity(json.len() + id.len());

@@ -170,7 +170,8 @@ impl Gateway {
     }
 
     /// The gateway's routes, to serve on their own or to merge into an app:
-    /// `GET /ws`, `POST /rpc`, `GET /healthz`, `GET /metrics` and `GET /`.
+    /// `GET /ws`, `POST /rpc`, `POST /api`, `GET /healthz`, `GET /readyz`, `GET /metrics`,
+    /// and the dashboard pages (`GET /`, `/demo`, `/assets/*`).
     pub fn router(&self) -> Router {
         let limit = self.shared.config.limits.max_message_size;
         Router::new()

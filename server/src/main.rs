@@ -43,17 +43,20 @@ async fn run(cli: Cli) -> Result<(), switchboard_server::Error> {
     let gateway = Gateway::builder(config).build()?;
     let listener = tokio::net::TcpListener::bind(gateway.config().listen).await?;
     let addr = listener.local_addr()?;
-    announce(&gateway, addr);
+    let shutdown = shutdown_signal()?;
     #[cfg(unix)]
-    drain_on_sigusr1(gateway.clone());
-    gateway.serve(listener, shutdown_signal()).await
+    drain_on_sigusr1(gateway.clone())?;
+    announce(&gateway, addr);
+    gateway.serve(listener, shutdown).await
 }
 
 fn announce(gateway: &Gateway, addr: SocketAddr) {
-    let mode = if gateway.config().dev_mode() {
-        "dev mode: no authentication, demo methods on"
-    } else {
-        "authenticated"
+    let config = gateway.config();
+    let mode = match (config.dev_mode(), config.demo.unwrap_or(config.dev_mode())) {
+        (true, true) => "dev mode: no authentication, demo methods on",
+        (true, false) => "dev mode: no authentication",
+        (false, true) => "authenticated, demo methods on",
+        (false, false) => "authenticated",
     };
     // With TLS the same port speaks https:// and wss:// only.
     let (http, ws) = if gateway.config().tls.is_some() {
@@ -72,35 +75,36 @@ fn announce(gateway: &Gateway, addr: SocketAddr) {
 
 /// `kill -USR1 <pid>` drains the node: sessions are sent to other nodes with close 1012.
 #[cfg(unix)]
-fn drain_on_sigusr1(gateway: Gateway) {
+fn drain_on_sigusr1(gateway: Gateway) -> std::io::Result<()> {
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
     tokio::spawn(async move {
-        let Ok(mut usr1) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) else {
-            return;
-        };
         while usr1.recv().await.is_some() {
             tracing::info!("draining: sessions are asked to reconnect elsewhere");
             gateway.drain();
         }
     });
+    Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the shutdown signals at once (before the address is announced,
+/// so that a SIGTERM right after start is a clean shutdown, not a kill).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -314,6 +314,7 @@ export type CloseClass = "Reconnect" | "ReconnectNow" | "Terminal";
 export const CLOSE_CODES: ReadonlyArray<{ readonly code: number; readonly reason: string; readonly class: CloseClass }> = [
   { code: 1000, reason: "normal", class: "Reconnect" },
   { code: 1001, reason: "server shutting down", class: "Reconnect" },
+  { code: 1002, reason: "protocol error", class: "Reconnect" },
   { code: 1007, reason: "invalid UTF-8 in text frame", class: "Reconnect" },
   { code: 1009, reason: "message too big", class: "Reconnect" },
   { code: 1011, reason: "internal error", class: "Reconnect" },

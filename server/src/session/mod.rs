@@ -259,8 +259,14 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
                     }
                 } else {
                     ping_sent = Some(Instant::now());
-                    if socket.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
-                        return Ending::ClientGone;
+                    tokio::select! {
+                        biased;
+                        _ = queue.killed() => return Ending::Requested,
+                        sent = socket.send(Message::Ping(bytes::Bytes::new())) => {
+                            if sent.is_err() {
+                                return Ending::ClientGone;
+                            }
+                        }
                     }
                 }
             }
@@ -348,7 +354,7 @@ fn classify_error(error: axum::Error) -> Ending {
     match inner.downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Capacity(_)) => Ending::Protocol(close::TOO_BIG),
         Some(tungstenite::Error::Utf8(_)) => Ending::Protocol(close::INVALID_UTF8),
-        Some(tungstenite::Error::Protocol(_)) => Ending::Protocol(1002),
+        Some(tungstenite::Error::Protocol(_)) => Ending::Protocol(close::PROTOCOL_ERROR),
         _ => {
             tracing::debug!(error = %inner, "connection error");
             Ending::ClientGone
