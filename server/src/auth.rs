@@ -57,8 +57,9 @@ fn default_warning() -> u64 {
 }
 
 /// One key that verifies JWTs. Its algorithm is pinned: a token signed with
-/// another algorithm is refused even if the key would verify it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// another algorithm is refused even if the key would verify it. Its `Debug`
+/// output never shows the secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtKey {
     /// The key id tokens name in their header (`kid`). Without one, the key is
@@ -76,6 +77,18 @@ pub struct JwtKey {
     /// A file with the public key in PEM (RS256, ES256).
     #[serde(default)]
     pub public_key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .field("public_key_pem", &self.public_key_pem.as_ref().map(|_| "[…]"))
+            .field("public_key_file", &self.public_key_file)
+            .finish()
+    }
 }
 
 /// Where a JWKS document comes from.
@@ -430,17 +443,12 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    Err(_) => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
+            // Exactly two hex digits: `u8::from_str_radix` alone would also
+            // take a sign ("%+5"), which is not an escape.
+            b'%' if i + 2 < bytes.len() && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(0));
+                i += 3;
             }
             b'+' => {
                 out.push(b' ');
@@ -533,10 +541,23 @@ impl Authorization {
 }
 
 fn pattern_matches(pattern: &str, name: &str, user: &str) -> bool {
-    let pattern = pattern.replace("{sub}", user);
-    match pattern.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => pattern == name,
+    // Most patterns name no user: compare them without building a string.
+    fn glob(pattern: &str, name: &str) -> bool {
+        match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => pattern == name,
+        }
+    }
+    if pattern.contains("{sub}") {
+        // The wildcard is the pattern's, read before the user id goes in: an id
+        // is data, so one ending in `*` (or an empty one after a `*`) must not
+        // turn an exact pattern into a prefix.
+        match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(&prefix.replace("{sub}", user)),
+            None => pattern.replace("{sub}", user) == name,
+        }
+    } else {
+        glob(pattern, name)
     }
 }
 
@@ -556,6 +577,11 @@ mod tests {
         h.insert(http::header::AUTHORIZATION, "Bearer hdr".parse().unwrap());
         assert_eq!(token_from(&h, None), Some("hdr".into()));
         assert_eq!(redact_query("a=1&token=secret"), "a=1&token=[redacted]");
+        // Only two hex digits make an escape.
+        assert_eq!(
+            token_from(&HeaderMap::new(), Some("token=a%+5%4")),
+            Some("a% 5%4".into())
+        );
     }
 
     #[test]
@@ -574,5 +600,84 @@ mod tests {
         assert!(a.allows(Action::Publish, "chat:x", "u", Some(&claims)));
         assert!(a.allows(Action::Call, "echo", "u", None));
         assert!(!a.allows(Action::Call, "admin", "u", None));
+        // A user id is never pattern syntax.
+        assert!(!a.allows(Action::Subscribe, "inbox:victim", "v*", None));
+        assert!(a.allows(Action::Subscribe, "inbox:v*", "v*", None));
+        let suffix = Authorization {
+            subscribe: vec!["*{sub}".into()],
+            ..a
+        };
+        assert!(!suffix.allows(Action::Subscribe, "anything", "", None));
+    }
+}
+
+/// Entry points for the fuzz targets in `server/fuzz`: thin wrappers over the
+/// crate-private token and authorisation code, so that fuzzing exercises the
+/// gateway's own functions rather than copies. Not an API: it may change at
+/// any time.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::sync::Arc;
+
+    use http::HeaderMap;
+    use serde_json::Value;
+
+    use super::{Action, AuthConfig, AuthError, Authenticator, Authorization, Identity, JwtKey};
+
+    /// The token a request carries, found as the gateway finds it.
+    pub fn token_from(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+        super::token_from(headers, query)
+    }
+
+    /// A query string as the gateway logs it, with `token=` redacted.
+    pub fn redact_query(query: &str) -> String {
+        super::redact_query(query)
+    }
+
+    /// Whether `authorization` lets `user` subscribe to (`action` 0), publish on
+    /// (1) or call (2) `name`.
+    pub fn allows(authorization: &Authorization, action: u8, name: &str, user: &str, claims: Option<&Value>) -> bool {
+        let action = match action % 3 {
+            0 => Action::Subscribe,
+            1 => Action::Publish,
+            _ => Action::Call,
+        };
+        authorization.allows(action, name, user, claims)
+    }
+
+    /// Verifies JWTs as a gateway configured with one HS256 key does.
+    pub struct Hs256Verifier(Arc<Authenticator>);
+
+    impl Hs256Verifier {
+        /// A verifier for `secret`, with the default leeway and the given
+        /// accepted audiences and issuers (empty: not checked).
+        pub fn new(secret: &str, audience: Vec<String>, issuer: Vec<String>) -> Self {
+            let config = AuthConfig {
+                jwt: vec![JwtKey {
+                    kid: None,
+                    algorithm: "HS256".to_owned(),
+                    secret: Some(secret.to_owned()),
+                    public_key_pem: None,
+                    public_key_file: None,
+                }],
+                jwks: None,
+                audience,
+                issuer,
+                leeway_s: super::default_leeway(),
+                expiry_warning_ms: super::default_warning(),
+                connect_hook: None,
+            };
+            Self(Authenticator::new(&config).expect("an HS256 key with a secret is a valid configuration"))
+        }
+
+        /// The leeway allowed for `exp` and `nbf`, in seconds.
+        pub fn leeway_s(&self) -> u64 {
+            self.0.config.leeway_s
+        }
+
+        /// Verifies `token`.
+        pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+            self.0.verify(token)
+        }
     }
 }
