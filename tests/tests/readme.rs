@@ -901,3 +901,27 @@ fn close_code_table_is_the_protocol_crates() {
         table.line
     );
 }
+
+/// The production configuration in the README loads and validates as written.
+#[test]
+fn the_production_config_in_the_readme_is_valid() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+    let after = readme
+        .split("<!-- production-config -->")
+        .nth(1)
+        .expect("the production-config marker");
+    let block = after
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a toml block");
+    let dir = std::env::temp_dir().join(format!("sb-prod-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("production.toml");
+    std::fs::write(&file, block).expect("write");
+    let config = switchboard_server::Config::load(Some(&file)).expect("the README's production config loads");
+    assert!(!config.dev_mode());
+    assert_eq!(config.auth.as_ref().map(|a| a.jwt.len()), Some(2));
+    assert_eq!(config.upstreams.len(), 1);
+    assert!(config.tls.is_some() && config.webhook.is_some());
+}
