@@ -98,6 +98,13 @@ pub fn parse(text: &str) -> Frame<'_> {
             Err(_) => Frame::ParseError,
         };
     }
+    // The common case, one object, is read once. Anything it cannot read
+    // takes the careful path, which tells bad JSON from a bad request.
+    if trimmed.starts_with('{')
+        && let Ok(m) = serde_json::from_str::<RawMessage<'_>>(text)
+    {
+        return Frame::Single(classify_message(m));
+    }
     match serde_json::from_str::<&RawValue>(text) {
         Ok(raw) => Frame::Single(classify(raw)),
         Err(_) => Frame::ParseError,
@@ -130,6 +137,10 @@ pub fn classify(raw: &RawValue) -> Message<'_> {
     let Ok(m) = serde_json::from_str::<RawMessage<'_>>(text) else {
         return invalid(None, "a message must not repeat a member", false);
     };
+    classify_message(m)
+}
+
+fn classify_message(m: RawMessage<'_>) -> Message<'_> {
     let id = m.id.filter(|id| is_legal_id(id));
     let bad_id = m.id.is_some() && id.is_none();
     if !is_version_2(m.jsonrpc) {
@@ -246,7 +257,8 @@ pub fn write_error_raw(id: Option<&str>, error: &str) -> String {
 pub fn write_request(id: u64, method: &str, params: Option<&str>) -> String {
     let mut s = String::with_capacity(48 + method.len() + params.map_or(0, str::len));
     s.push_str(r#"{"jsonrpc":"2.0","id":"#);
-    s.push_str(&id.to_string());
+    // Written in place: no temporary string for the number.
+    let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{id}"));
     s.push_str(r#","method":"#);
     push_json_str(&mut s, method);
     if let Some(p) = params {

@@ -391,7 +391,7 @@ impl Authenticator {
         if accepted.user.is_empty() {
             return Err(AuthError::Refused);
         }
-        let expires_at = accepted.claims.get("exp").and_then(Value::as_u64);
+        let expires_at = accepted.claims.get("exp").and_then(numeric_date);
         Ok(Identity {
             user: accepted.user.into(),
             claims: Arc::new(accepted.claims),
@@ -408,8 +408,19 @@ fn identity(claims: Value) -> Result<Identity, AuthError> {
         .ok_or_else(|| AuthError::Invalid("the token has no sub".into()))?;
     Ok(Identity {
         user: user.into(),
-        expires_at: claims.get("exp").and_then(Value::as_u64),
+        expires_at: claims.get("exp").and_then(numeric_date),
         claims: Arc::new(claims),
+    })
+}
+
+/// A JWT NumericDate in whole seconds. RFC 7519 allows fractions
+/// (`"exp": 1700000000.5`) and jsonwebtoken accepts them, rounded; reading
+/// only integers would give such a session no expiry at all.
+fn numeric_date(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0 && *f < u64::MAX as f64)
+            .map(|f| f.round() as u64)
     })
 }
 

@@ -148,7 +148,7 @@ fn refresh(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: O
     reply_result(
         id,
         &Expiry {
-            expires_at_ms: identity.expires_at.map(|s| s * 1000),
+            expires_at_ms: identity.expires_at.map(|s| s.saturating_mul(1000)),
         },
     )
 }

@@ -177,11 +177,13 @@ pub struct Limits {
     pub rate_burst: u32,
     /// Messages refused in a row for the rate before the session is closed with 4004. Default 1000.
     pub rate_abuse_close: u32,
-    /// WebSocket upgrades one client IP may make per minute; more get HTTP 429. Default 600.
+    /// WebSocket upgrades one client IP may make per minute; more get HTTP 429. Loopback
+    /// addresses are not limited. Default 600.
     pub upgrades_per_ip_per_minute: u32,
     /// Most sessions a multicast call waits for; the rest get a `-32010` entry. Default 10 000.
     pub max_call_fanout: usize,
-    /// WebSocket read buffer in bytes (the largest per-session memory cost). Default 2048.
+    /// WebSocket read buffer in bytes (the largest per-session memory cost; larger frames are
+    /// read in several steps). Default 1024.
     pub read_buffer_size: usize,
     /// WebSocket write buffer in bytes; frames are batched up to it and flushed together.
     /// Default 4096.
@@ -222,7 +224,7 @@ impl Default for Limits {
             rate_abuse_close: 1000,
             upgrades_per_ip_per_minute: 600,
             max_call_fanout: 10_000,
-            read_buffer_size: 2048,
+            read_buffer_size: 1024,
             write_buffer_size: 4096,
             max_response_size: 1 << 20,
             max_replay: 1000,

@@ -73,7 +73,7 @@ const PLACEHOLDER_PREFIX: &str = r#"{"jsonrpc":"2.0","id":null,"#;
 impl Dispatcher {
     /// Handles one text frame.
     pub(crate) fn handle_text(&self, origin: &Origin<'_>, text: &str) -> Outcome {
-        metrics::counter!("switchboard_messages_in_total").increment(1);
+        crate::metrics::hot().messages_in.increment(1);
         self.hub.count_message_in();
         if let Some(n) = frame::batch_len(text)
             && n > self.config.limits.max_batch
@@ -203,12 +203,11 @@ impl Dispatcher {
         };
         let max = self.config.limits.max_response_size;
         let extensions = self.extensions(origin);
-        let id_text: Option<Box<str>> = id.map(|i| i.get().into());
         match callback {
             MethodCallback::Sync(f) => {
                 let params = Params::new(params.map(RawValue::get));
                 match std::panic::catch_unwind(AssertUnwindSafe(|| f(Id::Null, params, max, extensions))) {
-                    Ok(response) => reply_spliced(id_text.as_deref(), &response),
+                    Ok(response) => reply_spliced(id.map(RawValue::get), &response),
                     Err(_) => {
                         tracing::error!(method, "method handler panicked");
                         reply_error(id, ErrorObject::new(codes::INTERNAL_ERROR))
@@ -216,6 +215,7 @@ impl Dispatcher {
                 }
             }
             MethodCallback::Async(f) => {
+                let id_text: Option<Box<str>> = id.map(|i| i.get().into());
                 let slot = match origin.session {
                     Some(session) if !session.try_begin_request() => {
                         metrics::counter!("switchboard_overloaded_total").increment(1);

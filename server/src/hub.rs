@@ -597,7 +597,7 @@ impl Inbox for NodeInbox {
                     }
                 });
                 hub.deliveries.fetch_add(n, Ordering::Relaxed);
-                metrics::counter!("switchboard_messages_out_total").increment(n);
+                crate::metrics::hot().messages_out.increment(n);
             }
             Envelope::Publication { topic, offset, frame } => {
                 let mut n = 0u64;
@@ -609,7 +609,7 @@ impl Inbox for NodeInbox {
                     }
                 }
                 hub.deliveries.fetch_add(n, Ordering::Relaxed);
-                metrics::counter!("switchboard_messages_out_total").increment(n);
+                crate::metrics::hot().messages_out.increment(n);
             }
             Envelope::Call {
                 call,

@@ -21,9 +21,13 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // At trace, tungstenite logs every frame whole, tokens sent with
+    // `rpc.refresh` included: it stays at debug unless RUST_LOG names it.
+    if std::env::var("RUST_LOG").is_ok_and(|v| v.contains("trace") && !v.contains("tungstenite")) {
+        filter = filter.add_directive("tungstenite=debug".parse().expect("a valid directive"));
+    }
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

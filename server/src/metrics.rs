@@ -25,3 +25,31 @@ pub(crate) fn render() -> String {
         .map(PrometheusHandle::render)
         .unwrap_or_default()
 }
+
+/// Counters on hot paths, looked up once instead of by name on every use.
+pub(crate) struct Hot {
+    pub(crate) messages_in: metrics::Counter,
+    pub(crate) messages_out: metrics::Counter,
+    /// Server→client call outcomes: ok, error, timeout, session_gone, refused.
+    pub(crate) calls: [metrics::Counter; 5],
+}
+
+/// The hot-path counters (registered with the recorder on first use).
+pub(crate) fn hot() -> &'static Hot {
+    static HOT: OnceLock<Hot> = OnceLock::new();
+    HOT.get_or_init(|| {
+        install();
+        let outcome = |o: &'static str| metrics::counter!("switchboard_server_calls_total", "outcome" => o);
+        Hot {
+            messages_in: metrics::counter!("switchboard_messages_in_total"),
+            messages_out: metrics::counter!("switchboard_messages_out_total"),
+            calls: [
+                outcome("ok"),
+                outcome("error"),
+                outcome("timeout"),
+                outcome("session_gone"),
+                outcome("refused"),
+            ],
+        }
+    })
+}

@@ -151,6 +151,8 @@ impl Registry {
                 return Err(SubscribeError::TooMany);
             }
             let topic: Arc<str> = topic.into();
+            // Most sessions hold one or two subscriptions: grow by one, not to four.
+            mine.reserve_exact(1);
             mine.push(Subscription {
                 topic: topic.clone(),
                 delivery,

@@ -297,18 +297,18 @@ impl PendingGuard<'_> {
         };
         // An answer or a dropped sender means nothing is left to cancel.
         self.armed = matches!(outcome, Err(CallError::Timeout));
-        metrics::counter!("switchboard_server_calls_total", "outcome" => outcome_label(&outcome)).increment(1);
+        crate::metrics::hot().calls[outcome_index(&outcome)].increment(1);
         outcome
     }
 }
 
-fn outcome_label(outcome: &Result<Box<RawValue>, CallError>) -> &'static str {
+fn outcome_index(outcome: &Result<Box<RawValue>, CallError>) -> usize {
     match outcome {
-        Ok(_) => "ok",
-        Err(CallError::Rpc(_)) => "error",
-        Err(CallError::Timeout) => "timeout",
-        Err(CallError::SessionGone) => "session_gone",
-        Err(_) => "refused",
+        Ok(_) => 0,
+        Err(CallError::Rpc(_)) => 1,
+        Err(CallError::Timeout) => 2,
+        Err(CallError::SessionGone) => 3,
+        Err(_) => 4,
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt};
 use switchboard_protocol::codes::close;
 use switchboard_protocol::{ErrorObject, codes, frame, methods};
 use tokio::time::Instant;
@@ -32,6 +32,9 @@ pub(crate) use topics::{Delivery, Subscription};
 
 use crate::dispatch::{Origin, Outcome};
 use crate::gateway::GatewayShared;
+
+/// Frames handled in one go before answers are flushed and timers looked at.
+const READ_BATCH: usize = 64;
 
 /// How long a close handshake may take before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -103,7 +106,12 @@ fn expiry_check(expires_at: u64, warn_before: Duration, warned_for: Option<u64>)
     } else {
         at.saturating_sub(warn_before)
     };
-    Instant::now() + at.saturating_sub(unix_now())
+    // An absurd `exp` (past the year 292 billion) would overflow the clock
+    // and panic the session task, leaving the session registered: look again
+    // in a century instead.
+    Instant::now()
+        + at.saturating_sub(unix_now())
+            .min(Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Runs a session until it ends, then removes it everywhere.
@@ -129,18 +137,6 @@ pub(crate) async fn run(mut socket: WebSocket, session: SessionHandle, gw: Arc<G
 
 async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize) -> Ending {
     let limits = &gw.config.limits;
-    let welcome = methods::Welcome {
-        session: session.id().to_string(),
-        user: session.user().to_owned(),
-        protocol: methods::PROTOCOL_VERSION.to_owned(),
-        limits: methods::Limits {
-            max_message_size: limits.max_message_size,
-            max_batch: limits.max_batch,
-            max_in_flight: limits.max_in_flight,
-            ping_interval_ms: limits.ping_interval_ms,
-            max_subscriptions: limits.max_subscriptions,
-        },
-    };
 
     // The personal topic holds its pushes back briefly, so that a client can
     // resume it with `rpc.subscribe {since}` as its first message and get
@@ -167,7 +163,22 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
         gw.hub.interest_settled().await;
     }
     // First frame: the welcome. The personal topic's pushes are held back until after it.
-    let _ = session.notify(methods::WELCOME, &welcome);
+    // (Built here, after the last wait, so it takes no room in the session's future.)
+    {
+        let welcome = methods::Welcome {
+            session: session.id().to_string(),
+            user: session.user().to_owned(),
+            protocol: methods::PROTOCOL_VERSION.to_owned(),
+            limits: methods::Limits {
+                max_message_size: limits.max_message_size,
+                max_batch: limits.max_batch,
+                max_in_flight: limits.max_in_flight,
+                ping_interval_ms: limits.ping_interval_ms,
+                max_subscriptions: limits.max_subscriptions,
+            },
+        };
+        let _ = session.notify(methods::WELCOME, &welcome);
+    }
 
     let mut out = Vec::new();
     let ping_every = limits.ping_interval();
@@ -201,7 +212,7 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
                         && unix_now() + w >= Duration::from_secs(exp)
                     {
                         warned_for = Some(exp);
-                        let _ = session.notify(methods::EXPIRING, &methods::Expiry { expires_at_ms: Some(exp * 1000) });
+                        let _ = session.notify(methods::EXPIRING, &methods::Expiry { expires_at_ms: Some(exp.saturating_mul(1000)) });
                     }
                 }
             }
@@ -223,33 +234,48 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
                 }
             }
             incoming = socket.recv() => {
-                ping_sent = None;
-                match incoming {
-                    None | Some(Ok(Message::Close(_))) => return Ending::ClientGone,
-                    Some(Ok(Message::Text(text))) => {
-                        if !bucket.take() && !over_rate(session, &text) {
-                            if bucket.refused_in_a_row >= limits.rate_abuse_close {
-                                return Ending::Protocol(close::RATE_LIMITED);
+                // Handle every frame that has already arrived (up to a bound)
+                // before going back to the select, so that the answers they
+                // produce leave in one flush instead of one write each.
+                let mut incoming = incoming;
+                let mut taken = 0;
+                loop {
+                    ping_sent = None;
+                    match incoming {
+                        None | Some(Ok(Message::Close(_))) => return Ending::ClientGone,
+                        Some(Ok(Message::Text(text))) => {
+                            if !bucket.take() && !over_rate(session, &text) {
+                                if bucket.refused_in_a_row >= limits.rate_abuse_close {
+                                    return Ending::Protocol(close::RATE_LIMITED);
+                                }
+                            } else {
+                                if hold_until.is_some() && !text.as_str().contains(methods::SUBSCRIBE) {
+                                    hold_until = None;
+                                    if let Some(topic) = &personal {
+                                        session.release_hold(topic);
+                                    }
+                                }
+                                handle_text(session, gw, conn_id, &text);
                             }
-                            continue;
                         }
-                        if hold_until.is_some() && !text.as_str().contains(methods::SUBSCRIBE) {
-                            hold_until = None;
-                            if let Some(topic) = &personal {
-                                session.release_hold(topic);
-                            }
+                        Some(Ok(Message::Binary(_))) => {
+                            let error = ErrorObject::with_data(
+                                codes::INVALID_REQUEST,
+                                serde_json::json!({"reason": "binary frames are not supported; send JSON-RPC as text frames"}),
+                            );
+                            let _ = session.send_frame(frame::write_error(None, &error).into());
                         }
-                        handle_text(session, gw, conn_id, &text);
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Err(e)) => return classify_error(e),
                     }
-                    Some(Ok(Message::Binary(_))) => {
-                        let error = ErrorObject::with_data(
-                            codes::INVALID_REQUEST,
-                            serde_json::json!({"reason": "binary frames are not supported; send JSON-RPC as text frames"}),
-                        );
-                        let _ = session.send_frame(frame::write_error(None, &error).into());
+                    taken += 1;
+                    if taken >= READ_BATCH {
+                        break;
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Err(e)) => return classify_error(e),
+                    match socket.recv().now_or_never() {
+                        Some(next) => incoming = next,
+                        None => break,
+                    }
                 }
             }
             _ = ping.tick() => {
