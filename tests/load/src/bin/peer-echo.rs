@@ -1,0 +1,8 @@
+//! The raw tokio-tungstenite echo peer (see `switchboard_load::peers::echo`).
+//! `peer-echo --listen 127.0.0.1:PORT`.
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(switchboard_load::peers::listen_arg()).await?;
+    switchboard_load::peers::echo::serve(listener).await
+}

@@ -1,0 +1,193 @@
+//! One publication delivered to many subscribed sessions.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{ANSWER_TIMEOUT, Percentiles, TOPIC, Target, subscribe, wait_response};
+use crate::client::Ws;
+use crate::error::LoadError;
+use crate::flavor::{Flavor, Incoming};
+use crate::procfs;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct FanoutParams {
+    /// Subscribed sessions.
+    pub subscribers: usize,
+    /// Publications before the measured window.
+    pub warmup_publications: u64,
+    /// The measured window (at least `min_publications` are made).
+    pub measure: Duration,
+    /// Fewest publications in the window.
+    pub min_publications: u64,
+    /// Most publications in the window.
+    pub max_publications: u64,
+    /// Check every delivery.
+    pub verify: bool,
+}
+
+/// What was measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FanoutResult {
+    /// Publications in the window.
+    pub publications: u64,
+    /// Deliveries in the window (publications × subscribers).
+    pub deliveries: u64,
+    /// Length of the window in seconds.
+    pub seconds: f64,
+    /// Server CPU seconds in the window.
+    pub cpu_seconds: f64,
+    /// Time from sending a publication to its last delivery.
+    pub completion: Percentiles,
+}
+
+impl FanoutResult {
+    /// Deliveries per second.
+    pub fn rate(&self) -> f64 {
+        self.deliveries as f64 / self.seconds.max(f64::EPSILON)
+    }
+
+    /// Server CPU microseconds per delivery (the publication's own call included, spread over its deliveries).
+    pub fn cpu_us_per_delivery(&self) -> f64 {
+        self.cpu_seconds * 1e6 / (self.deliveries.max(1) as f64)
+    }
+}
+
+#[derive(Default)]
+struct Counter {
+    delivered: AtomicU64,
+    target: AtomicU64,
+    reached: Notify,
+}
+
+/// The data of publication `seq`: about 80 bytes of JSON.
+fn publication(seq: u64) -> String {
+    format!(r#"{{"seq":{seq},"text":"the quick brown fox jumps over the lazy dog 0123456789"}}"#)
+}
+
+/// Subscribes `params.subscribers` sessions to one topic, then publishes on
+/// it from one more session, one publication at a time: the next goes out
+/// once every subscriber has the last one.
+pub async fn fanout(target: &Target, params: &FanoutParams) -> Result<FanoutResult, LoadError> {
+    let flavor = target.flavor;
+    let connector = target.connector();
+    let subscribers: Vec<Ws> = futures_util::stream::iter(0..params.subscribers)
+        .map(|n| {
+            let connector = &connector;
+            async move {
+                let mut ws = connector.connect(n).await?;
+                subscribe(&mut ws, flavor, 1).await?;
+                Ok::<_, LoadError>(ws)
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect()
+        .await?;
+    let mut publisher = connector.connect(params.subscribers).await?;
+    let counter = Arc::new(Counter::default());
+    let tasks: Vec<_> = subscribers
+        .into_iter()
+        .map(|ws| tokio::spawn(receive(ws, flavor, counter.clone(), params.verify)))
+        .collect();
+
+    let n = params.subscribers as u64;
+    let mut seq = 0u64;
+    let mut publish = async |seq: u64| -> Result<Duration, LoadError> {
+        let started = Instant::now();
+        counter.target.store((seq + 1) * n, Ordering::Release);
+        let frame = flavor.publish_frame(seq + 1, TOPIC, &publication(seq));
+        publisher.send(Message::text(frame)).await?;
+        wait_response(&mut publisher, flavor, seq + 1, "a publication's answer").await?;
+        wait_delivered(&counter, (seq + 1) * n).await?;
+        Ok(started.elapsed())
+    };
+    while seq < params.warmup_publications {
+        publish(seq).await?;
+        seq += 1;
+    }
+    let delivered_before = counter.delivered.load(Ordering::Acquire);
+    let before = procfs::sample(target.pid)?;
+    let started = Instant::now();
+    let mut completions = Vec::new();
+    let mut made = 0;
+    while made < params.max_publications && (made < params.min_publications || started.elapsed() < params.measure) {
+        let took = publish(seq).await?;
+        completions.push(took.as_micros().min(u128::from(u32::MAX)) as u32);
+        seq += 1;
+        made += 1;
+    }
+    let after = procfs::sample(target.pid)?;
+    let delivered_after = counter.delivered.load(Ordering::Acquire);
+    let seconds = started.elapsed().as_secs_f64();
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        match task.await {
+            Ok(result) => result?,
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(FanoutResult {
+        publications: made,
+        deliveries: delivered_after - delivered_before,
+        seconds,
+        cpu_seconds: after.cpu_seconds_since(&before),
+        completion: Percentiles::from_samples(completions),
+    })
+}
+
+async fn wait_delivered(counter: &Counter, target: u64) -> Result<(), LoadError> {
+    let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+    loop {
+        let reached = counter.reached.notified();
+        if counter.delivered.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        tokio::time::timeout_at(deadline, reached)
+            .await
+            .map_err(|_| LoadError::Timeout("every subscriber to receive a publication"))?;
+    }
+}
+
+/// One subscriber: counts publications, answers pings.
+async fn receive(mut ws: Ws, flavor: Flavor, counter: Arc<Counter>, verify: bool) -> Result<(), LoadError> {
+    while let Some(message) = ws.next().await {
+        let Message::Text(text) = message? else { continue };
+        match flavor.classify(text.as_str()) {
+            Incoming::Publication { data } => {
+                let n = counter.delivered.fetch_add(1, Ordering::AcqRel) + 1;
+                if verify {
+                    check(data)?;
+                }
+                if n >= counter.target.load(Ordering::Acquire) {
+                    counter.reached.notify_one();
+                }
+            }
+            Incoming::Ping => ws.send(Message::text(flavor.pong())).await?,
+            _ => {}
+        }
+    }
+    Err(LoadError::Closed("fan-out"))
+}
+
+fn check(data: &str) -> Result<(), LoadError> {
+    let value: serde_json::Value = serde_json::from_str(data).map_err(|e| LoadError::Unexpected {
+        scenario: "fanout",
+        detail: format!("publication data is not JSON ({e}): {data}"),
+    })?;
+    let seq = value["seq"].as_u64().unwrap_or(u64::MAX);
+    if serde_json::to_string(&value).ok() != Some(publication(seq)) {
+        return Err(LoadError::Unexpected {
+            scenario: "fanout",
+            detail: format!("publication data changed on the way: {data}"),
+        });
+    }
+    Ok(())
+}

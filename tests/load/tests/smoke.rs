@@ -1,0 +1,90 @@
+//! The load tool's smoke run inside `tests/run`: every scenario against an
+//! in-process switchboard and each Rust peer, with every answer checked.
+//! Nothing here looks at timings; the benchmark itself is `tests/load/run`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchboard_load::bench::BenchOptions;
+use switchboard_load::flavor::{Flavor, Scenario};
+use switchboard_load::peers;
+use switchboard_load::scenario::{self, Target};
+use switchboard_server::{Config, Gateway};
+
+/// Runs every scenario `flavor` supports against the server at `addr`, in
+/// this process (its CPU and RSS are read from this process too).
+async fn smoke(flavor: Flavor, addr: SocketAddr) {
+    let options = BenchOptions::smoke("unused".into(), "unused".into());
+    let target = Target {
+        addr,
+        pid: std::process::id(),
+        flavor,
+        sources: options.sources,
+    };
+    let run = async {
+        if flavor.supports(Scenario::Calls) {
+            let r = scenario::calls(&target, &options.calls).await.expect("calls");
+            assert!(r.calls > 0, "{flavor}: no call was answered in the window");
+        }
+        if flavor.supports(Scenario::Fanout) {
+            let r = scenario::fanout(&target, &options.fanout).await.expect("fan-out");
+            assert_eq!(
+                r.deliveries,
+                r.publications * options.fanout.subscribers as u64,
+                "{flavor}: every subscriber gets every publication"
+            );
+        }
+        if flavor.supports(Scenario::Reverse) {
+            let r = scenario::calls(&target, &options.reverse).await.expect("reverse calls");
+            assert!(r.calls > 0, "{flavor}: no callback round was answered in the window");
+        }
+        if flavor.supports(Scenario::Memory) {
+            let r = scenario::memory(&target, &options.memory).await.expect("memory");
+            assert_eq!(r.sessions, options.memory.sessions);
+        }
+    };
+    within(run).await;
+}
+
+async fn within(f: impl Future<Output = ()>) {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("the smoke run took more than 60 s");
+}
+
+async fn local_listener() -> (tokio::net::TcpListener, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchboard() {
+    let gateway = Gateway::builder(Config::default()).build().unwrap();
+    let (listener, addr) = local_listener().await;
+    tokio::spawn(gateway.serve(listener, std::future::pending()));
+    smoke(Flavor::Switchboard, addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_minimal_peer() {
+    let (listener, addr) = local_listener().await;
+    tokio::spawn(peers::axum_min::serve(listener));
+    smoke(Flavor::Axum, addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonrpsee_peer() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _handle = peers::jsonrpsee_peer::start(listener).unwrap();
+    smoke(Flavor::Jsonrpsee, addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tungstenite_echo_peer() {
+    let (listener, addr) = local_listener().await;
+    tokio::spawn(peers::echo::serve(listener));
+    smoke(Flavor::Echo, addr).await;
+}
