@@ -12,11 +12,27 @@ const KNOWN: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"
 /// What the reference reading says a message is.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Kind {
-    Request { id: Value, method: String, params: Option<Value> },
-    Notification { method: String, params: Option<Value> },
-    ResponseOk { id: Value, result: Value },
-    ResponseErr { id: Value, error: Value },
-    Invalid { id: Option<Value>, was_response: bool },
+    Request {
+        id: Value,
+        method: String,
+        params: Option<Value>,
+    },
+    Notification {
+        method: String,
+        params: Option<Value>,
+    },
+    ResponseOk {
+        id: Value,
+        result: Value,
+    },
+    ResponseErr {
+        id: Value,
+        error: Value,
+    },
+    Invalid {
+        id: Option<Value>,
+        was_response: bool,
+    },
 }
 
 /// The members of a JSON object in order, each with its raw text, or `None`
@@ -55,7 +71,9 @@ fn legal_id(v: &Value) -> bool {
 /// An error object the way the protocol defines it: `code` an integer that
 /// fits `i32`, `message` a string, `data` anything, no member repeated.
 fn error_object(raw: &RawValue, value: &Value) -> bool {
-    let Some(members) = members(raw.get()) else { return false };
+    let Some(members) = members(raw.get()) else {
+        return false;
+    };
     if repeats(&members, &["code", "message", "data"]) {
         return false;
     }
@@ -72,31 +90,52 @@ fn error_object(raw: &RawValue, value: &Value) -> bool {
 pub fn reference(raw: &RawValue) -> Option<Kind> {
     let value: Value = serde_json::from_str(raw.get()).ok()?;
     let Value::Object(obj) = &value else {
-        return Some(Kind::Invalid { id: None, was_response: false });
+        return Some(Kind::Invalid {
+            id: None,
+            was_response: false,
+        });
     };
     let members = members(raw.get())?;
     if repeats(&members, &KNOWN) {
-        return Some(Kind::Invalid { id: None, was_response: false });
+        return Some(Kind::Invalid {
+            id: None,
+            was_response: false,
+        });
     }
     let id = obj.get("id").filter(|id| legal_id(id)).cloned();
     let bad_id = obj.contains_key("id") && id.is_none();
     let has_answer = obj.contains_key("result") || obj.contains_key("error");
     if obj.get("jsonrpc") != Some(&Value::from("2.0")) {
-        return Some(Kind::Invalid { id, was_response: !obj.contains_key("method") });
+        return Some(Kind::Invalid {
+            id,
+            was_response: !obj.contains_key("method"),
+        });
     }
     if let Some(method) = obj.get("method") {
         if has_answer {
-            return Some(Kind::Invalid { id, was_response: false });
+            return Some(Kind::Invalid {
+                id,
+                was_response: false,
+            });
         }
         if bad_id {
-            return Some(Kind::Invalid { id: None, was_response: false });
+            return Some(Kind::Invalid {
+                id: None,
+                was_response: false,
+            });
         }
         let Some(method) = method.as_str() else {
-            return Some(Kind::Invalid { id, was_response: false });
+            return Some(Kind::Invalid {
+                id,
+                was_response: false,
+            });
         };
         let params = obj.get("params").cloned();
         if params.as_ref().is_some_and(|p| !p.is_array() && !p.is_object()) {
-            return Some(Kind::Invalid { id, was_response: false });
+            return Some(Kind::Invalid {
+                id,
+                was_response: false,
+            });
         }
         let method = method.to_owned();
         return Some(match id {
@@ -105,19 +144,36 @@ pub fn reference(raw: &RawValue) -> Option<Kind> {
         });
     }
     let Some(id) = id else {
-        return Some(Kind::Invalid { id: None, was_response: has_answer });
+        return Some(Kind::Invalid {
+            id: None,
+            was_response: has_answer,
+        });
     };
     let raw_of = |name: &str| members.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
     Some(match (obj.get("result"), obj.get("error")) {
-        (Some(result), None) => Kind::ResponseOk { id, result: result.clone() },
-        (None, Some(error)) if error_object(raw_of("error")?, error) => Kind::ResponseErr { id, error: error.clone() },
-        (None, Some(_)) | (Some(_), Some(_)) => Kind::Invalid { id: Some(id), was_response: true },
-        (None, None) => Kind::Invalid { id: Some(id), was_response: false },
+        (Some(result), None) => Kind::ResponseOk {
+            id,
+            result: result.clone(),
+        },
+        (None, Some(error)) if error_object(raw_of("error")?, error) => Kind::ResponseErr {
+            id,
+            error: error.clone(),
+        },
+        (None, Some(_)) | (Some(_), Some(_)) => Kind::Invalid {
+            id: Some(id),
+            was_response: true,
+        },
+        (None, None) => Kind::Invalid {
+            id: Some(id),
+            was_response: false,
+        },
     })
 }
 
+/// A raw value as a `Value`; one that `Value` cannot hold (1e400) is kept as
+/// its text, so that two readings of the same bytes still compare equal.
 fn value_of(raw: &RawValue) -> Value {
-    serde_json::from_str(raw.get()).expect("a raw value the classifier returned is JSON")
+    serde_json::from_str(raw.get()).unwrap_or_else(|_| Value::String(format!("raw:{}", raw.get())))
 }
 
 /// The classifier's verdict in the reference's terms.
@@ -132,11 +188,17 @@ pub fn kind_of(message: &Message<'_>) -> Kind {
             method: method.to_string(),
             params: params.map(value_of),
         },
-        Message::Response { id, outcome: Ok(result) } => Kind::ResponseOk {
+        Message::Response {
+            id,
+            outcome: Ok(result),
+        } => Kind::ResponseOk {
             id: value_of(id),
             result: value_of(result),
         },
-        Message::Response { id, outcome: Err(error) } => Kind::ResponseErr {
+        Message::Response {
+            id,
+            outcome: Err(error),
+        } => Kind::ResponseErr {
             id: value_of(id),
             error: serde_json::to_value(error).expect("an error object serialises"),
         },

@@ -1,0 +1,210 @@
+//! Slow consumers at scale, against the real binary: 1,000 sessions
+//! subscribed to one stream, one of which never reads. It is closed with
+//! 4000 "slow consumer" while every other session receives every message in
+//! order, and the server's resident memory stays bounded (the numbers are
+//! printed; only a generous bound is asserted — latency is the load tool's
+//! business, not a test's).
+//!
+//! Runs under [`within`]; nothing sleeps to wait for a condition.
+
+mod hostile_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use switchboard_protocol::codes::close;
+use switchboard_tests::{WAIT, WsClient, eventually, within};
+
+use hostile_support::{Binary, limits};
+
+/// Sessions in all: readers, plus the one that never reads.
+const SESSIONS: usize = 1_000;
+
+/// The outbound queue bound of the node (small, so the slow one is cut soon).
+const QUEUE: usize = 64 * 1024;
+
+/// Messages published in one go; well under half the queue, so a reader that
+/// keeps up is never near the bound.
+const BATCH: usize = 32;
+
+/// Messages published at least, whenever the slow one is cut.
+const AT_LEAST: u64 = 640;
+
+const TOPIC: &str = "stream";
+
+/// A second topic only the slow session subscribes to. The kernel lets a
+/// socket whose reader is idle buffer about 4 MiB on loopback (send buffer
+/// autotuning), which the ~600-byte stream would take minutes to fill with a
+/// thousand readers and a debug build; 128 KiB of private pushes per round
+/// fill it in seconds. The cut is the same: the session's queue overflows.
+const PRIVATE: &str = "slow-feed";
+
+async fn subscribe(c: &mut WsClient, topic: &str) {
+    let r = c.call(1, "rpc.subscribe", json!({"topics": [{"topic": topic}]})).await;
+    assert_eq!(r["result"]["topics"][0]["topic"], topic, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_never_reading_session_among_a_thousand_is_cut_and_the_others_get_everything() {
+    within(Duration::from_secs(600), async {
+        let node = Binary::start(
+            "slow-consumers",
+            &limits(&format!(
+                "max_queue_bytes = {QUEUE}\nrate_per_second = 1000000\nrate_burst = 1000000"
+            )),
+        );
+        let rss_idle = node.rss_kib();
+
+        // 999 readers, subscribed, reading in their own tasks.
+        let mut readers = Vec::with_capacity(SESSIONS - 1);
+        for chunk in 0..(SESSIONS - 1).div_ceil(100) {
+            let batch = join_all((chunk * 100..((chunk + 1) * 100).min(SESSIONS - 1)).map(|i| {
+                let node = &node;
+                async move {
+                    let mut c = node.connect(&format!("reader{i}")).await;
+                    subscribe(&mut c, TOPIC).await;
+                    c
+                }
+            }))
+            .await;
+            readers.extend(batch);
+        }
+        let progress: Arc<Vec<AtomicU64>> = Arc::new((0..readers.len()).map(|_| AtomicU64::new(0)).collect());
+        let tasks: Vec<_> = readers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut c)| {
+                let progress = progress.clone();
+                tokio::spawn(async move {
+                    let mut next = 0u64;
+                    loop {
+                        let v: Value = c.recv().await;
+                        assert_eq!(v["method"], "rpc.message", "reader {i}: {v}");
+                        let data = &v["params"]["data"];
+                        assert_eq!(
+                            data["seq"].as_u64(),
+                            Some(next),
+                            "reader {i} gets every message, in order"
+                        );
+                        next += 1;
+                        progress[i].store(next, Ordering::Release);
+                        if data["last"] == true {
+                            return (c, next);
+                        }
+                    }
+                })
+            })
+            .collect();
+
+        // The one that never reads.
+        let mut slow = node.connect("slow").await;
+        subscribe(&mut slow, TOPIC).await;
+        subscribe(&mut slow, PRIVATE).await;
+        let mut slow = Some(slow);
+        let mut publisher = node.connect("publisher").await;
+        let rss_connected = node.rss_kib();
+        let sessions = node.sessions().await;
+        assert_eq!(
+            sessions,
+            SESSIONS as u64 + 1,
+            "the readers, the slow one and the publisher"
+        );
+
+        let pad = "x".repeat(512);
+        let heavy = "h".repeat(32 * 1024);
+        let mut published = 0u64;
+        let mut rss_peak = rss_connected;
+        let mut slow_reader = None;
+        let mut cut_after = None;
+        let started = Instant::now();
+        loop {
+            for _ in 0..BATCH {
+                let r = publisher
+                    .call(
+                        1_000_000 + published,
+                        "rpc.publish",
+                        json!({"topic": TOPIC, "data": {"seq": published, "pad": pad}}),
+                    )
+                    .await;
+                assert!(r.get("result").is_some(), "{r}");
+                published += 1;
+            }
+            for n in 0..4 {
+                let r = publisher
+                    .call(n, "rpc.publish", json!({"topic": PRIVATE, "data": heavy}))
+                    .await;
+                assert!(r.get("result").is_some(), "{r}");
+            }
+            let caught_up = eventually(WAIT * 3, || {
+                progress.iter().all(|p| p.load(Ordering::Acquire) >= published)
+            })
+            .await;
+            assert!(caught_up, "the readers keep up with {published} messages");
+            rss_peak = rss_peak.max(node.rss_kib());
+            if slow.is_some() && node.metric("switchboard_slow_consumer_closes_total").await >= 1.0 {
+                // Cut: read it now, so that its close frame can come through.
+                let mut c = slow.take().expect("slow client");
+                cut_after = Some(published);
+                slow_reader = Some(tokio::spawn(async move {
+                    let mut frames = Vec::new();
+                    let closed = c.closed(&mut frames).await;
+                    (frames, closed)
+                }));
+            }
+            if slow.is_none() && published >= AT_LEAST {
+                break;
+            }
+            assert!(published < 200_000, "the never-reading session was not cut");
+        }
+        let r = publisher
+            .call(
+                9,
+                "rpc.publish",
+                json!({"topic": TOPIC, "data": {"seq": published, "last": true}}),
+            )
+            .await;
+        assert!(r.get("result").is_some(), "{r}");
+        let total = published + 1;
+        let streaming = started.elapsed();
+
+        let mut done = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let (c, received) = task.await.expect("a reader");
+            assert_eq!(received, total, "every reader receives every message");
+            done.push(c);
+        }
+        let complete = done.len();
+        let (frames, closed) = slow_reader.expect("the slow one was cut").await.expect("slow reader");
+        assert_eq!(closed.code, Some(close::SLOW_CONSUMER), "{closed:?}");
+        assert_eq!(closed.reason, close::reason(close::SLOW_CONSUMER));
+        let stream: Vec<&Value> = frames.iter().filter(|f| f["params"]["topic"] == TOPIC).collect();
+        for (n, f) in stream.iter().enumerate() {
+            assert_eq!(
+                f["params"]["data"]["seq"], n,
+                "the slow one's stream is an unbroken prefix"
+            );
+        }
+        assert!(
+            node.sessions_become(SESSIONS as u64, WAIT).await,
+            "every session but the slow one is still there"
+        );
+        let rss_end = node.rss_kib();
+        let rss_peak = rss_peak.max(rss_end);
+        eprintln!(
+            "slow consumers: {complete} readers received all {total} messages of ~600 bytes in {streaming:?}; \
+             the never-reading session was cut within {} messages, after {} of the stream had reached it; \
+             server RSS: {rss_idle} KiB idle, {rss_connected} KiB with {} sessions, peak {rss_peak} KiB, \
+             {rss_end} KiB at the end",
+            cut_after.expect("cut"),
+            stream.len(),
+            SESSIONS + 1,
+        );
+        assert!(rss_peak < 1024 * 1024, "server RSS stays under 1 GiB: {rss_peak} KiB");
+        let mut fresh = node.connect("fresh").await;
+        hostile_support::ping(&mut fresh, "fresh").await;
+    })
+    .await;
+}
