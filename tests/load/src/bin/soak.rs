@@ -54,6 +54,9 @@ struct Cli {
     /// Mean seconds between two operations of one session.
     #[arg(long, default_value_t = 4.0)]
     op_every: f64,
+    /// One operation in this many hangs up and connects again.
+    #[arg(long, default_value_t = 200)]
+    hangup_one_in: usize,
     /// Where to write the Markdown report (default: print it only).
     #[arg(long)]
     report: Option<PathBuf>,
@@ -137,6 +140,7 @@ struct Ctx {
     counters: Counters,
     stop: AtomicBool,
     op_every: f64,
+    hangup_one_in: usize,
 }
 
 fn main() -> ExitCode {
@@ -310,6 +314,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
         counters: Counters::default(),
         stop: AtomicBool::new(false),
         op_every: cli.op_every,
+        hangup_one_in: cli.hangup_one_in.max(1),
     });
     let mut samples = vec![sample(&server, &ctx, -2.0, "idle").await];
 
@@ -486,7 +491,7 @@ async fn converse(ctx: &Ctx, ws: Ws, rng: &mut Rng, rooms: [usize; 2]) -> End {
                     !lost
                 });
                 // Now and then: hang up and connect again.
-                if rng.below(200) == 0 {
+                if rng.below(ctx.hangup_one_in) == 0 {
                     Counters::add(&ctx.counters.hangups);
                     let _ = sink.send(Message::Close(None)).await;
                     return End::HungUp;
@@ -812,11 +817,12 @@ fn report(cli: &Cli, c: &Counters, samples: &[Sample], traffic_seconds: f64, ser
          on average: 40% `echo`, 2% `echo` of 16 KiB, 15% a batch \
          (two requests with the same id and a notification), 10% a notification, 10% `rpc.publish` to one of its \
          two rooms (20 recoverable rooms, ~{} subscribers each), 13% `demo.callback` (the server calls the session \
-         back, the session answers), 10% subscribe to or unsubscribe from a third room; 0.5% of operations hang up \
-         and connect again. {} sessions per user. A backend calls the server API every second: `notify` to a user, \
+         back, the session answers), 10% subscribe to or unsubscribe from a third room; one operation in {} hangs \
+         up and connects again. {} sessions per user. A backend calls the server API every second: `notify` to a user, \
          `publish` to a room, a multicast `call` to a user's sessions (5 s timeout), `presence`.",
         cli.op_every,
         cli.sessions * 2 / ROOMS,
+        cli.hangup_one_in,
         SESSIONS_PER_USER
     ));
     line(String::new());
