@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use futures_util::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, Target};
+use tungstenite::Utf8Bytes;
 
 pub use crate::redis_broker::{RedisBroker, RedisConfig};
 

@@ -1,6 +1,5 @@
 //! The gateway's own client-facing methods (`rpc.*`).
 
-use axum::extract::ws::Utf8Bytes;
 use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -9,6 +8,7 @@ use switchboard_protocol::methods::{
     UnsubscribeParams,
 };
 use switchboard_protocol::{ErrorObject, codes};
+use tungstenite::Utf8Bytes;
 
 use crate::auth::{Action, AuthError};
 use crate::dispatch::{Dispatcher, Origin, Outcome, reply_error, reply_result};

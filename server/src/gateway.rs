@@ -6,12 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::{CloseFrame, Message};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::SinkExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use jsonrpsee::core::server::Methods;
@@ -22,6 +21,8 @@ use switchboard_protocol::{ErrorObject, codes, frame, methods};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tungstenite::Message;
+use tungstenite::protocol::CloseFrame;
 
 use crate::auth::{Authenticator, Identity, redact_query};
 use crate::broker::{Broker, LocalBroker, RedisBroker};
@@ -31,6 +32,7 @@ use crate::dispatch::{Dispatcher, Origin, Outcome};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::session::{self, SessionHandle, SessionId};
+use crate::ws::{SocketConfig, WsUpgrade};
 
 /// Builds a [`Gateway`].
 pub struct GatewayBuilder {
@@ -375,22 +377,13 @@ fn origin_allowed(config: &Config, headers: &HeaderMap) -> bool {
     }
 }
 
-fn configure(ws: WebSocketUpgrade, limits: &crate::config::Limits) -> WebSocketUpgrade {
-    ws.protocols([methods::PROTOCOL_VERSION])
-        .read_buffer_size(limits.read_buffer_size)
-        .write_buffer_size(limits.write_buffer_size)
-        .max_write_buffer_size(limits.max_queue_bytes.max(limits.write_buffer_size * 2))
-        .max_message_size(limits.max_message_size)
-        .max_frame_size(limits.max_message_size)
-}
-
 async fn ws_upgrade(
     State(shared): State<Arc<GatewayShared>>,
     peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     Query(who): Query<Who>,
-    ws: WebSocketUpgrade,
+    ws: WsUpgrade,
 ) -> Response {
     let limits = &shared.config.limits;
     if !origin_allowed(&shared.config, &headers) {
@@ -424,9 +417,9 @@ async fn ws_upgrade(
         // upgrade and an immediate terminal close that says why.
         Err((StatusCode::UNAUTHORIZED, reason)) if headers.contains_key(header::ORIGIN) => {
             let reason = crate::session::truncate_reason(&reason);
-            return configure(ws, limits).on_upgrade(move |mut socket| async move {
+            return ws.accept(SocketConfig::new(limits), move |mut socket| async move {
                 let frame = CloseFrame {
-                    code: close::UNAUTHORIZED,
+                    code: close::UNAUTHORIZED.into(),
                     reason: reason.into(),
                 };
                 let _ = socket.send(Message::Close(Some(frame))).await;
@@ -444,7 +437,10 @@ async fn ws_upgrade(
     }
     let conn_id = shared.conn_ids.fetch_add(1, Ordering::Relaxed);
     let tasks = shared.tasks.clone();
-    configure(ws, limits).on_upgrade(move |socket| tasks.track_future(session::run(socket, session, shared, conn_id)))
+    let config = SocketConfig::new(limits);
+    ws.accept(config, move |socket| {
+        tasks.track_future(session::run(socket, session, shared, conn_id))
+    })
 }
 
 async fn http_rpc(

@@ -48,6 +48,7 @@ mod session;
 mod tls;
 mod upstream;
 mod webhook;
+mod ws;
 
 pub mod auth;
 pub mod broker;
@@ -63,5 +64,6 @@ pub use session::{SendError, SessionHandle, SessionId};
 pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::Target;
 pub use tls::TlsConfig;
+pub use tungstenite::Utf8Bytes;
 pub use upstream::UpstreamConfig;
 pub use webhook::{WebhookConfig, WebhookEvent};

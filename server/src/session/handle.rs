@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, codes, frame, methods};
+use tungstenite::Utf8Bytes;
 
 use super::pending::{Answer, PendingCalls, next_call_id};
 use super::queue::{CloseRequest, OutboundQueue, SendError};

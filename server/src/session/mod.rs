@@ -16,12 +16,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{FutureExt, SinkExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use switchboard_protocol::codes::close;
 use switchboard_protocol::{ErrorObject, codes, frame, methods};
 use tokio::time::Instant;
 use tracing::Instrument;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, Utf8Bytes};
 
 pub(crate) use handle::truncate_reason;
 pub use handle::{SessionHandle, SessionId};
@@ -32,6 +33,7 @@ pub(crate) use topics::{Delivery, Subscription};
 
 use crate::dispatch::{Origin, Outcome};
 use crate::gateway::GatewayShared;
+use crate::ws::Socket;
 
 /// Frames handled in one go before answers are flushed and timers looked at.
 const READ_BATCH: usize = 64;
@@ -115,7 +117,7 @@ fn expiry_check(expires_at: u64, warn_before: Duration, warned_for: Option<u64>)
 }
 
 /// Runs a session until it ends, then removes it everywhere.
-pub(crate) async fn run(mut socket: WebSocket, session: SessionHandle, gw: Arc<GatewayShared>, conn_id: usize) {
+pub(crate) async fn run(mut socket: Socket, session: SessionHandle, gw: Arc<GatewayShared>, conn_id: usize) {
     let span = tracing::info_span!("session", session = %session.id(), user = %session.user());
     async move {
         gw.hub.register(&session).await;
@@ -135,7 +137,7 @@ pub(crate) async fn run(mut socket: WebSocket, session: SessionHandle, gw: Arc<G
     .await;
 }
 
-async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize) -> Ending {
+async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize) -> Ending {
     let limits = &gw.config.limits;
 
     // The personal topic holds its pushes back briefly, so that a client can
@@ -233,7 +235,7 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
                     }
                 }
             }
-            incoming = socket.recv() => {
+            incoming = socket.next() => {
                 // Handle every frame that has already arrived (up to a bound)
                 // before going back to the select, so that the answers they
                 // produce leave in one flush instead of one write each.
@@ -265,14 +267,14 @@ async fn serve(socket: &mut WebSocket, session: &SessionHandle, gw: &Arc<Gateway
                             );
                             let _ = session.send_frame(frame::write_error(None, &error).into());
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                         Some(Err(e)) => return classify_error(e),
                     }
                     taken += 1;
                     if taken >= READ_BATCH {
                         break;
                     }
-                    match socket.recv().now_or_never() {
+                    match socket.next().now_or_never() {
                         Some(next) => incoming = next,
                         None => break,
                     }
@@ -361,10 +363,10 @@ fn handle_text(session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize,
 /// Writes every queued frame, then flushes once: frames queued together
 /// leave in as few writes as the write buffer allows.
 async fn write_queued(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     session: &SessionHandle,
     out: &mut Vec<Utf8Bytes>,
-) -> Result<(), axum::Error> {
+) -> Result<(), tungstenite::Error> {
     session.shared.queue.drain_into(out);
     if out.is_empty() {
         return Ok(());
@@ -375,21 +377,20 @@ async fn write_queued(
     socket.flush().await
 }
 
-fn classify_error(error: axum::Error) -> Ending {
-    let inner = error.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => Ending::Protocol(close::TOO_BIG),
-        Some(tungstenite::Error::Utf8(_)) => Ending::Protocol(close::INVALID_UTF8),
-        Some(tungstenite::Error::Protocol(_)) => Ending::Protocol(close::PROTOCOL_ERROR),
-        _ => {
-            tracing::debug!(error = %inner, "connection error");
+fn classify_error(error: tungstenite::Error) -> Ending {
+    match error {
+        tungstenite::Error::Capacity(_) => Ending::Protocol(close::TOO_BIG),
+        tungstenite::Error::Utf8(_) => Ending::Protocol(close::INVALID_UTF8),
+        tungstenite::Error::Protocol(_) => Ending::Protocol(close::PROTOCOL_ERROR),
+        error => {
+            tracing::debug!(%error, "connection error");
             Ending::ClientGone
         }
     }
 }
 
 /// Sends what the ending calls for: remaining frames, then a close frame.
-async fn finish(socket: &mut WebSocket, session: &SessionHandle, ending: Ending) {
+async fn finish(socket: &mut Socket, session: &SessionHandle, ending: Ending) {
     let (code, reason) = match ending {
         Ending::ClientGone => return,
         Ending::Requested => {
@@ -429,18 +430,18 @@ async fn finish(socket: &mut WebSocket, session: &SessionHandle, ending: Ending)
     };
     tracing::debug!(code, reason = %reason, "closing");
     let frame = CloseFrame {
-        code,
+        code: code.into(),
         reason: reason.into(),
     };
     let closing = async {
         socket.send(Message::Close(Some(frame))).await?;
         // Wait for the client's close frame so the close handshake completes.
-        while let Some(Ok(message)) = socket.recv().await {
+        while let Some(Ok(message)) = socket.next().await {
             if matches!(message, Message::Close(_)) {
                 break;
             }
         }
-        Ok::<_, axum::Error>(())
+        Ok::<_, tungstenite::Error>(())
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
 }

@@ -8,10 +8,10 @@
 
 use std::collections::VecDeque;
 
-use axum::extract::ws::Utf8Bytes;
 use parking_lot::Mutex;
 use switchboard_protocol::codes::close;
 use tokio::sync::Notify;
+use tungstenite::Utf8Bytes;
 
 /// Why a frame was not enqueued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
+use tungstenite::Utf8Bytes;
 
 use super::SessionHandle;
 use super::queue::SendError;
