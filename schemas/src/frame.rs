@@ -219,14 +219,37 @@ pub fn our_id(id: &RawValue) -> Option<u64> {
 
 /// Appends a JSON string literal for `s` to `out`.
 pub fn push_json_str(out: &mut String, s: &str) {
+    if !needs_escaping(s) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     // Serialising a &str into a String cannot fail.
     let quoted = serde_json::to_string(s).unwrap_or_default();
     out.push_str(&quoted);
 }
 
+fn needs_escaping(s: &str) -> bool {
+    s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+/// The length of `s` as a JSON string literal when it needs no escaping
+/// (otherwise a guess: builders size their buffers with it).
+fn quoted_len(s: &str) -> usize {
+    s.len() + 2
+}
+
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+// The builders below size their strings exactly, so that turning one into
+// shared bytes for the socket needs no second allocation.
+
 /// `{"jsonrpc":"2.0","id":<id>,"result":<result>}`.
 pub fn write_result(id: &str, result: &str) -> String {
-    let mut s = String::with_capacity(36 + id.len() + result.len());
+    let mut s = String::with_capacity(33 + id.len() + result.len());
     s.push_str(r#"{"jsonrpc":"2.0","id":"#);
     s.push_str(id);
     s.push_str(r#","result":"#);
@@ -244,7 +267,7 @@ pub fn write_error(id: Option<&str>, error: &ErrorObject) -> String {
 /// Like [`write_error`] with the error object already serialised.
 pub fn write_error_raw(id: Option<&str>, error: &str) -> String {
     let id = id.unwrap_or("null");
-    let mut s = String::with_capacity(36 + id.len() + error.len());
+    let mut s = String::with_capacity(32 + id.len() + error.len());
     s.push_str(r#"{"jsonrpc":"2.0","id":"#);
     s.push_str(id);
     s.push_str(r#","error":"#);
@@ -255,7 +278,7 @@ pub fn write_error_raw(id: Option<&str>, error: &str) -> String {
 
 /// A request from us: `{"jsonrpc":"2.0","id":<id>,"method":…,"params":…}`.
 pub fn write_request(id: u64, method: &str, params: Option<&str>) -> String {
-    let mut s = String::with_capacity(48 + method.len() + params.map_or(0, str::len));
+    let mut s = String::with_capacity(33 + decimal_len(id) + quoted_len(method) + params.map_or(0, |p| 10 + p.len()));
     s.push_str(r#"{"jsonrpc":"2.0","id":"#);
     // Written in place: no temporary string for the number.
     let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{id}"));
@@ -271,7 +294,7 @@ pub fn write_request(id: u64, method: &str, params: Option<&str>) -> String {
 
 /// A notification: `{"jsonrpc":"2.0","method":…,"params":…}`.
 pub fn write_notification(method: &str, params: Option<&str>) -> String {
-    let mut s = String::with_capacity(40 + method.len() + params.map_or(0, str::len));
+    let mut s = String::with_capacity(27 + quoted_len(method) + params.map_or(0, |p| 10 + p.len()));
     s.push_str(r#"{"jsonrpc":"2.0","method":"#);
     push_json_str(&mut s, method);
     if let Some(p) = params {
@@ -382,5 +405,30 @@ mod tests {
         assert_eq!(v["method"], "a\"b");
         let n = write_notification("x", None);
         assert_eq!(n, r#"{"jsonrpc":"2.0","method":"x"}"#);
+    }
+}
+
+#[cfg(test)]
+mod sizing {
+    use super::*;
+
+    #[test]
+    fn builders_size_their_strings_exactly() {
+        let exact = |s: String| assert_eq!(s.len(), s.capacity(), "{s}");
+        exact(write_result("17", r#"{"a":1}"#));
+        exact(write_result(r#""abc""#, "null"));
+        exact(write_error_raw(
+            Some("3"),
+            r#"{"code":-32601,"message":"Method not found"}"#,
+        ));
+        exact(write_error_raw(None, r#"{"code":-32700,"message":"Parse error"}"#));
+        for id in [0, 9, 10, 99, 12345, u64::MAX] {
+            exact(write_request(id, "ui.confirm", Some("[1]")));
+            exact(write_request(id, "x", None));
+        }
+        exact(write_notification("rpc.message", Some(r#"{"topic":"t"}"#)));
+        exact(write_notification("rpc.ping", None));
+        // Escaped names still come out right, if not exactly sized.
+        assert_eq!(write_notification("a\"b", None), r#"{"jsonrpc":"2.0","method":"a\"b"}"#);
     }
 }

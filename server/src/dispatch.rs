@@ -195,7 +195,7 @@ impl Dispatcher {
                 ),
             );
         }
-        let Some(callback) = self.methods.method(method) else {
+        let Some((name, callback)) = self.methods.method_with_name(method) else {
             return match self.upstreams.route(method) {
                 Some(route) => self.forward(origin, id, method, params, route),
                 None => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
@@ -238,14 +238,13 @@ impl Dispatcher {
                     max,
                     extensions,
                 );
-                let method: Box<str> = method.into();
                 Outcome::Later(
                     async move {
                         let _slot = slot;
                         match AssertUnwindSafe(future).catch_unwind().await {
                             Ok(response) => id_text.map(|id| splice(&id, &response)),
                             Err(_) => {
-                                tracing::error!(method = &*method, "method handler panicked");
+                                tracing::error!(method = name, "method handler panicked");
                                 id_text
                                     .map(|id| frame::write_error(Some(&id), &ErrorObject::new(codes::INTERNAL_ERROR)))
                             }
@@ -367,7 +366,7 @@ fn splice(id: &str, response: &MethodResponse) -> String {
     }
     let json = response.as_json().get();
     if let Some(rest) = json.strip_prefix(PLACEHOLDER_PREFIX) {
-        let mut out = String::with_capacity(json.len() + id.len());
+        let mut out = String::with_capacity(json.len() - PLACEHOLDER_PREFIX.len() + 23 + id.len());
         out.push_str(r#"{"jsonrpc":"2.0","id":"#);
         out.push_str(id);
         out.push(',');

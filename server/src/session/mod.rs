@@ -193,20 +193,56 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
     let warn_before = gw.auth.as_ref().map(|a| a.expiry_warning());
     let mut warned_for = None;
 
+    // Futures that outlive one turn of the loop are made once and kept
+    // pinned: a session wakes for every frame it sends or receives, and
+    // re-creating them each time would register and unregister them with
+    // their notifiers (the shutdown token's shared by every session) and
+    // with the timer wheel on every wake-up. The session's deadlines share
+    // one timer, reset only when the earliest of them changes.
+    let killed = queue.killed();
+    let cancelled = gw.shutdown.cancelled();
+    let ready = queue.ready();
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(killed, cancelled, ready, timer);
+    let mut armed: Option<Instant> = None;
+
+    // The expiry deadline, recomputed only when the token or the warning changes.
+    let mut expiry_for = None;
+    let mut expiry = None;
+
     loop {
-        let expiry = warn_before.and_then(|w| session.expires_at().map(|exp| expiry_check(exp, w, warned_for)));
+        if let Some(w) = warn_before {
+            let key = (session.expires_at(), warned_for);
+            if expiry_for != Some(key) {
+                expiry_for = Some(key);
+                expiry = key.0.map(|exp| expiry_check(exp, w, warned_for));
+            }
+        }
         if drain_until.is_some() && session.answers_pending() == 0 {
             return Ending::Shutdown;
         }
+        let next = [drain_until, expiry, hold_until].into_iter().flatten().min();
+        if next != armed {
+            armed = next;
+            if let Some(at) = next {
+                timer.as_mut().reset(at);
+            }
+        }
         tokio::select! {
             biased;
-            _ = queue.killed() => return Ending::Requested,
-            _ = gw.shutdown.cancelled(), if drain_until.is_none() => {
+            _ = &mut killed => return Ending::Requested,
+            _ = &mut cancelled, if drain_until.is_none() => {
                 drain_until = Some(Instant::now() + limits.shutdown_grace());
             }
-            _ = sleep_until_opt(drain_until) => return Ending::Shutdown,
-            _ = sleep_until_opt(expiry) => {
-                if let Some(exp) = session.expires_at() {
+            _ = &mut timer, if armed.is_some() => {
+                armed = None;
+                let now = Instant::now();
+                if drain_until.is_some_and(|at| at <= now) {
+                    return Ending::Shutdown;
+                }
+                if expiry.is_some_and(|at| at <= now)
+                    && let Some(exp) = session.expires_at()
+                {
                     if unix_now().as_secs() >= exp {
                         return Ending::Expired;
                     }
@@ -217,17 +253,26 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                         let _ = session.notify(methods::EXPIRING, &methods::Expiry { expires_at_ms: Some(exp.saturating_mul(1000)) });
                     }
                 }
-            }
-            _ = sleep_until_opt(hold_until) => {
-                hold_until = None;
-                if let Some(topic) = &personal {
-                    session.release_hold(topic);
+                if hold_until.is_some_and(|at| at <= now) {
+                    hold_until = None;
+                    if let Some(topic) = &personal {
+                        session.release_hold(topic);
+                    }
                 }
             }
-            _ = queue.ready() => {
+            _ = &mut ready => {
+                ready.set(queue.ready());
+                // Handlers of this session's requests still running are
+                // likely about to queue frames too (a batch of server→client
+                // calls, or their answers): the scheduler runs a task that
+                // was just woken before the others, so without this each of
+                // their frames would leave in a write of its own.
+                if session.answers_pending() > 0 {
+                    tokio::task::yield_now().await;
+                }
                 tokio::select! {
                     biased;
-                    _ = queue.killed() => return Ending::Requested,
+                    _ = &mut killed => return Ending::Requested,
                     written = write_queued(socket, session, &mut out) => {
                         if written.is_err() {
                             return Ending::ClientGone;
@@ -289,7 +334,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                     ping_sent = Some(Instant::now());
                     tokio::select! {
                         biased;
-                        _ = queue.killed() => return Ending::Requested,
+                        _ = &mut killed => return Ending::Requested,
                         sent = socket.send(Message::Ping(bytes::Bytes::new())) => {
                             if sent.is_err() {
                                 return Ending::ClientGone;
@@ -299,13 +344,6 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                 }
             }
         }
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 

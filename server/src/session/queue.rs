@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use parking_lot::Mutex;
 use switchboard_protocol::codes::close;
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 use tungstenite::Utf8Bytes;
 
 /// Why a frame was not enqueued.
@@ -126,12 +127,16 @@ impl OutboundQueue {
         self.state.lock().close.clone()
     }
 
-    pub(crate) async fn ready(&self) {
-        self.ready.notified().await;
+    /// Completes when frames may have been queued. Kept pinned by the
+    /// session and re-armed after each wake-up, so that waiting costs no
+    /// registration per loop.
+    pub(crate) fn ready(&self) -> Notified<'_> {
+        self.ready.notified()
     }
 
-    pub(crate) async fn killed(&self) {
-        self.kill.notified().await;
+    /// Completes when a close was requested (once: the session then ends).
+    pub(crate) fn killed(&self) -> Notified<'_> {
+        self.kill.notified()
     }
 }
 
