@@ -206,7 +206,13 @@ impl Dispatcher {
         match callback {
             MethodCallback::Sync(f) => {
                 let params = Params::new(params.map(RawValue::get));
-                match std::panic::catch_unwind(AssertUnwindSafe(|| f(Id::Null, params, max, extensions))) {
+                let faithful = id.and_then(|id| faithful_id(id.get()));
+                let jsonrpsee_id = faithful.clone().unwrap_or(Id::Null);
+                match std::panic::catch_unwind(AssertUnwindSafe(|| f(jsonrpsee_id, params, max, extensions))) {
+                    Ok(response) if faithful.is_some() && !is_oversized(&response) => {
+                        // jsonrpsee wrote the client's id exactly as it came: its answer is ours.
+                        Outcome::Reply(Box::<str>::from(response.into_json()).into_string())
+                    }
                     Ok(response) => reply_spliced(id.map(RawValue::get), &response),
                     Err(_) => {
                         tracing::error!(method, "method handler panicked");
@@ -215,7 +221,15 @@ impl Dispatcher {
                 }
             }
             MethodCallback::Async(f) => {
-                let id_text: Option<Box<str>> = id.map(|i| i.get().into());
+                // A faithful id goes to jsonrpsee and its answer is used as is;
+                // any other is kept as text and spliced in.
+                let faithful: Option<Id<'static>> = id.and_then(|i| faithful_id(i.get())).map(Id::into_owned);
+                let id_text: Option<Box<str>> = if faithful.is_some() {
+                    None
+                } else {
+                    id.map(|i| i.get().into())
+                };
+                let answered = id.is_some();
                 let slot = match origin.session {
                     Some(session) if !session.try_begin_request() => {
                         metrics::counter!("switchboard_overloaded_total").increment(1);
@@ -232,7 +246,7 @@ impl Dispatcher {
                 };
                 let params = Params::new(params.map(RawValue::get)).into_owned();
                 let future = f(
-                    Id::Null,
+                    faithful.clone().unwrap_or(Id::Null),
                     params,
                     jsonrpsee::ConnectionId(origin.conn_id),
                     max,
@@ -241,12 +255,26 @@ impl Dispatcher {
                 Outcome::Later(
                     async move {
                         let _slot = slot;
+                        if !answered {
+                            let _ = AssertUnwindSafe(future).catch_unwind().await;
+                            return None;
+                        }
+                        let id_text = || match (&faithful, &id_text) {
+                            (_, Some(text)) => text.to_string(),
+                            (Some(id), None) => serde_json::to_string(id).unwrap_or_else(|_| "null".into()),
+                            (None, None) => "null".into(),
+                        };
                         match AssertUnwindSafe(future).catch_unwind().await {
-                            Ok(response) => id_text.map(|id| splice(&id, &response)),
+                            Ok(response) if faithful.is_some() && !is_oversized(&response) => {
+                                Some(Box::<str>::from(response.into_json()).into_string())
+                            }
+                            Ok(response) => Some(splice(&id_text(), &response)),
                             Err(_) => {
                                 tracing::error!(method = name, "method handler panicked");
-                                id_text
-                                    .map(|id| frame::write_error(Some(&id), &ErrorObject::new(codes::INTERNAL_ERROR)))
+                                Some(frame::write_error(
+                                    Some(&id_text()),
+                                    &ErrorObject::new(codes::INTERNAL_ERROR),
+                                ))
                             }
                         }
                     }
@@ -353,11 +381,34 @@ fn reply_spliced(id: Option<&str>, response: &MethodResponse) -> Outcome {
     }
 }
 
+/// The client's id as a jsonrpsee [`Id`], when jsonrpsee would write it back
+/// byte for byte: a plain decimal integer, or a string without escapes.
+/// Other ids (negative, fractional, escaped) go in as `null` and are spliced.
+fn faithful_id(raw: &str) -> Option<Id<'_>> {
+    if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        let plain = inner.bytes().all(|b| b != b'\\' && b != b'"' && b >= 0x20);
+        return plain.then(|| Id::Str(inner.into()));
+    }
+    let canonical = !raw.is_empty()
+        && raw.len() <= 19
+        && raw.bytes().all(|b| b.is_ascii_digit())
+        && (raw == "0" || !raw.starts_with('0'));
+    if canonical {
+        raw.parse().ok().map(Id::Number)
+    } else {
+        None
+    }
+}
+
+/// jsonrpsee's own code for an oversized answer collides with the gateway's
+/// range: such answers are rewritten in the gateway's words.
+fn is_oversized(response: &MethodResponse) -> bool {
+    response.as_error_code() == Some(jsonrpsee::types::error::OVERSIZED_RESPONSE_CODE)
+}
+
 /// Puts the client's id into jsonrpsee's answer, which was made with id `null`.
 fn splice(id: &str, response: &MethodResponse) -> String {
-    // jsonrpsee's own code for an oversized answer collides with the gateway's
-    // range: say it in the gateway's words.
-    if response.as_error_code() == Some(jsonrpsee::types::error::OVERSIZED_RESPONSE_CODE) {
+    if is_oversized(response) {
         let error = ErrorObject::with_data(
             codes::LIMIT_EXCEEDED,
             serde_json::json!({"reason": "the response is larger than limits.max_response_size"}),
@@ -393,4 +444,32 @@ fn join_batch(parts: Vec<String>) -> String {
     }
     out.push(']');
     out
+}
+
+#[cfg(test)]
+mod faithful_ids {
+    use super::faithful_id;
+    use jsonrpsee::types::Id;
+
+    #[test]
+    fn only_ids_jsonrpsee_writes_back_unchanged_pass() {
+        assert_eq!(faithful_id("0"), Some(Id::Number(0)));
+        assert_eq!(faithful_id("42"), Some(Id::Number(42)));
+        assert_eq!(faithful_id(r#""abc-1""#), Some(Id::Str("abc-1".into())));
+        assert_eq!(faithful_id(r#""""#), Some(Id::Str("".into())));
+        for raw in [
+            "-1",
+            "1.5",
+            "1e3",
+            "007",
+            "99999999999999999999",
+            r#""a\"b""#,
+            r#""a\nb""#,
+            "null",
+            "true",
+            "[1]",
+        ] {
+            assert_eq!(faithful_id(raw), None, "{raw}");
+        }
+    }
 }

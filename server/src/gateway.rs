@@ -238,7 +238,7 @@ impl Gateway {
         }
         drop(listener);
         tracing::info!("shutting down");
-        self.shared.shutdown.cancel();
+        self.shutdown();
         connections.close();
         self.shared.tasks.close();
         let deadline = limits.shutdown_grace() + std::time::Duration::from_secs(3);
@@ -268,6 +268,12 @@ impl Gateway {
     /// Stops the gateway as if its shutdown future had completed.
     pub fn shutdown(&self) {
         self.shared.shutdown.cancel();
+        // Sessions are told through their queues (they wait on nothing
+        // shared); one registering meanwhile sees the token at its start.
+        self.shared
+            .hub
+            .registry()
+            .for_each(&switchboard_protocol::Target::All, |s| s.shared.queue.shut_down());
     }
 }
 

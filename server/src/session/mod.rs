@@ -1,8 +1,9 @@
 //! The session actor: one task per WebSocket connection.
 //!
 //! The task owns the socket and is its only writer. It waits on four things
-//! at once: a frame from the client, frames in its outbound queue, the ping
-//! timer, and a close request (slow consumer, disconnect, shutdown). Client
+//! at once: a frame from the client, its outbound queue's signals (frames, a
+//! close request from a slow consumer or a disconnect, shutdown), the ping
+//! timer, and its deadlines (drain, token expiry, personal hold). Client
 //! requests whose handlers are asynchronous run in their own tasks and
 //! enqueue their answers, so the reader never waits for a handler; answers
 //! to the server's own calls are matched in the pending table as they arrive.
@@ -29,6 +30,7 @@ pub use handle::{SessionHandle, SessionId};
 pub(crate) use pending::next_call_id;
 pub(crate) use queue::CloseRequest;
 pub use queue::SendError;
+use queue::signal;
 pub(crate) use topics::{Delivery, Subscription};
 
 use crate::dispatch::{Origin, Outcome};
@@ -121,6 +123,9 @@ pub(crate) async fn run(mut socket: Socket, session: SessionHandle, gw: Arc<Gate
     let span = tracing::info_span!("session", session = %session.id(), user = %session.user());
     async move {
         gw.hub.register(&session).await;
+        if gw.shutdown.is_cancelled() {
+            session.shared.queue.shut_down();
+        }
         tracing::debug!("connected");
         let ending = serve(&mut socket, &session, &gw, conn_id).await;
         finish(&mut socket, &session, ending).await;
@@ -193,17 +198,12 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
     let warn_before = gw.auth.as_ref().map(|a| a.expiry_warning());
     let mut warned_for = None;
 
-    // Futures that outlive one turn of the loop are made once and kept
-    // pinned: a session wakes for every frame it sends or receives, and
-    // re-creating them each time would register and unregister them with
-    // their notifiers (the shutdown token's shared by every session) and
-    // with the timer wheel on every wake-up. The session's deadlines share
-    // one timer, reset only when the earliest of them changes.
-    let killed = queue.killed();
-    let cancelled = gw.shutdown.cancelled();
-    let ready = queue.ready();
+    // A session wakes for every frame it sends or receives, so what it
+    // waits on is cheap to wait on again: the queue's signals (frames, close,
+    // shutdown) are one waker and an atomic, and its deadlines share one
+    // pinned timer, reset only when the earliest of them changes.
     let timer = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(killed, cancelled, ready, timer);
+    tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
 
     // The expiry deadline, recomputed only when the token or the warning changes.
@@ -230,9 +230,38 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
         }
         tokio::select! {
             biased;
-            _ = &mut killed => return Ending::Requested,
-            _ = &mut cancelled, if drain_until.is_none() => {
-                drain_until = Some(Instant::now() + limits.shutdown_grace());
+            raised = std::future::poll_fn(|cx| queue.poll_signals(cx)) => {
+                if raised & signal::CLOSE != 0 {
+                    return Ending::Requested;
+                }
+                if raised & signal::SHUTDOWN != 0 && drain_until.is_none() {
+                    drain_until = Some(Instant::now() + limits.shutdown_grace());
+                }
+                if raised & signal::FRAMES != 0 {
+                    // Handlers of this session's requests still running are
+                    // likely about to queue frames too (a batch of server→client
+                    // calls, or their answers): the scheduler runs a task that
+                    // was just woken before the others, so without this each of
+                    // their frames would leave in a write of its own.
+                    if session.answers_pending() > 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = std::future::poll_fn(|cx| queue.poll_closed(cx)) => return Ending::Requested,
+                        written = write_queued(socket, session, &mut out) => {
+                            if written.is_err() {
+                                return Ending::ClientGone;
+                            }
+                        }
+                    }
+                    // And once more before reading again: the client's next
+                    // frames (answers to the calls just written) then arrive
+                    // together and are handled in one batch.
+                    if session.answers_pending() > 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
             }
             _ = &mut timer, if armed.is_some() => {
                 armed = None;
@@ -257,26 +286,6 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                     hold_until = None;
                     if let Some(topic) = &personal {
                         session.release_hold(topic);
-                    }
-                }
-            }
-            _ = &mut ready => {
-                ready.set(queue.ready());
-                // Handlers of this session's requests still running are
-                // likely about to queue frames too (a batch of server→client
-                // calls, or their answers): the scheduler runs a task that
-                // was just woken before the others, so without this each of
-                // their frames would leave in a write of its own.
-                if session.answers_pending() > 0 {
-                    tokio::task::yield_now().await;
-                }
-                tokio::select! {
-                    biased;
-                    _ = &mut killed => return Ending::Requested,
-                    written = write_queued(socket, session, &mut out) => {
-                        if written.is_err() {
-                            return Ending::ClientGone;
-                        }
                     }
                 }
             }
@@ -334,7 +343,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                     ping_sent = Some(Instant::now());
                     tokio::select! {
                         biased;
-                        _ = &mut killed => return Ending::Requested,
+                        _ = std::future::poll_fn(|cx| queue.poll_closed(cx)) => return Ending::Requested,
                         sent = socket.send(Message::Ping(bytes::Bytes::new())) => {
                             if sent.is_err() {
                                 return Ending::ClientGone;

@@ -8,10 +8,12 @@
 
 use std::collections::VecDeque;
 
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use switchboard_protocol::codes::close;
-use tokio::sync::Notify;
-use tokio::sync::futures::Notified;
 use tungstenite::Utf8Bytes;
 
 /// Why a frame was not enqueued.
@@ -39,13 +41,27 @@ struct State {
     close: Option<CloseRequest>,
 }
 
+/// What the session task is woken for (bits of [`OutboundQueue::signals`]).
+pub(crate) mod signal {
+    /// Frames are queued.
+    pub(crate) const FRAMES: u8 = 1;
+    /// A close was requested.
+    pub(crate) const CLOSE: u8 = 2;
+    /// The gateway is shutting down.
+    pub(crate) const SHUTDOWN: u8 = 4;
+}
+
 /// A byte-bounded queue of text frames with a single consumer.
+///
+/// The consumer (the session task) waits on one waker for everything the
+/// queue can tell it: frames, a close request, shutdown. Waiting is a waker
+/// registration and an atomic load, with no lock and no list of waiters.
 pub(crate) struct OutboundQueue {
     state: Mutex<State>,
-    /// Wakes the session task for new frames.
-    ready: Notify,
-    /// Wakes the session task for a close request, even while it is blocked writing.
-    kill: Notify,
+    /// Set bits of [`signal`]: `FRAMES` exactly while frames are queued.
+    signals: AtomicU8,
+    /// The session task, woken when a signal is raised.
+    waker: AtomicWaker,
     max_bytes: usize,
 }
 
@@ -53,8 +69,8 @@ impl OutboundQueue {
     pub(crate) fn new(max_bytes: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            ready: Notify::new(),
-            kill: Notify::new(),
+            signals: AtomicU8::new(0),
+            waker: AtomicWaker::new(),
             max_bytes,
         }
     }
@@ -76,9 +92,16 @@ impl OutboundQueue {
             return Err(SendError::Overflow);
         }
         state.bytes += len;
+        let first = state.frames.is_empty();
+        if first {
+            // Raised under the lock, so that it is lowered only by the drain that takes this frame.
+            self.signals.fetch_or(signal::FRAMES, Ordering::Release);
+        }
         state.frames.push_back(frame);
         drop(state);
-        self.ready.notify_one();
+        if first {
+            self.waker.wake();
+        }
         Ok(())
     }
 
@@ -95,9 +118,10 @@ impl OutboundQueue {
         });
         state.frames.clear();
         state.bytes = 0;
+        self.signals.fetch_and(!signal::FRAMES, Ordering::Release);
         drop(state);
         metrics::counter!("switchboard_slow_consumer_closes_total").increment(1);
-        self.kill.notify_one();
+        self.raise(signal::CLOSE);
     }
 
     /// Asks the session to close. The first request wins.
@@ -106,7 +130,7 @@ impl OutboundQueue {
         if state.close.is_none() {
             state.close = Some(request);
             drop(state);
-            self.kill.notify_one();
+            self.raise(signal::CLOSE);
         }
     }
 
@@ -120,6 +144,7 @@ impl OutboundQueue {
         let mut state = self.state.lock();
         out.extend(state.frames.drain(..));
         state.bytes = 0;
+        self.signals.fetch_and(!signal::FRAMES, Ordering::Release);
     }
 
     /// The pending close request, if any.
@@ -127,16 +152,39 @@ impl OutboundQueue {
         self.state.lock().close.clone()
     }
 
-    /// Completes when frames may have been queued. Kept pinned by the
-    /// session and re-armed after each wake-up, so that waiting costs no
-    /// registration per loop.
-    pub(crate) fn ready(&self) -> Notified<'_> {
-        self.ready.notified()
+    /// Tells the session the gateway is shutting down.
+    pub(crate) fn shut_down(&self) {
+        self.raise(signal::SHUTDOWN);
     }
 
-    /// Completes when a close was requested (once: the session then ends).
-    pub(crate) fn killed(&self) -> Notified<'_> {
-        self.kill.notified()
+    fn raise(&self, bit: u8) {
+        self.signals.fetch_or(bit, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Ready with the raised signals (at least one); `SHUTDOWN` is reported
+    /// once, the others for as long as they hold.
+    pub(crate) fn poll_signals(&self, cx: &mut Context<'_>) -> Poll<u8> {
+        // Registered before looking, so that a signal raised in between still wakes us.
+        self.waker.register(cx.waker());
+        let raised = self.signals.load(Ordering::Acquire);
+        if raised == 0 {
+            return Poll::Pending;
+        }
+        if raised & signal::SHUTDOWN != 0 {
+            self.signals.fetch_and(!signal::SHUTDOWN, Ordering::AcqRel);
+        }
+        Poll::Ready(raised)
+    }
+
+    /// Ready once a close was requested.
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.waker.register(cx.waker());
+        if self.signals.load(Ordering::Acquire) & signal::CLOSE != 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 
