@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use crate::error::LoadError;
 use crate::flavor::{Flavor, Scenario};
 use crate::scenario::{
-    self, CallKind, CallsParams, CallsResult, FanoutParams, FanoutResult, MemoryParams, MemoryResult, Target,
+    self, CallKind, CallsParams, CallsResult, FanoutParams, FanoutResult, MemoryParams, MemoryResult, PushParams,
+    PushResult, Target,
 };
 
 /// Everything a run needs to know.
@@ -47,6 +48,8 @@ pub struct BenchOptions {
     pub fanout: FanoutParams,
     /// The memory scenario.
     pub memory: MemoryParams,
+    /// The server-API push scenario.
+    pub push: PushParams,
 }
 
 /// The payload of every call: a JSON array of one short string.
@@ -102,6 +105,13 @@ impl BenchOptions {
                 burst_bytes: 1024,
                 settle: Duration::from_secs(2),
             },
+            push: PushParams {
+                users: 2000,
+                posters: 4,
+                batch: 50,
+                warmup: Duration::from_secs(1),
+                measure: Duration::from_secs(4),
+            },
         }
     }
 
@@ -148,6 +158,13 @@ impl BenchOptions {
                 burst_bytes: 256,
                 settle: Duration::from_millis(100),
             },
+            push: PushParams {
+                users: 20,
+                posters: 1,
+                batch: 5,
+                warmup: Duration::from_millis(50),
+                measure: Duration::from_millis(200),
+            },
             ..full
         }
     }
@@ -164,6 +181,10 @@ pub enum Outcome {
     Reverse(CallsResult),
     /// Fan-out.
     Fanout(FanoutResult),
+    /// Fan-out across two nodes joined by Redis.
+    FanoutRedis(FanoutResult),
+    /// Pushes to users through the server API.
+    ApiPush(PushResult),
     /// Memory.
     Memory(MemoryResult),
     /// The scenario failed; why.
@@ -236,11 +257,17 @@ fn summary(outcome: &Outcome) -> String {
             r.latency.p50_us,
             r.latency.p99_us
         ),
-        Outcome::Fanout(r) => format!(
+        Outcome::Fanout(r) | Outcome::FanoutRedis(r) => format!(
             "{:.2} µs CPU/delivery, {:.0} deliveries/s, {} publications",
             r.cpu_us_per_delivery(),
             r.rate(),
             r.publications
+        ),
+        Outcome::ApiPush(r) => format!(
+            "{:.2} µs CPU/push, {:.0} pushes/s, POST p50 {:.0} µs",
+            r.cpu_us_per_push(),
+            r.rate(),
+            r.post_latency.p50_us
         ),
         Outcome::Memory(r) => format!(
             "{:.2} KiB/session fresh, {:.2} after burst ({} sessions, {} KiB before)",
@@ -254,7 +281,10 @@ fn summary(outcome: &Outcome) -> String {
 }
 
 async fn run_one(options: &BenchOptions, flavor: Flavor, scenario: Scenario) -> Result<Outcome, LoadError> {
-    let server = ServerProcess::start(options, flavor).await?;
+    if scenario == Scenario::FanoutRedis {
+        return run_cluster(options, flavor).await;
+    }
+    let server = ServerProcess::start(options, flavor, &[]).await?;
     // Let the process finish starting (JIT, lazy statics) before the first reading.
     tokio::time::sleep(options.startup_settle).await;
     let target = Target {
@@ -271,6 +301,39 @@ async fn run_one(options: &BenchOptions, flavor: Flavor, scenario: Scenario) -> 
     Ok(outcome)
 }
 
+/// The Redis the cross-node scenario uses: `SWITCHBOARD_LOAD_REDIS_URL`, or
+/// the one on the default port.
+pub fn redis_url() -> String {
+    std::env::var("SWITCHBOARD_LOAD_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Two switchboard nodes on one Redis (under a key prefix of their own):
+/// the publisher on the first, the subscribers on the second, whose CPU is
+/// measured. Both nodes are pinned to the servers' CPUs.
+async fn run_cluster(options: &BenchOptions, flavor: Flavor) -> Result<Outcome, LoadError> {
+    let prefix = format!("sbload{}", std::process::id());
+    let env = [
+        ("SWITCHBOARD_BROKER", "redis".to_owned()),
+        ("SWITCHBOARD_REDIS__URL", redis_url()),
+        ("SWITCHBOARD_REDIS__PREFIX", prefix),
+    ];
+    let publishing = ServerProcess::start(options, flavor, &env).await?;
+    let delivering = ServerProcess::start(options, flavor, &env).await?;
+    tokio::time::sleep(options.startup_settle).await;
+    let node = |server: &ServerProcess| Target {
+        addr: server.addr,
+        pid: server.pid,
+        flavor,
+        sources: options.sources,
+    };
+    let result = scenario::fanout_from(&node(&delivering), Some(&node(&publishing)), &options.fanout).await?;
+    publishing.check_alive()?;
+    delivering.check_alive()?;
+    drop((publishing, delivering));
+    tokio::time::sleep(options.startup_settle).await;
+    Ok(Outcome::FanoutRedis(result))
+}
+
 /// Runs one scenario against a server that is already running (for
 /// profiling it under load: `--addr` and `--pid`).
 pub async fn measure(options: &BenchOptions, target: &Target, scenario: Scenario) -> Result<Outcome, LoadError> {
@@ -279,7 +342,14 @@ pub async fn measure(options: &BenchOptions, target: &Target, scenario: Scenario
         Scenario::CallsSerial => Outcome::CallsSerial(scenario::calls(target, &options.calls_serial).await?),
         Scenario::Reverse => Outcome::Reverse(scenario::calls(target, &options.reverse).await?),
         Scenario::Fanout => Outcome::Fanout(scenario::fanout(target, &options.fanout).await?),
+        Scenario::FanoutRedis => {
+            return Err(LoadError::Unexpected {
+                scenario: "fanout-redis",
+                detail: "starts its own two nodes; it cannot run against --addr".to_owned(),
+            });
+        }
         Scenario::Memory => Outcome::Memory(scenario::memory(target, &options.memory).await?),
+        Scenario::ApiPush => Outcome::ApiPush(scenario::push(target, &options.push).await?),
     })
 }
 
@@ -323,7 +393,7 @@ pub const SWITCHBOARD_ENV: &[(&str, &str)] = &[
 
 impl ServerProcess {
     /// Starts `flavor` on a free loopback port and waits until it accepts connections.
-    pub async fn start(options: &BenchOptions, flavor: Flavor) -> Result<Self, LoadError> {
+    pub async fn start(options: &BenchOptions, flavor: Flavor, env: &[(&str, String)]) -> Result<Self, LoadError> {
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let listen = addr.to_string();
@@ -364,6 +434,7 @@ impl ServerProcess {
         if flavor == Flavor::Switchboard {
             command.envs(SWITCHBOARD_ENV.iter().copied());
         }
+        command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         std::fs::create_dir_all(&options.log_dir)?;
         let log = options.log_dir.join(format!("{}.log", flavor.name()));
         let mut log_file = OpenOptions::new().create(true).append(true).open(&log)?;

@@ -36,6 +36,11 @@ pub enum Scenario {
     CallsSerial,
     /// One publication delivered to many subscribed sessions.
     Fanout,
+    /// Fan-out across two nodes joined by Redis: the publisher on one node,
+    /// the subscribers on the other (switchboard only).
+    FanoutRedis,
+    /// Pushes to users through the server API (`POST /api`, `notify`; switchboard only).
+    ApiPush,
     /// A client call whose handler calls the client back before it answers.
     Reverse,
     /// Idle subscribed sessions, fresh and after a burst of traffic.
@@ -44,10 +49,12 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Calls,
         Scenario::CallsSerial,
         Scenario::Fanout,
+        Scenario::FanoutRedis,
+        Scenario::ApiPush,
         Scenario::Reverse,
         Scenario::Memory,
     ];
@@ -58,6 +65,8 @@ impl Scenario {
             Scenario::Calls => "calls",
             Scenario::CallsSerial => "calls-k1",
             Scenario::Fanout => "fanout",
+            Scenario::FanoutRedis => "fanout-redis",
+            Scenario::ApiPush => "api-push",
             Scenario::Reverse => "reverse",
             Scenario::Memory => "memory",
         }
@@ -133,6 +142,7 @@ impl Flavor {
         match scenario {
             Scenario::Calls | Scenario::CallsSerial | Scenario::Memory => true,
             Scenario::Fanout => self != Flavor::Echo,
+            Scenario::FanoutRedis | Scenario::ApiPush => self == Flavor::Switchboard,
             Scenario::Reverse => matches!(self, Flavor::Switchboard | Flavor::Axum | Flavor::SocketIo),
         }
     }

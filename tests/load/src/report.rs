@@ -85,6 +85,18 @@ pub enum Metric {
     KibFresh,
     /// KiB per idle session after a burst.
     KibAfterBurst,
+    /// Server CPU µs per delivery across nodes (the delivering node's).
+    ClusterCpuPerDelivery,
+    /// Deliveries per second across nodes.
+    ClusterDeliveryRate,
+    /// Publication to last delivery across nodes, median.
+    ClusterP50,
+    /// Server CPU µs per push through the server API.
+    CpuPerPush,
+    /// Pushes through the server API per second.
+    PushRate,
+    /// POST /api latency, median.
+    PushPostP50,
 }
 
 /// The value of `metric` in one run, if the run measured it.
@@ -106,6 +118,12 @@ fn value(run: &Run, metric: Metric) -> Option<f64> {
         (Outcome::Reverse(r), Metric::RoundRate) => Some(r.rate()),
         (Outcome::Reverse(r), Metric::RoundP50) => Some(r.latency.p50_us),
         (Outcome::Reverse(r), Metric::RoundP99) => Some(r.latency.p99_us),
+        (Outcome::FanoutRedis(r), Metric::ClusterCpuPerDelivery) => Some(r.cpu_us_per_delivery()),
+        (Outcome::FanoutRedis(r), Metric::ClusterDeliveryRate) => Some(r.rate()),
+        (Outcome::FanoutRedis(r), Metric::ClusterP50) => Some(r.completion.p50_us),
+        (Outcome::ApiPush(r), Metric::CpuPerPush) => Some(r.cpu_us_per_push()),
+        (Outcome::ApiPush(r), Metric::PushRate) => Some(r.rate()),
+        (Outcome::ApiPush(r), Metric::PushPostP50) => Some(r.post_latency.p50_us),
         (Outcome::Memory(r), Metric::KibFresh) => Some(r.kib_per_session()),
         (Outcome::Memory(r), Metric::KibAfterBurst) => Some(r.kib_per_session_after_burst()),
         _ => None,
@@ -225,6 +243,11 @@ impl Summary {
             ratio(self.reverse_call(Switchboard), self.reverse_call(SocketIo)),
             0.4,
         ));
+        targets.push(Target::at_least(
+            "cross-node push (Redis): deliveries/s ≥ 0.5 × local",
+            ratio(sb(ClusterDeliveryRate), sb(DeliveryRate)),
+            0.5,
+        ));
         targets
     }
 
@@ -303,6 +326,51 @@ impl Summary {
                 ms(m(RoundP99)),
             );
         }
+        if self.median(Flavor::Switchboard, ClusterDeliveryRate).is_some() {
+            let m = |metric| self.median(Flavor::Switchboard, metric);
+            let _ = writeln!(
+                out,
+                "\n**Cross-node fan-out** (switchboard, two nodes on one Redis: the publisher on one, the {n} \
+                 subscribers on the other; CPU is the delivering node's)\n",
+                n = options.fanout.subscribers,
+            );
+            let _ = writeln!(
+                out,
+                "| | deliveries/s | publication → last delivery p50 ms | CPU/delivery (µs) |\n|---|---:|---:|---:|"
+            );
+            let _ = writeln!(
+                out,
+                "| one node | {} | {} | {} |",
+                num(m(DeliveryRate), 0),
+                ms(m(FanoutP50)),
+                num(m(CpuPerDelivery), 2)
+            );
+            let _ = writeln!(
+                out,
+                "| across nodes | {} | {} | {} |",
+                num(m(ClusterDeliveryRate), 0),
+                ms(m(ClusterP50)),
+                num(m(ClusterCpuPerDelivery), 2)
+            );
+        }
+        if self.median(Flavor::Switchboard, PushRate).is_some() {
+            let m = |metric| self.median(Flavor::Switchboard, metric);
+            let _ = writeln!(
+                out,
+                "\n**Pushes to users through the server API** (switchboard: {u} sessions of {u} users; {p} HTTP \
+                 connections each posting batches of {b} `notify` to one user each)\n",
+                u = options.push.users,
+                p = options.push.posters,
+                b = options.push.batch,
+            );
+            let _ = writeln!(
+                out,
+                "| pushes/s | CPU/push (µs, HTTP share included) | POST /api p50 ms |\n|---:|---:|---:|\n| {} | {} | {} |",
+                num(m(PushRate), 0),
+                num(m(CpuPerPush), 2),
+                ms(m(PushPostP50)),
+            );
+        }
         let _ = writeln!(out, "\n| target | measured | limit | holds |");
         let _ = writeln!(out, "|---|---:|---:|:---:|");
         for t in self.targets() {
@@ -369,6 +437,8 @@ pub struct Target {
     pub limit: f64,
     /// Whether the limit is an absolute value rather than a ratio.
     pub absolute: bool,
+    /// Whether the measured value must reach the limit rather than stay under it.
+    pub at_least: bool,
 }
 
 impl Target {
@@ -378,6 +448,14 @@ impl Target {
             measured,
             limit,
             absolute: false,
+            at_least: false,
+        }
+    }
+
+    fn at_least(what: impl Into<String>, measured: Option<f64>, limit: f64) -> Self {
+        Self {
+            at_least: true,
+            ..Self::new(what, measured, limit)
         }
     }
 
@@ -390,15 +468,22 @@ impl Target {
 
     /// Whether it holds; `None` when it was not measured.
     pub fn holds(&self) -> Option<bool> {
-        self.measured.map(|m| m <= self.limit)
+        self.measured.map(|m| {
+            if self.at_least {
+                m >= self.limit
+            } else {
+                m <= self.limit
+            }
+        })
     }
 
     fn limit_text(&self) -> String {
-        if self.absolute {
+        let bound = if self.absolute {
             format!("{:.2}", self.limit)
         } else {
             format!("{:.2}×", self.limit)
-        }
+        };
+        if self.at_least { format!("≥ {bound}") } else { bound }
     }
 }
 

@@ -43,8 +43,50 @@ async fn smoke(flavor: Flavor, addr: SocketAddr) {
             let r = scenario::memory(&target, &options.memory).await.expect("memory");
             assert_eq!(r.sessions, options.memory.sessions);
         }
+        if flavor.supports(Scenario::ApiPush) {
+            let r = scenario::push(&target, &options.push)
+                .await
+                .expect("pushes through /api");
+            assert!(r.pushes > 0, "{flavor}: no push reached a session in the window");
+        }
     };
     within(run).await;
+}
+
+/// The cross-node scenario: two in-process nodes on one Redis, the
+/// publisher on the first, the subscribers on the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchboard_across_two_nodes_on_redis() {
+    let url = std::env::var("SWITCHBOARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let prefix = format!("sbloadsmoke{}", std::process::id());
+    let options = BenchOptions::smoke("unused".into(), "unused".into());
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let mut config = Config::default();
+        config.broker = switchboard_server::config::BrokerKind::Redis;
+        config.redis.url = url.clone();
+        config.redis.prefix = prefix.clone();
+        let gateway = Gateway::builder(config).build().unwrap();
+        let (listener, addr) = local_listener().await;
+        tokio::spawn(gateway.serve(listener, std::future::pending()));
+        nodes.push(Target {
+            addr,
+            pid: std::process::id(),
+            flavor: Flavor::Switchboard,
+            sources: options.sources,
+        });
+    }
+    within(async {
+        let r = scenario::fanout_from(&nodes[1], Some(&nodes[0]), &options.fanout)
+            .await
+            .expect("fan-out across nodes");
+        assert_eq!(
+            r.deliveries,
+            r.publications * options.fanout.subscribers as u64,
+            "every subscriber on the other node gets every publication"
+        );
+    })
+    .await;
 }
 
 async fn within(f: impl Future<Output = ()>) {

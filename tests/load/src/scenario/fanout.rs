@@ -74,6 +74,17 @@ fn publication(seq: u64) -> String {
 /// it from one more session, one publication at a time: the next goes out
 /// once every subscriber has the last one.
 pub async fn fanout(target: &Target, params: &FanoutParams) -> Result<FanoutResult, LoadError> {
+    fanout_from(target, None, params).await
+}
+
+/// Like [`fanout`], with the publisher connected to another node of the
+/// same cluster (`publisher_node`) when given; CPU is `target`'s, the node
+/// that delivers.
+pub async fn fanout_from(
+    target: &Target,
+    publisher_node: Option<&Target>,
+    params: &FanoutParams,
+) -> Result<FanoutResult, LoadError> {
     let flavor = target.flavor;
     let connector = target.connector();
     let subscribers: Vec<Ws> = futures_util::stream::iter(0..params.subscribers)
@@ -88,7 +99,10 @@ pub async fn fanout(target: &Target, params: &FanoutParams) -> Result<FanoutResu
         .buffer_unordered(64)
         .try_collect()
         .await?;
-    let mut publisher = connector.connect(params.subscribers).await?;
+    let mut publisher = match publisher_node {
+        Some(node) => node.connector().connect(params.subscribers).await?,
+        None => connector.connect(params.subscribers).await?,
+    };
     let counter = Arc::new(Counter::default());
     let tasks: Vec<_> = subscribers
         .into_iter()

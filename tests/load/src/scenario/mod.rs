@@ -1,4 +1,4 @@
-//! The four measurements, each against one running server process.
+//! The measurements, each against running server processes.
 //!
 //! Each scenario opens its sessions, runs a warm-up, then reads the server's
 //! CPU time (and RSS) at the start and end of a measured window, and counts
@@ -7,6 +7,7 @@
 mod calls;
 mod fanout;
 mod memory;
+mod push;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,8 +16,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 pub use calls::{CallKind, CallsParams, CallsResult, calls};
-pub use fanout::{FanoutParams, FanoutResult, fanout};
+pub use fanout::{FanoutParams, FanoutResult, fanout, fanout_from};
 pub use memory::{MemoryParams, MemoryResult, memory};
+pub use push::{PushParams, PushResult, push};
 
 use crate::client::{Connector, Ws};
 use crate::error::LoadError;
