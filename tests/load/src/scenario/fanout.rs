@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt, TryStreamExt};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{ANSWER_TIMEOUT, Percentiles, TOPIC, Target, subscribe, wait_response};
+use super::{ANSWER_TIMEOUT, Percentiles, TOPIC, Target, stop_all, subscribe, wait_response};
 use crate::client::Ws;
 use crate::error::LoadError;
 use crate::flavor::{Flavor, Incoming};
@@ -138,16 +138,7 @@ pub async fn fanout_from(
     let after = procfs::sample(target.pid)?;
     let delivered_after = counter.delivered.load(Ordering::Acquire);
     let seconds = started.elapsed().as_secs_f64();
-    for task in &tasks {
-        task.abort();
-    }
-    for task in tasks {
-        match task.await {
-            Ok(result) => result?,
-            Err(e) if e.is_cancelled() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    stop_all(tasks).await?;
     Ok(FanoutResult {
         publications: made,
         deliveries: delivered_after - delivered_before,

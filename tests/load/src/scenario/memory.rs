@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt, TryStreamExt};
 use tokio::sync::{Notify, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{ANSWER_TIMEOUT, TOPIC, Target, subscribe, wait_response};
+use super::{ANSWER_TIMEOUT, TOPIC, Target, stop_all, subscribe, wait_response};
 use crate::client::Ws;
 use crate::error::LoadError;
 use crate::flavor::{Flavor, Incoming};
@@ -123,16 +123,7 @@ pub async fn memory(target: &Target, params: &MemoryParams) -> Result<MemoryResu
     }
     tokio::time::sleep(params.settle).await;
     let after = procfs::sample(target.pid)?;
-    for task in &tasks {
-        task.abort();
-    }
-    for task in tasks {
-        match task.await {
-            Ok(result) => result?,
-            Err(e) if e.is_cancelled() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    stop_all(tasks).await?;
     Ok(MemoryResult {
         sessions: params.sessions,
         rss_before_kib: before.rss_kib,

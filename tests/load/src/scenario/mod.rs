@@ -80,6 +80,21 @@ pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 /// The topic every scenario subscribes to.
 pub(crate) const TOPIC: &str = "bench";
 
+/// Stops the sessions' tasks; the first error one of them ended with, if any.
+pub(crate) async fn stop_all(tasks: Vec<tokio::task::JoinHandle<Result<(), LoadError>>>) -> Result<(), LoadError> {
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        match task.await {
+            Ok(result) => result?,
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Subscribes `ws` to [`TOPIC`] with request id `id` and waits for the answer.
 pub(crate) async fn subscribe(ws: &mut Ws, flavor: Flavor, id: u64) -> Result<(), LoadError> {
     ws.send(Message::text(flavor.subscribe_frame(id, TOPIC))).await?;

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{ANSWER_TIMEOUT, Percentiles, Target};
+use super::{ANSWER_TIMEOUT, Percentiles, Target, stop_all};
 use crate::client::Ws;
 use crate::error::LoadError;
 use crate::flavor::{Flavor, Incoming};
@@ -105,16 +105,7 @@ pub async fn push(target: &Target, params: &PushParams) -> Result<PushResult, Lo
     for poster in posters {
         poster.await??;
     }
-    for reader in &readers {
-        reader.abort();
-    }
-    for reader in readers {
-        match reader.await {
-            Ok(result) => result?,
-            Err(e) if e.is_cancelled() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    stop_all(readers).await?;
     let samples = std::mem::take(&mut *latencies.lock());
     Ok(PushResult {
         pushes: received_after - received_before,
