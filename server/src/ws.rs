@@ -1,15 +1,17 @@
 //! The WebSocket upgrade and the socket a session owns.
 //!
 //! The upgrade is answered here rather than by axum's extractor so that the
-//! session's socket sits on [`SessionIo`]: a write buffer that the session
-//! controls. tungstenite keeps the capacity of its own buffers for the life
-//! of a connection, so one burst of large frames would otherwise stay
-//! resident on every idle session afterwards. Here tungstenite's write
-//! buffer is switched off (each frame goes straight to [`SessionIo`]) and
-//! [`SessionIo`] gathers the frames of one flush, writes them in one go and
-//! then gives its memory back.
+//! session's socket sits on [`SessionIo`], whose writes the session
+//! controls. tungstenite reads the client's frames; the session writes its
+//! own text frames straight into [`SessionIo`]'s outbox (header built here,
+//! payload not copied) and [`SessionIo`] writes each flush's frames with as
+//! few vectored writes as the socket allows, then gives its memory back.
+//! tungstenite keeps the capacity of its buffers for the life of a
+//! connection, so a write path through it would keep one burst of large
+//! frames resident on every idle session afterwards.
 
-use std::io;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -17,11 +19,13 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use switchboard_protocol::methods;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
+use tungstenite::Utf8Bytes;
 use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::config::Limits;
@@ -112,7 +116,7 @@ impl SocketConfig {
     pub(crate) fn new(limits: &Limits) -> Self {
         let websocket = WebSocketConfig::default()
             .read_buffer_size(limits.read_buffer_size)
-            // Every frame goes straight to SessionIo, which buffers one flush.
+            // tungstenite's own frames (pings, pongs, close) go straight to SessionIo's outbox.
             .write_buffer_size(0)
             .max_write_buffer_size(limits.max_queue_bytes.max(limits.write_buffer_size * 2))
             .max_message_size(Some(limits.max_message_size))
@@ -160,19 +164,62 @@ impl WsUpgrade {
     }
 }
 
-/// A connection with a write buffer that holds memory only while it has
-/// something to write.
+/// Most slices handed to one vectored write (two per frame: header and payload).
+const MAX_SLICES: usize = 128;
+
+/// One frame (or raw bytes) waiting to be written: a WebSocket header
+/// built here and a payload shared with whoever else sends it.
+struct Chunk {
+    head: [u8; 10],
+    head_len: u8,
+    body: Bytes,
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        usize::from(self.head_len) + self.body.len()
+    }
+}
+
+/// The header of an unmasked, final text frame of `len` bytes (RFC 6455 §5.2).
+fn text_header(len: usize) -> ([u8; 10], u8) {
+    let mut head = [0u8; 10];
+    head[0] = 0x81;
+    let head_len = match len {
+        0..=125 => {
+            head[1] = len as u8;
+            2
+        }
+        126..=0xFFFF => {
+            head[1] = 126;
+            head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            4
+        }
+        _ => {
+            head[1] = 127;
+            head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        }
+    };
+    (head, head_len)
+}
+
+/// A connection whose writes are an outbox of frames that holds memory only
+/// while it has something to write.
 ///
-/// Writes are gathered (up to `limit` bytes; a write larger than that goes
-/// straight through) until the session flushes; the flush writes them with
-/// as few system calls as the socket allows and then frees the buffer, so
-/// an idle session holds no write buffer at all whatever it sent before.
-/// Reads pass through untouched.
+/// The session puts text frames in with [`SessionIo::push_text`]: the frame
+/// header is built here and the payload is not copied (a fan-out frame is
+/// one buffer shared by every session it goes to). Bytes tungstenite writes
+/// itself (pings, pongs, close frames) join the same outbox in order. A
+/// flush hands everything to the socket in vectored writes of up to `limit`
+/// bytes each (a larger frame goes in one write of its own) and then frees
+/// the outbox, so an idle session holds no write memory whatever it sent
+/// before. Reads pass through untouched.
 pub(crate) struct SessionIo<T> {
     inner: T,
-    buf: Vec<u8>,
-    /// How much of `buf` is already written.
-    written: usize,
+    out: VecDeque<Chunk>,
+    /// How much of the first chunk is already written.
+    sent: usize,
     limit: usize,
 }
 
@@ -180,25 +227,66 @@ impl<T> SessionIo<T> {
     pub(crate) fn new(inner: T, limit: usize) -> Self {
         Self {
             inner,
-            buf: Vec::new(),
-            written: 0,
+            out: VecDeque::new(),
+            sent: 0,
             limit: limit.max(1),
         }
+    }
+
+    /// Queues a text frame carrying `payload`; it leaves at the next flush.
+    pub(crate) fn push_text(&mut self, payload: Utf8Bytes) {
+        let body = Bytes::from(payload);
+        let (head, head_len) = text_header(body.len());
+        self.out.push_back(Chunk { head, head_len, body });
     }
 }
 
 impl<T: AsyncWrite + Unpin> SessionIo<T> {
-    /// Writes out everything buffered.
-    fn poll_write_buffered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.written < self.buf.len() {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.written..]))?;
+    /// Writes out everything queued, then frees the outbox.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Self {
+            inner,
+            out,
+            sent,
+            limit,
+        } = self;
+        while !out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut used = 0;
+            let mut bytes = 0;
+            let mut skip = *sent;
+            for chunk in out.iter() {
+                if used + 2 > MAX_SLICES || (used > 0 && bytes >= *limit) {
+                    break;
+                }
+                for part in [&chunk.head[..usize::from(chunk.head_len)], &chunk.body[..]] {
+                    let cut = skip.min(part.len());
+                    skip -= cut;
+                    let part = &part[cut..];
+                    if !part.is_empty() {
+                        slices[used] = IoSlice::new(part);
+                        used += 1;
+                        bytes += part.len();
+                    }
+                }
+            }
+            let mut n = ready!(Pin::new(&mut *inner).poll_write_vectored(cx, &slices[..used]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.written += n;
+            while let Some(first) = out.front() {
+                let left = first.len() - *sent;
+                if n < left {
+                    *sent += n;
+                    break;
+                }
+                n -= left;
+                *sent = 0;
+                out.pop_front();
+            }
         }
-        self.buf.clear();
-        self.written = 0;
+        // Idle sessions keep no outbox.
+        *out = VecDeque::new();
         Poll::Ready(Ok(()))
     }
 }
@@ -210,79 +298,105 @@ impl<T: AsyncRead + Unpin> AsyncRead for SessionIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for SessionIo<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.buf.len() + data.len() > this.limit {
-            ready!(this.poll_write_buffered(cx))?;
-            if data.len() >= this.limit {
-                return Pin::new(&mut this.inner).poll_write(cx, data);
-            }
-        }
-        this.buf.extend_from_slice(data);
+    /// tungstenite's own frames (its write buffer is off, so each call is
+    /// whole frames): queued behind the session's, written at the flush.
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        self.get_mut().out.push_back(Chunk {
+            head: [0; 10],
+            head_len: 0,
+            body: Bytes::copy_from_slice(data),
+        });
         Poll::Ready(Ok(data.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_write_buffered(cx))?;
-        // Idle sessions keep no write buffer.
-        this.buf = Vec::new();
+        ready!(this.poll_write_out(cx))?;
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_write_buffered(cx))?;
+        ready!(this.poll_write_out(cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::SessionIo;
 
     const LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-    #[tokio::test]
-    async fn gathers_until_flush_then_frees_the_buffer() {
-        tokio::time::timeout(LIMIT, gathers()).await.expect("in time");
+    /// The bytes of an unmasked final text frame carrying `payload`.
+    fn text_frame(payload: &str) -> Vec<u8> {
+        let mut frame = vec![0x81];
+        match payload.len() {
+            n @ 0..=125 => frame.push(n as u8),
+            n @ 126..=0xFFFF => {
+                frame.push(126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(payload.as_bytes());
+        frame
     }
 
-    async fn gathers() {
-        let (client, mut server) = tokio::io::duplex(1 << 16);
+    #[tokio::test]
+    async fn frames_wait_for_the_flush_then_the_outbox_is_freed() {
+        tokio::time::timeout(LIMIT, frames_wait()).await.expect("in time");
+    }
+
+    async fn frames_wait() {
+        let (client, mut server) = tokio::io::duplex(1 << 20);
         let mut io = SessionIo::new(client, 64);
-        io.write_all(b"hello ").await.unwrap();
-        io.write_all(b"world").await.unwrap();
-        assert_eq!(io.buf.len(), 11, "nothing written before the flush");
+        let sizes = [0, 5, 125, 126, 300, 65_535, 65_536, 70_000];
+        let payloads: Vec<String> = sizes.iter().map(|&n| "x".repeat(n)).collect();
+        for p in &payloads {
+            io.push_text(p.clone().into());
+        }
+        assert_eq!(io.out.len(), sizes.len(), "nothing written before the flush");
         io.flush().await.unwrap();
-        assert_eq!(io.buf.capacity(), 0, "the buffer is freed after a flush");
-        let mut got = vec![0; 11];
-        tokio::io::AsyncReadExt::read_exact(&mut server, &mut got)
-            .await
-            .unwrap();
-        assert_eq!(&got, b"hello world");
+        assert_eq!(io.out.capacity(), 0, "the outbox is freed after a flush");
+        let want: Vec<u8> = payloads.iter().flat_map(|p| text_frame(p)).collect();
+        let mut got = vec![0; want.len()];
+        server.read_exact(&mut got).await.unwrap();
+        assert!(got == want, "frames arrive whole and in order");
     }
 
     #[tokio::test]
-    async fn large_writes_go_straight_through_in_order() {
-        tokio::time::timeout(LIMIT, large_writes()).await.expect("in time");
+    async fn partial_writes_keep_frames_whole_and_in_order() {
+        tokio::time::timeout(LIMIT, partial_writes()).await.expect("in time");
     }
 
-    async fn large_writes() {
-        let (client, mut server) = tokio::io::duplex(1 << 16);
-        let mut io = SessionIo::new(client, 8);
-        io.write_all(b"abc").await.unwrap();
-        io.write_all(&[b'x'; 20]).await.unwrap();
-        io.write_all(b"def").await.unwrap();
-        io.flush().await.unwrap();
-        let mut got = vec![0; 26];
-        tokio::io::AsyncReadExt::read_exact(&mut server, &mut got)
-            .await
-            .unwrap();
-        assert_eq!(&got[..3], b"abc");
-        assert_eq!(&got[3..23], &[b'x'; 20]);
-        assert_eq!(&got[23..], b"def");
+    async fn partial_writes() {
+        // A pipe of 7 bytes: every write is partial and most wait for the reader.
+        let (client, mut server) = tokio::io::duplex(7);
+        let mut io = SessionIo::new(client, 16);
+        let mut want = Vec::new();
+        for i in 0..40 {
+            let payload = format!("{{\"n\":{i},\"pad\":\"{}\"}}", "y".repeat(i * 7));
+            want.extend(text_frame(&payload));
+            io.push_text(payload.into());
+            if i % 9 == 0 {
+                // Bytes tungstenite writes itself (a pong) keep their place.
+                io.write_all(&[0x8A, 0x00]).await.unwrap();
+                want.extend_from_slice(&[0x8A, 0x00]);
+            }
+        }
+        let reader = async {
+            let mut got = vec![0; want.len()];
+            server.read_exact(&mut got).await.unwrap();
+            got
+        };
+        let (flushed, got) = tokio::join!(io.flush(), reader);
+        flushed.unwrap();
+        assert!(got == want, "frames arrive whole and in order");
     }
 }

@@ -11,15 +11,17 @@
 mod handle;
 mod pending;
 mod queue;
+mod reader;
 mod topics;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use switchboard_protocol::codes::close;
 use switchboard_protocol::{ErrorObject, codes, frame, methods};
+use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 use tracing::Instrument;
 use tungstenite::protocol::CloseFrame;
@@ -188,9 +190,9 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
     }
 
     let mut out = Vec::new();
+    let reader = reader::Reader::new();
     let ping_every = limits.ping_interval();
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping_at = Instant::now() + ping_every;
     let mut ping_sent: Option<Instant> = None;
     let mut drain_until: Option<Instant> = None;
     let queue = &session.shared.queue;
@@ -200,7 +202,8 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
 
     // A session wakes for every frame it sends or receives, so what it
     // waits on is cheap to wait on again: the queue's signals (frames, close,
-    // shutdown) are one waker and an atomic, and its deadlines share one
+    // shutdown) are one waker and an atomic, the socket is read only when it
+    // woke the task, and the deadlines (ping, drain, expiry, hold) share one
     // pinned timer, reset only when the earliest of them changes.
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
@@ -221,7 +224,10 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
         if drain_until.is_some() && session.answers_pending() == 0 {
             return Ending::Shutdown;
         }
-        let next = [drain_until, expiry, hold_until].into_iter().flatten().min();
+        let next = [Some(ping_at), drain_until, expiry, hold_until]
+            .into_iter()
+            .flatten()
+            .min();
         if next != armed {
             armed = next;
             if let Some(at) = next {
@@ -269,6 +275,25 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                 if drain_until.is_some_and(|at| at <= now) {
                     return Ending::Shutdown;
                 }
+                if ping_at <= now {
+                    ping_at = now + ping_every;
+                    if let Some(sent) = ping_sent {
+                        if sent.elapsed() >= limits.pong_timeout() {
+                            return Ending::PingTimeout;
+                        }
+                    } else {
+                        ping_sent = Some(now);
+                        tokio::select! {
+                            biased;
+                            _ = std::future::poll_fn(|cx| queue.poll_closed(cx)) => return Ending::Requested,
+                            sent = socket.send(Message::Ping(bytes::Bytes::new())) => {
+                                if sent.is_err() {
+                                    return Ending::ClientGone;
+                                }
+                            }
+                        }
+                    }
+                }
                 if expiry.is_some_and(|at| at <= now)
                     && let Some(exp) = session.expires_at()
                 {
@@ -289,7 +314,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                     }
                 }
             }
-            incoming = socket.next() => {
+            incoming = std::future::poll_fn(|cx| reader.poll_next(socket, cx)) => {
                 // Handle every frame that has already arrived (up to a bound)
                 // before going back to the select, so that the answers they
                 // produce leave in one flush instead of one write each.
@@ -328,27 +353,9 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                     if taken >= READ_BATCH {
                         break;
                     }
-                    match socket.next().now_or_never() {
-                        Some(next) => incoming = next,
-                        None => break,
-                    }
-                }
-            }
-            _ = ping.tick() => {
-                if let Some(sent) = ping_sent {
-                    if sent.elapsed() >= limits.pong_timeout() {
-                        return Ending::PingTimeout;
-                    }
-                } else {
-                    ping_sent = Some(Instant::now());
-                    tokio::select! {
-                        biased;
-                        _ = std::future::poll_fn(|cx| queue.poll_closed(cx)) => return Ending::Requested,
-                        sent = socket.send(Message::Ping(bytes::Bytes::new())) => {
-                            if sent.is_err() {
-                                return Ending::ClientGone;
-                            }
-                        }
+                    match reader.try_next(socket) {
+                        std::task::Poll::Ready(next) => incoming = next,
+                        std::task::Poll::Pending => break,
                     }
                 }
             }
@@ -418,10 +425,14 @@ async fn write_queued(
     if out.is_empty() {
         return Ok(());
     }
+    let io = socket.get_mut();
     for frame in out.drain(..) {
-        socket.feed(Message::Text(frame)).await?;
+        io.push_text(frame);
     }
-    socket.flush().await
+    // Straight to the socket: tungstenite writes nothing of its own here.
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *socket.get_mut()).poll_flush(cx))
+        .await
+        .map_err(tungstenite::Error::Io)
 }
 
 fn classify_error(error: tungstenite::Error) -> Ending {
