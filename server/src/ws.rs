@@ -233,6 +233,11 @@ impl<T> SessionIo<T> {
         }
     }
 
+    /// Whether everything put in has been written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
     /// Queues a text frame carrying `payload`; it leaves at the next flush.
     pub(crate) fn push_text(&mut self, payload: Utf8Bytes) {
         let body = Bytes::from(payload);

@@ -14,8 +14,10 @@ mod queue;
 mod reader;
 mod topics;
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -189,8 +191,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
         let _ = session.notify(methods::WELCOME, &welcome);
     }
 
-    let mut out = Vec::new();
-    let reader = reader::Reader::new();
+    let reader = reader::Reader::new(&session.shared);
     let ping_every = limits.ping_interval();
     let mut ping_at = Instant::now() + ping_every;
     let mut ping_sent: Option<Instant> = None;
@@ -202,9 +203,10 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
 
     // A session wakes for every frame it sends or receives, so what it
     // waits on is cheap to wait on again: the queue's signals (frames, close,
-    // shutdown) are one waker and an atomic, the socket is read only when it
-    // woke the task, and the deadlines (ping, drain, expiry, hold) share one
-    // pinned timer, reset only when the earliest of them changes.
+    // shutdown, and the socket's own wake-ups, so that it is read only when
+    // it has something) are one waker and an atomic, and the deadlines (ping,
+    // drain, expiry, hold) share one pinned timer, reset only when the
+    // earliest of them changes.
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
@@ -234,41 +236,10 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                 timer.as_mut().reset(at);
             }
         }
+        // The timer first, so that a session kept busy by its socket or its
+        // queue still meets its deadlines (ping, drain, expiry).
         tokio::select! {
             biased;
-            raised = std::future::poll_fn(|cx| queue.poll_signals(cx)) => {
-                if raised & signal::CLOSE != 0 {
-                    return Ending::Requested;
-                }
-                if raised & signal::SHUTDOWN != 0 && drain_until.is_none() {
-                    drain_until = Some(Instant::now() + limits.shutdown_grace());
-                }
-                if raised & signal::FRAMES != 0 {
-                    // Handlers of this session's requests still running are
-                    // likely about to queue frames too (a batch of server→client
-                    // calls, or their answers): the scheduler runs a task that
-                    // was just woken before the others, so without this each of
-                    // their frames would leave in a write of its own.
-                    if session.answers_pending() > 0 {
-                        tokio::task::yield_now().await;
-                    }
-                    tokio::select! {
-                        biased;
-                        _ = std::future::poll_fn(|cx| queue.poll_closed(cx)) => return Ending::Requested,
-                        written = write_queued(socket, session, &mut out) => {
-                            if written.is_err() {
-                                return Ending::ClientGone;
-                            }
-                        }
-                    }
-                    // And once more before reading again: the client's next
-                    // frames (answers to the calls just written) then arrive
-                    // together and are handled in one batch.
-                    if session.answers_pending() > 0 {
-                        tokio::task::yield_now().await;
-                    }
-                }
-            }
             _ = &mut timer, if armed.is_some() => {
                 armed = None;
                 let now = Instant::now();
@@ -314,11 +285,50 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                     }
                 }
             }
-            incoming = std::future::poll_fn(|cx| reader.poll_next(socket, cx)) => {
+            raised = std::future::poll_fn(|cx| queue.poll_signals(cx)) => {
+                if raised & signal::CLOSE != 0 {
+                    return Ending::Requested;
+                }
+                if raised & signal::SHUTDOWN != 0 && drain_until.is_none() {
+                    drain_until = Some(Instant::now() + limits.shutdown_grace());
+                }
+                if raised & signal::FRAMES != 0 {
+                    // Handlers of this session's requests still running are
+                    // likely about to queue frames too (a batch of server→client
+                    // calls, or their answers): the scheduler runs a task that
+                    // was just woken before the others, so without this each of
+                    // their frames would leave in a write of its own.
+                    if session.answers_pending() > 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    let written = std::future::poll_fn(|cx| match poll_write_queued(socket, session, cx) {
+                        Poll::Ready(result) => Poll::Ready(Some(result)),
+                        // Blocked on a slow client: a close request still gets through.
+                        Poll::Pending => queue.poll_closed(cx).map(|()| None),
+                    })
+                    .await;
+                    match written {
+                        None => return Ending::Requested,
+                        Some(Err(_)) => return Ending::ClientGone,
+                        Some(Ok(())) => {}
+                    }
+                    // And once more before reading again: the client's next
+                    // frames (answers to the calls just written) then arrive
+                    // together and are handled in one batch.
+                    if session.answers_pending() > 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                if raised & signal::READ == 0 {
+                    continue;
+                }
                 // Handle every frame that has already arrived (up to a bound)
                 // before going back to the select, so that the answers they
                 // produce leave in one flush instead of one write each.
-                let mut incoming = incoming;
+                let mut incoming = match reader.try_next(socket) {
+                    Poll::Ready(incoming) => incoming,
+                    Poll::Pending => continue,
+                };
                 let mut taken = 0;
                 loop {
                     ping_sent = None;
@@ -354,8 +364,8 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                         break;
                     }
                     match reader.try_next(socket) {
-                        std::task::Poll::Ready(next) => incoming = next,
-                        std::task::Poll::Pending => break,
+                        Poll::Ready(next) => incoming = next,
+                        Poll::Pending => break,
                     }
                 }
             }
@@ -415,24 +425,21 @@ fn handle_text(session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize,
 }
 
 /// Writes every queued frame, then flushes once: frames queued together
-/// leave in as few writes as the write buffer allows.
-async fn write_queued(
-    socket: &mut Socket,
-    session: &SessionHandle,
-    out: &mut Vec<Utf8Bytes>,
-) -> Result<(), tungstenite::Error> {
-    session.shared.queue.drain_into(out);
-    if out.is_empty() {
-        return Ok(());
-    }
+/// leave in as few writes as the write buffer allows. The frames go
+/// straight into the socket's outbox; tungstenite has nothing of its own
+/// to add here.
+fn poll_write_queued(socket: &mut Socket, session: &SessionHandle, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
     let io = socket.get_mut();
-    for frame in out.drain(..) {
-        io.push_text(frame);
+    // Only once the last write is out: frames a slow client has not taken
+    // yet stay in the queue, which is bounded.
+    if io.is_empty() {
+        session.shared.queue.drain(|frame| io.push_text(frame));
     }
-    // Straight to the socket: tungstenite writes nothing of its own here.
-    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *socket.get_mut()).poll_flush(cx))
-        .await
-        .map_err(tungstenite::Error::Io)
+    Pin::new(io).poll_flush(cx)
+}
+
+async fn write_queued(socket: &mut Socket, session: &SessionHandle) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| poll_write_queued(socket, session, cx)).await
 }
 
 fn classify_error(error: tungstenite::Error) -> Ending {
@@ -456,8 +463,7 @@ async fn finish(socket: &mut Socket, session: &SessionHandle, ending: Ending) {
                 return;
             };
             if request.flush_first {
-                let mut out = Vec::new();
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_queued(socket, session, &mut out)).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_queued(socket, session)).await;
             }
             (request.code, request.reason)
         }
@@ -468,8 +474,7 @@ async fn finish(socket: &mut Socket, session: &SessionHandle, ending: Ending) {
                 reconnect: true,
             };
             let _ = session.notify(methods::DISCONNECT, &params);
-            let mut out = Vec::new();
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_queued(socket, session, &mut out)).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_queued(socket, session)).await;
             (close::SHUTDOWN, close::reason(close::SHUTDOWN).to_owned())
         }
         Ending::PingTimeout => (close::PING_TIMEOUT, close::reason(close::PING_TIMEOUT).to_owned()),
@@ -481,8 +486,7 @@ async fn finish(socket: &mut Socket, session: &SessionHandle, ending: Ending) {
                 reconnect: true,
             };
             let _ = session.notify(methods::DISCONNECT, &params);
-            let mut out = Vec::new();
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_queued(socket, session, &mut out)).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_queued(socket, session)).await;
             (close::TOKEN_EXPIRED, close::reason(close::TOKEN_EXPIRED).to_owned())
         }
     };

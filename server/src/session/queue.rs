@@ -34,6 +34,9 @@ pub(crate) struct CloseRequest {
     pub(crate) flush_first: bool,
 }
 
+/// Queue capacity (in frames) kept between bursts; a larger one is freed once drained.
+const KEPT_CAPACITY: usize = 8;
+
 #[derive(Default)]
 struct State {
     frames: VecDeque<Utf8Bytes>,
@@ -49,13 +52,16 @@ pub(crate) mod signal {
     pub(crate) const CLOSE: u8 = 2;
     /// The gateway is shutting down.
     pub(crate) const SHUTDOWN: u8 = 4;
+    /// The socket woke the session: it may have something to read.
+    pub(crate) const READ: u8 = 8;
 }
 
 /// A byte-bounded queue of text frames with a single consumer.
 ///
 /// The consumer (the session task) waits on one waker for everything the
-/// queue can tell it: frames, a close request, shutdown. Waiting is a waker
-/// registration and an atomic load, with no lock and no list of waiters.
+/// queue can tell it: frames, a close request, shutdown, and its socket
+/// having woken it. Waiting is a waker registration and an atomic load, with
+/// no lock and no list of waiters.
 pub(crate) struct OutboundQueue {
     state: Mutex<State>,
     /// Set bits of [`signal`]: `FRAMES` exactly while frames are queued.
@@ -139,12 +145,18 @@ impl OutboundQueue {
         self.state.lock().close.is_some()
     }
 
-    /// Moves every queued frame into `out`.
-    pub(crate) fn drain_into(&self, out: &mut Vec<Utf8Bytes>) {
+    /// Hands every queued frame to `take`, in order (under the queue's lock:
+    /// `take` must not wait).
+    pub(crate) fn drain(&self, take: impl FnMut(Utf8Bytes)) {
         let mut state = self.state.lock();
-        out.extend(state.frames.drain(..));
         state.bytes = 0;
         self.signals.fetch_and(!signal::FRAMES, Ordering::Release);
+        if state.frames.capacity() > KEPT_CAPACITY {
+            // After a burst, an idle session keeps no large queue.
+            std::mem::take(&mut state.frames).into_iter().for_each(take);
+        } else {
+            state.frames.drain(..).for_each(take);
+        }
     }
 
     /// The pending close request, if any.
@@ -157,9 +169,20 @@ impl OutboundQueue {
         self.raise(signal::SHUTDOWN);
     }
 
-    fn raise(&self, bit: u8) {
+    /// Raises `bit` and wakes the session task.
+    pub(crate) fn raise(&self, bit: u8) {
         self.signals.fetch_or(bit, Ordering::Release);
         self.waker.wake();
+    }
+
+    /// Raises `bit` without waking anyone (the session task itself, running).
+    pub(crate) fn mark(&self, bit: u8) {
+        self.signals.fetch_or(bit, Ordering::Release);
+    }
+
+    /// Lowers `bit`.
+    pub(crate) fn lower(&self, bit: u8) {
+        self.signals.fetch_and(!bit, Ordering::AcqRel);
     }
 
     /// Ready with the raised signals (at least one); `SHUTDOWN` is reported
@@ -200,7 +223,7 @@ mod tests {
         assert_eq!(q.close_request().unwrap().code, close::SLOW_CONSUMER);
         assert_eq!(q.push(Utf8Bytes::from("1")), Err(SendError::Closed));
         let mut out = Vec::new();
-        q.drain_into(&mut out);
+        q.drain(|frame| out.push(frame));
         assert!(out.is_empty());
     }
 }

@@ -5,74 +5,59 @@
 //! tokio-tungstenite, the connection layers and the reactor's readiness
 //! (which takes a lock) only to learn that nothing arrived: on a session that
 //! mostly receives pushes, that is most of its work besides the write. The
-//! socket is therefore polled with a waker of its own, which records that
-//! the socket woke the task; other wake-ups leave the socket alone.
+//! socket is therefore polled with a waker of its own, which raises
+//! [`signal::READ`] on the session's queue; the session reads only then, and
+//! waits on its queue's one waker for everything.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::StreamExt;
-use futures_util::task::AtomicWaker;
 use tungstenite::Message;
 
+use super::handle::Shared;
+use super::queue::signal;
 use crate::ws::Socket;
 
-struct Flag {
-    /// The socket may have something: poll it on the next turn.
-    ready: AtomicBool,
-    /// The session task, woken when the socket wakes.
-    task: AtomicWaker,
-}
+struct SocketWaker(Arc<Shared>);
 
-impl Wake for Flag {
+impl Wake for SocketWaker {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.ready.store(true, Ordering::Release);
-        self.task.wake();
+        self.0.queue.raise(signal::READ);
     }
 }
 
-/// The session's reader: polls the socket only when the socket asked for it.
+/// The session's reader.
 pub(crate) struct Reader {
-    flag: Arc<Flag>,
+    shared: Arc<Shared>,
     waker: Waker,
 }
 
 type Incoming = Option<Result<Message, tungstenite::Error>>;
 
 impl Reader {
-    pub(crate) fn new() -> Self {
-        let flag = Arc::new(Flag {
-            // Polled once at the start, which registers the socket's waker.
-            ready: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        });
+    /// A reader for the session of `shared`; the first read is due at once
+    /// (it registers the socket's waker).
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+        shared.queue.mark(signal::READ);
         Self {
-            waker: Waker::from(Arc::clone(&flag)),
-            flag,
+            shared: Arc::clone(shared),
+            waker: Waker::from(Arc::new(SocketWaker(Arc::clone(shared)))),
         }
     }
 
-    /// The next message, for the session's `select!`.
-    pub(crate) fn poll_next(&self, socket: &mut Socket, cx: &mut Context<'_>) -> Poll<Incoming> {
-        // Registered before the flag is read: a wake in between still reaches the task.
-        self.flag.task.register(cx.waker());
-        if !self.flag.ready.swap(false, Ordering::AcqRel) {
-            return Poll::Pending;
-        }
-        self.try_next(socket)
-    }
-
-    /// The next message if one has already arrived (for reading in batches).
+    /// The next message if one has arrived. Call when [`signal::READ`] is raised.
     pub(crate) fn try_next(&self, socket: &mut Socket) -> Poll<Incoming> {
+        // Lowered before polling: a wake-up from here on raises it again.
+        self.shared.queue.lower(signal::READ);
         let polled = socket.poll_next_unpin(&mut Context::from_waker(&self.waker));
         if polled.is_ready() {
             // More may be buffered already, with no wake-up to come for it.
-            self.flag.ready.store(true, Ordering::Release);
+            self.shared.queue.mark(signal::READ);
         }
         polled
     }
