@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::error::CallError;
 use crate::hub::Hub;
@@ -90,6 +91,20 @@ impl Caller {
     {
         match &self.session {
             Some(session) => session.call(method, params, timeout).await,
+            None => Err(CallError::SessionGone),
+        }
+    }
+
+    /// Like [`call`](Self::call) with raw JSON params and result: nothing is
+    /// parsed or serialised on the way (the params must be an array or an object).
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        params: &RawValue,
+        timeout: Duration,
+    ) -> Result<Box<RawValue>, CallError> {
+        match &self.session {
+            Some(session) => session.call_raw(method, Some(params), timeout).await,
             None => Err(CallError::SessionGone),
         }
     }

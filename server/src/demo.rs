@@ -17,6 +17,7 @@ use jsonrpsee::RpcModule;
 use jsonrpsee::types::{ErrorObject, ErrorObjectOwned, Params};
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use switchboard_protocol::{Target, codes};
 
 use crate::caller::Caller;
@@ -39,8 +40,9 @@ fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
 #[derive(Deserialize)]
 struct Callback {
     method: String,
+    /// Passed on as written, never parsed.
     #[serde(default)]
-    params: Option<Value>,
+    params: Option<Box<RawValue>>,
     #[serde(default)]
     timeout_ms: Option<u64>,
 }
@@ -57,6 +59,15 @@ struct Ask {
 
 fn timeout(c: &Caller, ms: Option<u64>) -> Duration {
     ms.map_or_else(|| c.hub().default_call_timeout(), Duration::from_millis)
+}
+
+/// `params` as JSON-RPC structured params (an array or an object), without parsing them.
+fn structured_raw(params: Option<Box<RawValue>>) -> Result<Box<RawValue>, ErrorObjectOwned> {
+    match params {
+        Some(raw) if raw.get().starts_with(['[', '{']) => Ok(raw),
+        Some(raw) => RawValue::from_string(format!("[{}]", raw.get())).map_err(internal),
+        None => RawValue::from_string("[]".to_owned()).map_err(internal),
+    }
 }
 
 fn structured(params: Option<Value>) -> Value {
@@ -87,7 +98,8 @@ pub(crate) fn module() -> RpcModule<()> {
     m.register_async_method("demo.callback", |params, _, ext| async move {
         let p: Callback = params.parse()?;
         let c = caller(&ext);
-        c.call::<Value, Value>(&p.method, &structured(p.params), timeout(&c, p.timeout_ms))
+        // The client's answer is handed back as it came.
+        c.call_raw(&p.method, &structured_raw(p.params)?, timeout(&c, p.timeout_ms))
             .await
             .map_err(|e| to_rpc(e.to_error_object()))
     })

@@ -69,8 +69,6 @@ pub(crate) struct Shared {
     pub(crate) queue: OutboundQueue,
     pub(crate) pending: PendingCalls,
     pub(crate) in_flight: AtomicUsize,
-    /// Answers being computed in their own tasks and not yet queued.
-    pub(crate) answers_pending: AtomicUsize,
     /// The session's credentials: claims and expiry, replaced by `rpc.refresh`.
     pub(crate) auth: parking_lot::Mutex<SessionAuth>,
     /// The topics this session is subscribed to (the registry holds the other direction).
@@ -106,7 +104,6 @@ impl SessionHandle {
                 queue: OutboundQueue::new(limits.max_queue_bytes),
                 pending: PendingCalls::new(limits.max_pending_calls),
                 in_flight: AtomicUsize::new(0),
-                answers_pending: AtomicUsize::new(0),
                 topics: parking_lot::Mutex::new(Vec::new()),
                 auth: parking_lot::Mutex::new(SessionAuth::default()),
                 max_in_flight: limits.max_in_flight,
@@ -258,11 +255,6 @@ impl SessionHandle {
 
     pub(crate) fn end_request(&self) {
         self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Answers still being computed: a draining session waits for them.
-    pub(crate) fn answers_pending(&self) -> usize {
-        self.shared.answers_pending.load(Ordering::Acquire)
     }
 }
 

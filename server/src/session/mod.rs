@@ -12,11 +12,11 @@ mod handle;
 mod pending;
 mod queue;
 mod reader;
+mod running;
 mod topics;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -192,6 +192,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
     }
 
     let reader = reader::Reader::new(&session.shared);
+    let mut running = running::Running::default();
     let ping_every = limits.ping_interval();
     let mut ping_at = Instant::now() + ping_every;
     let mut ping_sent: Option<Instant> = None;
@@ -223,7 +224,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                 expiry = key.0.map(|exp| expiry_check(exp, w, warned_for));
             }
         }
-        if drain_until.is_some() && session.answers_pending() == 0 {
+        if drain_until.is_some() && running.len() == 0 {
             return Ending::Shutdown;
         }
         let next = [Some(ping_at), drain_until, expiry, hold_until]
@@ -285,6 +286,9 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                     }
                 }
             }
+            // Handlers the last read started, or that the last answers woke,
+            // run before the queue is written, so that what they send goes too.
+            () = std::future::poll_fn(|cx| running.poll_answers(session, cx)) => {}
             raised = std::future::poll_fn(|cx| queue.poll_signals(cx)) => {
                 if raised & signal::CLOSE != 0 {
                     return Ending::Requested;
@@ -293,14 +297,6 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                     drain_until = Some(Instant::now() + limits.shutdown_grace());
                 }
                 if raised & signal::FRAMES != 0 {
-                    // Handlers of this session's requests still running are
-                    // likely about to queue frames too (a batch of server→client
-                    // calls, or their answers): the scheduler runs a task that
-                    // was just woken before the others, so without this each of
-                    // their frames would leave in a write of its own.
-                    if session.answers_pending() > 0 {
-                        tokio::task::yield_now().await;
-                    }
                     let written = std::future::poll_fn(|cx| match poll_write_queued(socket, session, cx) {
                         Poll::Ready(result) => Poll::Ready(Some(result)),
                         // Blocked on a slow client: a close request still gets through.
@@ -311,12 +307,6 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                         None => return Ending::Requested,
                         Some(Err(_)) => return Ending::ClientGone,
                         Some(Ok(())) => {}
-                    }
-                    // And once more before reading again: the client's next
-                    // frames (answers to the calls just written) then arrive
-                    // together and are handled in one batch.
-                    if session.answers_pending() > 0 {
-                        tokio::task::yield_now().await;
                     }
                 }
                 if raised & signal::READ == 0 {
@@ -346,7 +336,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                                         session.release_hold(topic);
                                     }
                                 }
-                                handle_text(session, gw, conn_id, &text);
+                                handle_text(session, gw, conn_id, &text, &mut running);
                             }
                         }
                         Some(Ok(Message::Binary(_))) => {
@@ -397,7 +387,13 @@ fn over_rate(session: &SessionHandle, text: &Utf8Bytes) -> bool {
     false
 }
 
-fn handle_text(session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize, text: &Utf8Bytes) {
+fn handle_text(
+    session: &SessionHandle,
+    gw: &Arc<GatewayShared>,
+    conn_id: usize,
+    text: &Utf8Bytes,
+    running: &mut running::Running,
+) {
     let origin = Origin {
         session: Some(session),
         user: &session.shared.user,
@@ -409,18 +405,7 @@ fn handle_text(session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize,
             let _ = session.send_frame(reply.into());
         }
         Outcome::Silent => {}
-        Outcome::Later(future) => {
-            let session = session.clone();
-            session.shared.answers_pending.fetch_add(1, Ordering::AcqRel);
-            gw.tasks.spawn(async move {
-                if let Some(reply) = future.await {
-                    let _ = session.send_frame(reply.into());
-                }
-                // Counted down only once the answer is queued, so a draining
-                // session never closes between the two.
-                session.shared.answers_pending.fetch_sub(1, Ordering::AcqRel);
-            });
-        }
+        Outcome::Later(future) => running.push(future),
     }
 }
 
