@@ -9,8 +9,9 @@
 //! the session has just read runs in the same turn, and what it answers
 //! leaves in the same write. Handlers still run concurrently with each other
 //! and with the socket; the number of them is bounded by
-//! `limits.max_in_flight`. A handler that panics loses its answer (as a
-//! panicking task would) and the session lives on.
+//! `limits.max_in_flight`. The dispatcher already answers a panicking method
+//! with `-32603`; should anything else in a handler's future panic, that one
+//! call gets no answer and the session lives on.
 
 use std::panic::AssertUnwindSafe;
 use std::task::{Context, Poll};
