@@ -185,8 +185,8 @@ pub struct Limits {
     /// WebSocket read buffer in bytes (the largest per-session memory cost; larger frames are
     /// read in several steps). Default 1024.
     pub read_buffer_size: usize,
-    /// WebSocket write buffer in bytes; frames are batched up to it and flushed together.
-    /// Default 4096.
+    /// Most bytes of queued frames handed to the socket in one vectored write (frames are
+    /// not copied; nothing is kept between writes). Default 4096.
     pub write_buffer_size: usize,
     /// Largest response a method may produce, in bytes. Default 1 MiB.
     pub max_response_size: usize,
