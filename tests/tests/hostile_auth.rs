@@ -15,6 +15,7 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use switchboard_protocol::codes::close;
 use switchboard_tests::{WAIT, WsClient, switchboard_binary, within};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use hostile_support::{Binary, limits, ping};
@@ -130,6 +131,44 @@ async fn a_fractional_expiry_still_expires() {
         assert!(
             before.iter().any(|f| f["method"] == "rpc.expiring"),
             "warned before the close: {before:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_expires_even_while_its_client_floods() {
+    within(Duration::from_secs(60), async {
+        // No rate limit to speak of: the flood must not be cut for its rate.
+        let node = Binary::start(
+            "flood-exp",
+            &auth_config("rate_per_second = 100000000\nrate_burst = 100000000"),
+        );
+        let exp = now() + 3;
+        let c = connect(node.addr(), &token(json!({"sub": "flooder", "exp": exp}))).await;
+        let (mut tx, mut rx) = futures_util::StreamExt::split(c.ws);
+        // Notifications nobody answers, as fast as the socket takes them: the
+        // session always has something to read.
+        let flood = tokio::spawn(async move {
+            let frame = r#"{"jsonrpc":"2.0","method":"nothing.here","params":[0]}"#;
+            let mut sent = 0u64;
+            while futures_util::SinkExt::send(&mut tx, Message::text(frame)).await.is_ok() {
+                sent += 1;
+            }
+            sent
+        });
+        let code = loop {
+            match futures_util::StreamExt::next(&mut rx).await {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break None,
+            }
+        };
+        let sent = flood.await.expect("the flooder ends when the connection does");
+        assert_eq!(
+            code,
+            Some(close::TOKEN_EXPIRED),
+            "closed for its expiry after {sent} notifications"
         );
     })
     .await;
