@@ -220,10 +220,16 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
             }
         }
     }
-    for topic in &added {
-        d.hub.emit_topic_event(WebhookEvent::Subscribe, session, topic);
+    // Announced once this node listens on the topics (at once on a broker
+    // without interest tracking), so that every subscriber, the new one
+    // included, gets the join whichever node it is on.
+    let tracks_interest = d.hub.tracks_interest();
+    if !tracks_interest {
+        for topic in &added {
+            d.hub.emit_topic_event(WebhookEvent::Subscribe, session, topic);
+        }
     }
-    if plan.iter().all(|(_, recoverable, _)| !recoverable) && !d.hub.tracks_interest() {
+    if plan.iter().all(|(_, recoverable, _)| !recoverable) && !tracks_interest {
         let topics = plan
             .into_iter()
             .map(|(t, _, _)| TopicResult {
@@ -245,6 +251,11 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
             // A broker that listens only where there is interest must listen
             // before the subscription is confirmed.
             hub.interest_settled().await;
+            if tracks_interest {
+                for topic in &added {
+                    hub.emit_topic_event(WebhookEvent::Subscribe, &session, topic);
+                }
+            }
             let mut results = Vec::with_capacity(plan.len());
             let mut replays = Vec::new();
             for (t, recoverable, recover) in plan {

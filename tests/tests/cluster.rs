@@ -376,7 +376,8 @@ async fn a_draining_node_sends_its_sessions_elsewhere_and_joins_and_leaves_are_a
         subscribe(&mut watcher, "room:1", None).await;
         let mut gus = a.connect("gus").await;
         subscribe(&mut gus, "room:1", None).await;
-        let join = until(&mut watcher, |v| v["method"] == "rpc.join").await;
+        // The watcher hears its own join too; gus's is the one looked for.
+        let join = until(&mut watcher, |v| v["method"] == "rpc.join" && v["params"]["user"] == "gus").await;
         assert_eq!(
             join["params"],
             json!({"topic": "room:1", "session": gus.session, "user": "gus"})
