@@ -377,7 +377,10 @@ async fn a_draining_node_sends_its_sessions_elsewhere_and_joins_and_leaves_are_a
         let mut gus = a.connect("gus").await;
         subscribe(&mut gus, "room:1", None).await;
         // The watcher hears its own join too; gus's is the one looked for.
-        let join = until(&mut watcher, |v| v["method"] == "rpc.join" && v["params"]["user"] == "gus").await;
+        let join = until(&mut watcher, |v| {
+            v["method"] == "rpc.join" && v["params"]["user"] == "gus"
+        })
+        .await;
         assert_eq!(
             join["params"],
             json!({"topic": "room:1", "session": gus.session, "user": "gus"})
