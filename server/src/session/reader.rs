@@ -9,7 +9,7 @@
 //! [`signal::READ`] on the session's queue; the session reads only then, and
 //! waits on its queue's one waker for everything.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::StreamExt;
@@ -19,7 +19,9 @@ use super::handle::Shared;
 use super::queue::signal;
 use crate::ws::Socket;
 
-struct SocketWaker(Arc<Shared>);
+/// Holds the session weakly: a waker the socket's layers or the reactor
+/// keep a little longer than the session must not keep its state alive.
+struct SocketWaker(Weak<Shared>);
 
 impl Wake for SocketWaker {
     fn wake(self: Arc<Self>) {
@@ -27,7 +29,9 @@ impl Wake for SocketWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.queue.raise(signal::READ);
+        if let Some(shared) = self.0.upgrade() {
+            shared.queue.raise(signal::READ);
+        }
     }
 }
 
@@ -46,7 +50,7 @@ impl Reader {
         shared.queue.mark(signal::READ);
         Self {
             shared: Arc::clone(shared),
-            waker: Waker::from(Arc::new(SocketWaker(Arc::clone(shared)))),
+            waker: Waker::from(Arc::new(SocketWaker(Arc::downgrade(shared)))),
         }
     }
 
