@@ -52,7 +52,7 @@ struct Ask {
     user: String,
     method: String,
     #[serde(default)]
-    params: Option<Value>,
+    params: Option<Box<RawValue>>,
     #[serde(default)]
     timeout_ms: Option<u64>,
 }
@@ -62,19 +62,11 @@ fn timeout(c: &Caller, ms: Option<u64>) -> Duration {
 }
 
 /// `params` as JSON-RPC structured params (an array or an object), without parsing them.
-fn structured_raw(params: Option<Box<RawValue>>) -> Result<Box<RawValue>, ErrorObjectOwned> {
+fn structured(params: Option<Box<RawValue>>) -> Result<Box<RawValue>, ErrorObjectOwned> {
     match params {
         Some(raw) if raw.get().starts_with(['[', '{']) => Ok(raw),
         Some(raw) => RawValue::from_string(format!("[{}]", raw.get())).map_err(internal),
         None => RawValue::from_string("[]".to_owned()).map_err(internal),
-    }
-}
-
-fn structured(params: Option<Value>) -> Value {
-    match params {
-        Some(v @ (Value::Array(_) | Value::Object(_))) => v,
-        Some(other) => Value::Array(vec![other]),
-        None => Value::Array(Vec::new()),
     }
 }
 
@@ -99,7 +91,7 @@ pub(crate) fn module() -> RpcModule<()> {
         let p: Callback = params.parse()?;
         let c = caller(&ext);
         // The client's answer is handed back as it came.
-        c.call_raw(&p.method, &structured_raw(p.params)?, timeout(&c, p.timeout_ms))
+        c.call_raw(&p.method, &structured(p.params)?, timeout(&c, p.timeout_ms))
             .await
             .map_err(|e| to_rpc(e.to_error_object()))
     })
@@ -181,7 +173,7 @@ pub(crate) fn module() -> RpcModule<()> {
             .call(
                 Target::User(p.user),
                 &p.method,
-                &structured(p.params),
+                &structured(p.params)?,
                 timeout(&c, p.timeout_ms),
             )
             .await
