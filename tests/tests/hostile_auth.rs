@@ -202,7 +202,9 @@ impl Logged {
         let deadline = std::time::Instant::now() + WAIT;
         let addr = loop {
             let text = std::fs::read_to_string(dir.join("banner.log")).unwrap_or_default();
-            if let Some(addr) = text
+            // Only whole lines: the banner may be caught half written.
+            let whole = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+            if let Some(addr) = whole
                 .lines()
                 .find_map(|l| l.split("switchboard listening on http://").nth(1))
                 .and_then(|rest| rest.split_whitespace().next())

@@ -141,7 +141,8 @@ function listening(child: ChildProcess, log: string[]): Promise<number> {
     child.stderr?.on("data", (chunk: string) => {
       log.push(chunk);
       text += chunk;
-      const m = /switchboard listening on http:\/\/[^\s]+:(\d+)/.exec(text);
+      // Wait for the whitespace after the port: a chunk may end inside it.
+      const m = /switchboard listening on http:\/\/[^\s]+:(\d+)\s/.exec(text);
       if (m) {
         clearTimeout(timer);
         resolve(Number(m[1]));

@@ -213,7 +213,9 @@ fn start_server(bin: &Path) -> Result<Server, String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(&banner).unwrap_or_default();
-        if let Some(addr) = text
+        // Only whole lines: the banner may be caught half written.
+        let whole = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+        if let Some(addr) = whole
             .lines()
             .find_map(|l| l.split("switchboard listening on http://").nth(1))
             .and_then(|rest| rest.split_whitespace().next())
