@@ -182,8 +182,8 @@ pub struct Limits {
     pub upgrades_per_ip_per_minute: u32,
     /// Most sessions a multicast call waits for; the rest get a `-32010` entry. Default 10 000.
     pub max_call_fanout: usize,
-    /// WebSocket read buffer in bytes (the largest per-session memory cost; larger frames are
-    /// read in several steps). Default 1024.
+    /// Bytes read from a socket at a time. The read buffer exists only while something is
+    /// unread; a larger frame gets a buffer of its own size, freed once handled. Default 1024.
     pub read_buffer_size: usize,
     /// Most bytes of queued frames handed to the socket in one vectored write (frames are
     /// not copied; nothing is kept between writes). Default 4096.

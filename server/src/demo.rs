@@ -11,6 +11,7 @@
 //! * `chat.ask {user, method, params?, timeout_ms?}` — calls a method on every
 //!   session of a user and answers with one entry per session.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use jsonrpsee::RpcModule;
@@ -37,12 +38,14 @@ fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
     ErrorObject::owned(codes::INTERNAL_ERROR, "Internal error", None::<()>)
 }
 
+/// Borrowed from the request: nothing of it is copied on the way to the client.
 #[derive(Deserialize)]
-struct Callback {
-    method: String,
+struct Callback<'a> {
+    #[serde(borrow)]
+    method: Cow<'a, str>,
     /// Passed on as written, never parsed.
-    #[serde(default)]
-    params: Option<Box<RawValue>>,
+    #[serde(default, borrow)]
+    params: Option<&'a RawValue>,
     #[serde(default)]
     timeout_ms: Option<u64>,
 }
@@ -62,12 +65,20 @@ fn timeout(c: &Caller, ms: Option<u64>) -> Duration {
 }
 
 /// `params` as JSON-RPC structured params (an array or an object), without parsing them.
-fn structured(params: Option<Box<RawValue>>) -> Result<Box<RawValue>, ErrorObjectOwned> {
+fn structured(params: Option<&RawValue>) -> Result<Cow<'_, RawValue>, ErrorObjectOwned> {
     match params {
-        Some(raw) if raw.get().starts_with(['[', '{']) => Ok(raw),
-        Some(raw) => RawValue::from_string(format!("[{}]", raw.get())).map_err(internal),
-        None => RawValue::from_string("[]".to_owned()).map_err(internal),
+        Some(raw) if raw.get().starts_with(['[', '{']) => Ok(Cow::Borrowed(raw)),
+        Some(raw) => RawValue::from_string(format!("[{}]", raw.get()))
+            .map(Cow::Owned)
+            .map_err(internal),
+        None => RawValue::from_string("[]".to_owned()).map(Cow::Owned).map_err(internal),
     }
+}
+
+/// Like `Params::parse`, but the result may borrow from the params.
+fn parse_borrowed<'p, T: Deserialize<'p>>(params: &'p Params<'_>) -> Result<T, ErrorObjectOwned> {
+    serde_json::from_str(params.as_str().unwrap_or("null"))
+        .map_err(|e| ErrorObject::owned(codes::INVALID_PARAMS, "Invalid params", Some(e.to_string())))
 }
 
 /// The demo module.
@@ -88,10 +99,10 @@ pub(crate) fn module() -> RpcModule<()> {
     })
     .expect("fresh module");
     m.register_async_method("demo.callback", |params, _, ext| async move {
-        let p: Callback = params.parse()?;
-        let c = caller(&ext);
+        let p: Callback<'_> = parse_borrowed(&params)?;
+        let c = ext.get::<Caller>().expect("the gateway always sets the caller");
         // The client's answer is handed back as it came.
-        c.call_raw(&p.method, &structured(p.params)?, timeout(&c, p.timeout_ms))
+        c.call_raw(&p.method, &structured(p.params)?, timeout(c, p.timeout_ms))
             .await
             .map_err(|e| to_rpc(e.to_error_object()))
     })
@@ -173,7 +184,7 @@ pub(crate) fn module() -> RpcModule<()> {
             .call(
                 Target::User(p.user),
                 &p.method,
-                &structured(p.params)?,
+                &structured(p.params.as_deref())?,
                 timeout(&c, p.timeout_ms),
             )
             .await

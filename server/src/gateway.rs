@@ -10,7 +10,6 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures_util::SinkExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use jsonrpsee::core::server::Methods;
@@ -21,8 +20,6 @@ use switchboard_protocol::{ErrorObject, codes, frame, methods};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tungstenite::Message;
-use tungstenite::protocol::CloseFrame;
 
 use crate::auth::{Authenticator, Identity, redact_query};
 use crate::broker::{Broker, LocalBroker, RedisBroker};
@@ -424,11 +421,9 @@ async fn ws_upgrade(
         Err((StatusCode::UNAUTHORIZED, reason)) if headers.contains_key(header::ORIGIN) => {
             let reason = crate::session::truncate_reason(&reason);
             return ws.accept(SocketConfig::new(limits), move |mut socket| async move {
-                let frame = CloseFrame {
-                    code: close::UNAUTHORIZED.into(),
-                    reason: reason.into(),
-                };
-                let _ = socket.send(Message::Close(Some(frame))).await;
+                socket
+                    .close(close::UNAUTHORIZED, &reason, crate::session::CLOSE_TIMEOUT)
+                    .await;
             });
         }
         Err((StatusCode::UNAUTHORIZED, reason)) => return unauthorised(&reason),

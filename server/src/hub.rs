@@ -707,8 +707,8 @@ fn start_call(
     let mut immediate = Vec::new();
     for session in sessions {
         reached.push((session.id().to_string(), session.user().to_owned()));
-        match session.expect_answer(call) {
-            Ok(rx) => {
+        match session.expect_answer(call, timeout) {
+            Ok(()) => {
                 if session.send_frame(frame.0.clone()).is_err() {
                     session.shared.pending.remove(call);
                     immediate.push((session, CallError::SessionGone));
@@ -716,7 +716,7 @@ fn start_call(
                 }
                 hub.deliveries.fetch_add(1, Ordering::Relaxed);
                 waiting.push(async move {
-                    let outcome = session.wait_answer(call, rx, timeout).await;
+                    let outcome = session.wait_answer(call).await;
                     (session, outcome)
                 });
             }

@@ -373,6 +373,64 @@ async fn server_call_times_out_and_is_cancelled() {
     .await;
 }
 
+/// A session whose client stopped reading is stuck writing; a call to that
+/// client from another task still times out on time.
+#[tokio::test]
+async fn a_call_to_a_client_that_stopped_reading_still_times_out() {
+    within(WAIT, async {
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let (outcome_tx, outcome) = tokio::sync::oneshot::channel::<Result<Value, CallError>>();
+        let channels = Arc::new(Mutex::new(Some((started_tx, outcome_tx))));
+        let mut module = RpcModule::new(());
+        module
+            .register_async_method("ask_back", move |_, _, ext| {
+                let channels = channels.lock().unwrap().take();
+                async move {
+                    // Called from a task of its own, not from the session's.
+                    let session = ext
+                        .get::<Caller>()
+                        .and_then(Caller::session)
+                        .expect("a session")
+                        .clone();
+                    let (started, outcome) = channels.expect("called once");
+                    tokio::spawn(async move {
+                        let _ = started.send(());
+                        let answer = session.call::<_, Value>("ui.ask", &[0], Duration::from_secs(2)).await;
+                        let _ = outcome.send(answer);
+                    });
+                }
+            })
+            .unwrap();
+        let server = TestServer::start_with(
+            config_with(Limits {
+                max_queue_bytes: 512 << 20,
+                ..Limits::default()
+            }),
+            vec![module],
+        )
+        .await;
+        let mut c = server.connect("stuck").await;
+        c.send(r#"{"jsonrpc":"2.0","id":1,"method":"ask_back"}"#).await;
+        started.await.expect("the handler runs");
+        // The client reads no more. Far more than loopback's socket buffers
+        // take: the session's write waits while the call's deadline passes.
+        let chunk = serde_json::value::to_raw_value(&["x".repeat(64 * 1024)]).unwrap();
+        for _ in 0..384 {
+            server
+                .gateway
+                .hub()
+                .notify_raw(Target::Session(c.session.clone()), "flood", Some(&chunk))
+                .await
+                .expect("queued");
+        }
+        let answer = outcome.await.expect("the handler finishes");
+        assert!(matches!(answer, Err(CallError::Timeout)), "{answer:?}");
+        drop(c);
+        server.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn callbacks_complete_at_the_in_flight_limit() {
     within(WAIT, async {

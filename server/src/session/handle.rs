@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, codes, frame, methods};
 use tungstenite::Utf8Bytes;
 
-use super::pending::{Answer, PendingCalls, next_call_id};
+use super::pending::{Outcome, PendingCalls, next_call_id};
 use super::queue::{CloseRequest, OutboundQueue, SendError};
 use crate::error::CallError;
 
@@ -182,39 +182,45 @@ impl SessionHandle {
     ) -> Result<Box<RawValue>, CallError> {
         let id = next_call_id();
         let frame: Utf8Bytes = frame::write_request(id, method, params.map(RawValue::get)).into();
-        let rx = self.expect_answer(id)?;
+        self.expect_answer(id, timeout)?;
         let guard = PendingGuard {
             session: self,
             id,
             armed: true,
         };
         self.send_frame(frame).map_err(|_| CallError::SessionGone)?;
-        guard.wait(rx, timeout).await
+        guard.wait().await
     }
 
-    /// Registers call `id` in the pending table (used by multicast calls,
-    /// which send one shared frame to many sessions).
-    pub(crate) fn expect_answer(&self, id: u64) -> Result<tokio::sync::oneshot::Receiver<Answer>, CallError> {
+    /// Registers call `id` in the pending table, to time out after `timeout`
+    /// (at most `limits.max_call_timeout_ms`). Multicast calls use it directly
+    /// to send one shared frame to many sessions.
+    pub(crate) fn expect_answer(&self, id: u64, timeout: Duration) -> Result<(), CallError> {
         if self.is_closed() {
             return Err(CallError::SessionGone);
         }
-        self.shared.pending.insert(id)
+        let deadline = tokio::time::Instant::now() + timeout.min(self.shared.max_call_timeout);
+        if self.shared.pending.insert(id, deadline)? {
+            // A session blocked on a slow client's write sets its timer again.
+            self.shared.queue.wake();
+        }
+        Ok(())
     }
 
     /// Waits for the answer to call `id` sent on this session.
-    pub(crate) async fn wait_answer(
-        &self,
-        id: u64,
-        rx: tokio::sync::oneshot::Receiver<Answer>,
-        timeout: Duration,
-    ) -> Result<Box<RawValue>, CallError> {
+    pub(crate) async fn wait_answer(&self, id: u64) -> Result<Box<RawValue>, CallError> {
         PendingGuard {
             session: self,
             id,
             armed: true,
         }
-        .wait(rx, timeout)
+        .wait()
         .await
+    }
+
+    /// Tells the client that call `id` is no longer wanted (`rpc.cancel`).
+    pub(crate) fn cancel(&self, id: u64) {
+        let _ = self.notify(methods::CANCEL, &methods::Cancel { id: id.into() });
     }
 
     /// Asks the session to close with `code` after `rpc.disconnect` and the
@@ -267,8 +273,8 @@ pub(crate) fn truncate_reason(reason: &str) -> String {
     reason[..end].to_owned()
 }
 
-/// Removes a pending call and tells the client `rpc.cancel` unless the answer
-/// arrived: on timeout, and when the waiting future is dropped.
+/// Removes a pending call whose waiting future is dropped before it ended,
+/// and tells the client `rpc.cancel`.
 struct PendingGuard<'a> {
     session: &'a SessionHandle,
     id: u64,
@@ -276,19 +282,15 @@ struct PendingGuard<'a> {
 }
 
 impl PendingGuard<'_> {
-    async fn wait(
-        mut self,
-        rx: tokio::sync::oneshot::Receiver<Answer>,
-        timeout: Duration,
-    ) -> Result<Box<RawValue>, CallError> {
-        let timeout = timeout.min(self.session.shared.max_call_timeout);
-        let outcome = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => answer.map_err(CallError::Rpc),
-            Ok(Err(_)) => Err(CallError::SessionGone),
-            Err(_) => Err(CallError::Timeout),
+    async fn wait(mut self) -> Result<Box<RawValue>, CallError> {
+        let pending = &self.session.shared.pending;
+        let outcome = match std::future::poll_fn(|cx| pending.poll_answer(self.id, cx)).await {
+            Outcome::Answered(answer) => answer.map_err(CallError::Rpc),
+            // The session told the client to stop when it timed the call out.
+            Outcome::TimedOut => Err(CallError::Timeout),
+            Outcome::Gone => Err(CallError::SessionGone),
         };
-        // An answer or a dropped sender means nothing is left to cancel.
-        self.armed = matches!(outcome, Err(CallError::Timeout));
+        self.armed = false;
         crate::metrics::hot().calls[outcome_index(&outcome)].increment(1);
         outcome
     }
@@ -306,10 +308,10 @@ fn outcome_index(outcome: &Result<Box<RawValue>, CallError>) -> usize {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            self.session.shared.pending.remove(self.id);
-            let params = methods::Cancel { id: self.id.into() };
-            let _ = self.session.notify(methods::CANCEL, &params);
+        // Still waiting: the client is told to stop (an answer that came
+        // meanwhile is dropped, and needs no cancel).
+        if self.armed && self.session.shared.pending.remove(self.id) {
+            self.session.cancel(self.id);
         }
     }
 }

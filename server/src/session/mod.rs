@@ -1,12 +1,13 @@
 //! The session actor: one task per WebSocket connection.
 //!
-//! The task owns the socket and is its only writer. It waits on four things
-//! at once: a frame from the client, its outbound queue's signals (frames, a
-//! close request from a slow consumer or a disconnect, shutdown), the ping
-//! timer, and its deadlines (drain, token expiry, personal hold). Client
-//! requests whose handlers are asynchronous run in their own tasks and
-//! enqueue their answers, so the reader never waits for a handler; answers
-//! to the server's own calls are matched in the pending table as they arrive.
+//! The task owns the socket and is its only writer. It waits on three things
+//! at once: one timer for all its deadlines (ping, pong, drain, token expiry,
+//! personal hold), the handlers it runs (`running.rs`), and its queue's
+//! signals (frames to write, a close request from a slow consumer or a
+//! disconnect, shutdown, and the socket's own wake-up, `reader.rs`).
+//! Asynchronous handlers are polled by this task between reading and writing,
+//! so the reader never waits for one; answers to the server's own calls are
+//! matched in the pending table as they arrive.
 
 mod handle;
 mod pending;
@@ -20,14 +21,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use switchboard_protocol::codes::close;
 use switchboard_protocol::{ErrorObject, codes, frame, methods};
-use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 use tracing::Instrument;
-use tungstenite::protocol::CloseFrame;
-use tungstenite::{Message, Utf8Bytes};
 
 pub(crate) use handle::truncate_reason;
 pub use handle::{SessionHandle, SessionId};
@@ -39,18 +36,20 @@ pub(crate) use topics::{Delivery, Subscription};
 
 use crate::dispatch::{Origin, Outcome};
 use crate::gateway::GatewayShared;
-use crate::ws::Socket;
+use crate::ws::{Incoming, ReadError, Socket};
 
 /// Frames handled in one go before answers are flushed and timers looked at.
 const READ_BATCH: usize = 64;
 
 /// How long a close handshake may take before the socket is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the session loop ended.
 enum Ending {
-    /// The client closed or the connection dropped.
+    /// The connection dropped.
     ClientGone,
+    /// The client sent a close frame (with this code, if any).
+    ClientClosed(Option<u16>),
     /// A close was requested through the queue (disconnect, slow consumer, protocol error).
     Requested,
     /// The gateway is shutting down.
@@ -227,10 +226,16 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
         if drain_until.is_some() && running.len() == 0 {
             return Ending::Shutdown;
         }
-        let next = [Some(ping_at), drain_until, expiry, hold_until]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            Some(ping_at),
+            drain_until,
+            expiry,
+            hold_until,
+            session.shared.pending.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if next != armed {
             armed = next;
             if let Some(at) = next {
@@ -255,14 +260,9 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                         }
                     } else {
                         ping_sent = Some(now);
-                        tokio::select! {
-                            biased;
-                            _ = std::future::poll_fn(|cx| queue.poll_closed(cx)) => return Ending::Requested,
-                            sent = socket.send(Message::Ping(bytes::Bytes::new())) => {
-                                if sent.is_err() {
-                                    return Ending::ClientGone;
-                                }
-                            }
+                        socket.push_ping();
+                        if let Err(ending) = flush(socket, session, timer.as_mut(), &mut armed).await {
+                            return ending;
                         }
                     }
                 }
@@ -279,6 +279,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                         let _ = session.notify(methods::EXPIRING, &methods::Expiry { expires_at_ms: Some(exp.saturating_mul(1000)) });
                     }
                 }
+                expire_calls(session, now);
                 if hold_until.is_some_and(|at| at <= now) {
                     hold_until = None;
                     if let Some(topic) = &personal {
@@ -296,18 +297,10 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                 if raised & signal::SHUTDOWN != 0 && drain_until.is_none() {
                     drain_until = Some(Instant::now() + limits.shutdown_grace());
                 }
-                if raised & signal::FRAMES != 0 {
-                    let written = std::future::poll_fn(|cx| match poll_write_queued(socket, session, cx) {
-                        Poll::Ready(result) => Poll::Ready(Some(result)),
-                        // Blocked on a slow client: a close request still gets through.
-                        Poll::Pending => queue.poll_closed(cx).map(|()| None),
-                    })
-                    .await;
-                    match written {
-                        None => return Ending::Requested,
-                        Some(Err(_)) => return Ending::ClientGone,
-                        Some(Ok(())) => {}
-                    }
+                if raised & signal::FRAMES != 0
+                    && let Err(ending) = flush(socket, session, timer.as_mut(), &mut armed).await
+                {
+                    return ending;
                 }
                 if raised & signal::READ == 0 {
                     continue;
@@ -323,31 +316,31 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                 loop {
                     ping_sent = None;
                     match incoming {
-                        None | Some(Ok(Message::Close(_))) => return Ending::ClientGone,
-                        Some(Ok(Message::Text(text))) => {
-                            if !bucket.take() && !over_rate(session, &text) {
+                        Ok(Incoming::Close(code)) => return Ending::ClientClosed(code),
+                        Ok(Incoming::Text(text)) => {
+                            if !bucket.take() && !over_rate(session, text) {
                                 if bucket.refused_in_a_row >= limits.rate_abuse_close {
                                     return Ending::Protocol(close::RATE_LIMITED);
                                 }
                             } else {
-                                if hold_until.is_some() && !text.as_str().contains(methods::SUBSCRIBE) {
+                                if hold_until.is_some() && !text.contains(methods::SUBSCRIBE) {
                                     hold_until = None;
                                     if let Some(topic) = &personal {
                                         session.release_hold(topic);
                                     }
                                 }
-                                handle_text(session, gw, conn_id, &text, &mut running);
+                                handle_text(session, gw, conn_id, text, &mut running);
                             }
                         }
-                        Some(Ok(Message::Binary(_))) => {
+                        Ok(Incoming::Binary) => {
                             let error = ErrorObject::with_data(
                                 codes::INVALID_REQUEST,
                                 serde_json::json!({"reason": "binary frames are not supported; send JSON-RPC as text frames"}),
                             );
                             let _ = session.send_frame(frame::write_error(None, &error).into());
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                        Some(Err(e)) => return classify_error(e),
+                        Ok(Incoming::Ping | Incoming::Pong) => {}
+                        Err(e) => return classify_error(e),
                     }
                     taken += 1;
                     if taken >= READ_BATCH {
@@ -358,6 +351,12 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                         Poll::Pending => break,
                     }
                 }
+                // A ping read above left its pong in the outbox.
+                if !socket.is_flushed()
+                    && let Err(ending) = flush(socket, session, timer.as_mut(), &mut armed).await
+                {
+                    return ending;
+                }
             }
         }
     }
@@ -366,14 +365,14 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
 /// A frame that arrived past the rate limit. Answers to the server's own
 /// calls always get through (returns true: handle it); requests are refused
 /// with `-32002`; notifications are dropped.
-fn over_rate(session: &SessionHandle, text: &Utf8Bytes) -> bool {
+fn over_rate(session: &SessionHandle, text: &str) -> bool {
     let error = || {
         ErrorObject::with_data(
             codes::RATE_LIMITED,
             serde_json::json!({"reason": "too many messages; slow down"}),
         )
     };
-    match frame::parse(text.as_str()) {
+    match frame::parse(text) {
         frame::Frame::Single(frame::Message::Response { .. }) => return true,
         frame::Frame::Single(frame::Message::Request { id, .. }) => {
             let _ = session.send_frame(frame::write_error(Some(id.get()), &error()).into());
@@ -391,7 +390,7 @@ fn handle_text(
     session: &SessionHandle,
     gw: &Arc<GatewayShared>,
     conn_id: usize,
-    text: &Utf8Bytes,
+    text: &str,
     running: &mut running::Running,
 ) {
     let origin = Origin {
@@ -400,7 +399,7 @@ fn handle_text(
         conn_id,
         claims: None,
     };
-    match gw.dispatcher.handle_text(&origin, text.as_str()) {
+    match gw.dispatcher.handle_text(&origin, text) {
         Outcome::Reply(reply) => {
             let _ = session.send_frame(reply.into());
         }
@@ -411,28 +410,76 @@ fn handle_text(
 
 /// Writes every queued frame, then flushes once: frames queued together
 /// leave in as few writes as the write buffer allows. The frames go
-/// straight into the socket's outbox; tungstenite has nothing of its own
-/// to add here.
+/// straight into the socket's outbox.
 fn poll_write_queued(socket: &mut Socket, session: &SessionHandle, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-    let io = socket.get_mut();
     // Only once the last write is out: frames a slow client has not taken
     // yet stay in the queue, which is bounded.
-    if io.is_empty() {
-        session.shared.queue.drain(|frame| io.push_text(frame));
+    if socket.is_flushed() {
+        session.shared.queue.drain(|frame| socket.push_text(frame));
     }
-    Pin::new(io).poll_flush(cx)
+    socket.poll_flush(cx)
+}
+
+/// Times out the server's calls whose deadline has passed and tells their
+/// clients to stop.
+fn expire_calls(session: &SessionHandle, now: Instant) {
+    if session.shared.pending.next_deadline().is_some_and(|at| at <= now) {
+        for id in session.shared.pending.expire(now) {
+            session.cancel(id);
+        }
+    }
+}
+
+/// Writes the outbox and the queued frames. Blocked on a slow client, a
+/// close request still gets through, and calls to the client still time out
+/// (when the timer fires meanwhile, it is left disarmed for the loop to set
+/// again, and the loop meets its other deadlines once the write is done).
+async fn flush(
+    socket: &mut Socket,
+    session: &SessionHandle,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    armed: &mut Option<Instant>,
+) -> Result<(), Ending> {
+    let queue = &session.shared.queue;
+    let written = std::future::poll_fn(|cx| match poll_write_queued(socket, session, cx) {
+        Poll::Ready(result) => Poll::Ready(Some(result)),
+        Poll::Pending => {
+            // A call made meanwhile may be due before the timer.
+            if let Some(at) = session.shared.pending.next_deadline()
+                && armed.is_none_or(|armed| at < armed)
+            {
+                timer.as_mut().reset(at);
+                *armed = Some(at);
+            }
+            if armed.is_some() && timer.as_mut().poll(cx).is_ready() {
+                *armed = None;
+                expire_calls(session, Instant::now());
+            }
+            queue.poll_closed(cx).map(|()| None)
+        }
+    })
+    .await;
+    match written {
+        None => Err(Ending::Requested),
+        Some(Err(_)) => Err(Ending::ClientGone),
+        Some(Ok(())) => Ok(()),
+    }
 }
 
 async fn write_queued(socket: &mut Socket, session: &SessionHandle) -> std::io::Result<()> {
     std::future::poll_fn(|cx| poll_write_queued(socket, session, cx)).await
 }
 
-fn classify_error(error: tungstenite::Error) -> Ending {
+fn classify_error(error: ReadError) -> Ending {
     match error {
-        tungstenite::Error::Capacity(_) => Ending::Protocol(close::TOO_BIG),
-        tungstenite::Error::Utf8(_) => Ending::Protocol(close::INVALID_UTF8),
-        tungstenite::Error::Protocol(_) => Ending::Protocol(close::PROTOCOL_ERROR),
-        error => {
+        ReadError::TooBig => Ending::Protocol(close::TOO_BIG),
+        ReadError::InvalidUtf8 => Ending::Protocol(close::INVALID_UTF8),
+        ReadError::Protocol(why) => {
+            tracing::debug!(why, "protocol error");
+            Ending::Protocol(close::PROTOCOL_ERROR)
+        }
+        ReadError::Eof => Ending::ClientGone,
+        ReadError::Io(error) => {
             tracing::debug!(%error, "connection error");
             Ending::ClientGone
         }
@@ -443,6 +490,10 @@ fn classify_error(error: tungstenite::Error) -> Ending {
 async fn finish(socket: &mut Socket, session: &SessionHandle, ending: Ending) {
     let (code, reason) = match ending {
         Ending::ClientGone => return,
+        Ending::ClientClosed(code) => {
+            socket.answer_close(code, CLOSE_TIMEOUT).await;
+            return;
+        }
         Ending::Requested => {
             let Some(request) = session.shared.queue.close_request() else {
                 return;
@@ -476,19 +527,5 @@ async fn finish(socket: &mut Socket, session: &SessionHandle, ending: Ending) {
         }
     };
     tracing::debug!(code, reason = %reason, "closing");
-    let frame = CloseFrame {
-        code: code.into(),
-        reason: reason.into(),
-    };
-    let closing = async {
-        socket.send(Message::Close(Some(frame))).await?;
-        // Wait for the client's close frame so the close handshake completes.
-        while let Some(Ok(message)) = socket.next().await {
-            if matches!(message, Message::Close(_)) {
-                break;
-            }
-        }
-        Ok::<_, tungstenite::Error>(())
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+    socket.close(code, &reason, CLOSE_TIMEOUT).await;
 }

@@ -2,11 +2,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use switchboard_protocol::ErrorObject;
-use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::error::CallError;
 
@@ -23,14 +25,37 @@ pub(crate) fn next_call_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The pending table of one session.
+/// The pending table of one session. A waiting caller's answer is put in
+/// its slot and its waker woken: no channel per call. Nor a timer per call:
+/// the session's own timer watches the earliest deadline and times out the
+/// calls whose deadline has passed ([`expire`](PendingCalls::expire)).
 pub(crate) struct PendingCalls {
     inner: Mutex<Inner>,
     limit: usize,
+    /// Deadlines are kept as whole milliseconds after this instant.
+    base: Instant,
+    /// The earliest deadline of a waiting call, rounded up (`u64::MAX`: none).
+    /// Lowered by every new call; raised only by `expire`, so between two
+    /// expiries it may be earlier than needed, never later.
+    earliest: AtomicU64,
+}
+
+enum Slot {
+    Waiting { waker: Option<Waker>, deadline: Instant },
+    Answered(Answer),
+    TimedOut,
+}
+
+/// How a call ended.
+pub(crate) enum Outcome {
+    Answered(Answer),
+    TimedOut,
+    /// The session ended first.
+    Gone,
 }
 
 struct Inner {
-    calls: HashMap<u64, oneshot::Sender<Answer>>,
+    calls: HashMap<u64, Slot>,
     closed: bool,
 }
 
@@ -42,11 +67,21 @@ impl PendingCalls {
                 closed: false,
             }),
             limit,
+            base: Instant::now(),
+            earliest: AtomicU64::new(u64::MAX),
         }
     }
 
-    /// Registers call `id`; its answer arrives on the returned receiver.
-    pub(crate) fn insert(&self, id: u64) -> Result<oneshot::Receiver<Answer>, CallError> {
+    fn millis(&self, at: Instant) -> u64 {
+        let after = at.saturating_duration_since(self.base);
+        // Rounded up, so that a timer set for it finds the call due.
+        u64::try_from(after.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Registers call `id`, to time out at `deadline`; wait for its answer
+    /// with [`poll_answer`](Self::poll_answer). True when its deadline is now
+    /// the earliest to watch.
+    pub(crate) fn insert(&self, id: u64, deadline: Instant) -> Result<bool, CallError> {
         let mut inner = self.inner.lock();
         if inner.closed {
             return Err(CallError::SessionGone);
@@ -54,37 +89,146 @@ impl PendingCalls {
         if inner.calls.len() >= self.limit {
             return Err(CallError::TooManyPending);
         }
-        let (tx, rx) = oneshot::channel();
-        inner.calls.insert(id, tx);
-        Ok(rx)
+        inner.calls.insert(id, Slot::Waiting { waker: None, deadline });
+        let at = self.millis(deadline);
+        Ok(self.earliest.fetch_min(at, Ordering::Relaxed) > at)
     }
 
-    /// Hands an answer to its caller. Returns false for an unknown id.
-    pub(crate) fn complete(&self, id: u64, answer: Answer) -> bool {
-        let sender = self.inner.lock().calls.remove(&id);
-        match sender {
-            // The caller may have given up a moment ago; that is not an error.
-            Some(tx) => {
-                let _ = tx.send(answer);
-                true
-            }
-            None => false,
+    /// When the session should next call [`expire`](Self::expire).
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        match self.earliest.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ms => Some(self.base + Duration::from_millis(ms)),
         }
     }
 
-    /// Forgets call `id` (its caller gave up). Returns whether it was still pending.
-    pub(crate) fn remove(&self, id: u64) -> bool {
-        self.inner.lock().calls.remove(&id).is_some()
+    /// Times out the calls whose deadline has passed (their callers are
+    /// woken) and returns their ids.
+    pub(crate) fn expire(&self, now: Instant) -> Vec<u64> {
+        let mut expired = Vec::new();
+        let mut wakers = Vec::new();
+        {
+            let mut inner = self.inner.lock();
+            let mut earliest = u64::MAX;
+            for (id, slot) in &mut inner.calls {
+                if let Slot::Waiting { waker, deadline } = slot {
+                    if *deadline <= now {
+                        wakers.extend(waker.take());
+                        expired.push(*id);
+                        *slot = Slot::TimedOut;
+                    } else {
+                        earliest = earliest.min(self.millis(*deadline));
+                    }
+                }
+            }
+            self.earliest.store(earliest, Ordering::Relaxed);
+        }
+        wakers.into_iter().for_each(Waker::wake);
+        expired
     }
 
-    /// Fails every pending call at once (their receivers see the sender dropped)
-    /// and refuses new ones: the session is gone.
+    /// How call `id` ended, once it has (and the call is forgotten).
+    pub(crate) fn poll_answer(&self, id: u64, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let mut inner = self.inner.lock();
+        match inner.calls.get_mut(&id) {
+            Some(Slot::Waiting { waker, .. }) => {
+                match waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            Some(_) => Poll::Ready(match inner.calls.remove(&id) {
+                Some(Slot::Answered(answer)) => Outcome::Answered(answer),
+                _ => Outcome::TimedOut,
+            }),
+            None => Poll::Ready(Outcome::Gone),
+        }
+    }
+
+    /// Hands an answer to its caller. Returns false for an unknown id (or an
+    /// answer to a call already answered or timed out).
+    pub(crate) fn complete(&self, id: u64, answer: Answer) -> bool {
+        let waker = {
+            let mut inner = self.inner.lock();
+            match inner.calls.get_mut(&id) {
+                Some(slot @ Slot::Waiting { .. }) => match std::mem::replace(slot, Slot::Answered(answer)) {
+                    Slot::Waiting { waker, .. } => waker,
+                    _ => None,
+                },
+                _ => return false,
+            }
+        };
+        // The caller may have given up a moment ago; that is not an error.
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    /// Forgets call `id` (its caller gave up). Returns whether it was still
+    /// waiting for its answer.
+    pub(crate) fn remove(&self, id: u64) -> bool {
+        matches!(self.inner.lock().calls.remove(&id), Some(Slot::Waiting { .. }))
+    }
+
+    /// Fails every pending call at once (their callers find no slot) and
+    /// refuses new ones: the session is gone.
     pub(crate) fn close(&self) {
         let calls = {
             let mut inner = self.inner.lock();
             inner.closed = true;
             std::mem::take(&mut inner.calls)
         };
-        drop(calls);
+        for slot in calls.into_values() {
+            if let Slot::Waiting { waker: Some(waker), .. } = slot {
+                waker.wake();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use futures_util::task::noop_waker;
+    use tokio::time::Instant;
+
+    use super::{Outcome, PendingCalls};
+
+    #[test]
+    fn deadlines_are_watched_from_the_earliest_and_expired_calls_end_as_timed_out() {
+        let pending = PendingCalls::new(8);
+        let now = Instant::now();
+        let waker = noop_waker();
+        let cx = &mut Context::from_waker(&waker);
+        assert_eq!(pending.next_deadline(), None);
+        pending.insert(1, now + Duration::from_millis(300)).unwrap();
+        pending.insert(2, now + Duration::from_millis(100)).unwrap();
+        pending.insert(3, now + Duration::from_millis(200)).unwrap();
+        let first = pending.next_deadline().expect("a deadline");
+        assert!(first >= now + Duration::from_millis(100) && first < now + Duration::from_millis(102));
+        assert!(pending.poll_answer(2, cx).is_pending());
+        // Call 2 is answered: the watched deadline may stay early, never late.
+        assert!(pending.complete(2, Ok(serde_json::value::to_raw_value(&7).unwrap())));
+        assert!(
+            !pending.complete(2, Ok(serde_json::value::to_raw_value(&8).unwrap())),
+            "one answer per call"
+        );
+        assert!(matches!(pending.poll_answer(2, cx), Poll::Ready(Outcome::Answered(Ok(v))) if v.get() == "7"));
+        assert!(pending.expire(first).is_empty(), "nothing was due");
+        assert!(pending.next_deadline().unwrap() >= now + Duration::from_millis(200));
+        assert_eq!(pending.expire(now + Duration::from_millis(250)), [3]);
+        assert!(matches!(pending.poll_answer(3, cx), Poll::Ready(Outcome::TimedOut)));
+        assert!(
+            !pending.complete(3, Ok(serde_json::value::to_raw_value(&9).unwrap())),
+            "too late"
+        );
+        assert!(pending.next_deadline().unwrap() >= now + Duration::from_millis(300));
+        pending.close();
+        assert!(matches!(pending.poll_answer(1, cx), Poll::Ready(Outcome::Gone)));
+        assert!(pending.insert(4, now).is_err(), "a closed table takes no calls");
     }
 }

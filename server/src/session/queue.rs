@@ -200,6 +200,11 @@ impl OutboundQueue {
         Poll::Ready(raised)
     }
 
+    /// Wakes the session task without raising a signal (it looks at its deadlines again).
+    pub(crate) fn wake(&self) {
+        self.waker.wake();
+    }
+
     /// Ready once a close was requested.
     pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.waker.register(cx.waker());

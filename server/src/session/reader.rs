@@ -1,10 +1,10 @@
 //! Reading the socket only when it has something to read.
 //!
 //! The session task wakes for its queue and its timer as well as for the
-//! socket. Polling the socket on every wake-up costs a trip through
-//! tokio-tungstenite, the connection layers and the reactor's readiness
-//! (which takes a lock) only to learn that nothing arrived: on a session that
-//! mostly receives pushes, that is most of its work besides the write. The
+//! socket. Polling the socket on every wake-up costs a trip through the
+//! connection layers and the reactor's readiness (which takes a lock) only
+//! to learn that nothing arrived: on a session that mostly receives pushes,
+//! that is most of its work besides the write. The
 //! socket is therefore polled with a waker of its own, which raises
 //! [`signal::READ`] on the session's queue; the session reads only then, and
 //! waits on its queue's one waker for everything.
@@ -12,12 +12,9 @@
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
-use futures_util::StreamExt;
-use tungstenite::Message;
-
 use super::handle::Shared;
 use super::queue::signal;
-use crate::ws::Socket;
+use crate::ws::{Incoming, ReadError, Socket};
 
 /// Holds the session weakly: a waker the socket's layers or the reactor
 /// keep a little longer than the session must not keep its state alive.
@@ -41,8 +38,6 @@ pub(crate) struct Reader {
     waker: Waker,
 }
 
-type Incoming = Option<Result<Message, tungstenite::Error>>;
-
 impl Reader {
     /// A reader for the session of `shared`; the first read is due at once
     /// (it registers the socket's waker).
@@ -55,10 +50,10 @@ impl Reader {
     }
 
     /// The next message if one has arrived. Call when [`signal::READ`] is raised.
-    pub(crate) fn try_next(&self, socket: &mut Socket) -> Poll<Incoming> {
+    pub(crate) fn try_next<'s>(&self, socket: &'s mut Socket) -> Poll<Result<Incoming<'s>, ReadError>> {
         // Lowered before polling: a wake-up from here on raises it again.
         self.shared.queue.lower(signal::READ);
-        let polled = socket.poll_next_unpin(&mut Context::from_waker(&self.waker));
+        let polled = socket.poll_next(&mut Context::from_waker(&self.waker));
         if polled.is_ready() {
             // More may be buffered already, with no wake-up to come for it.
             self.shared.queue.mark(signal::READ);
