@@ -201,8 +201,8 @@ impl SessionHandle {
         }
         let deadline = tokio::time::Instant::now() + timeout.min(self.shared.max_call_timeout);
         if self.shared.pending.insert(id, deadline)? {
-            // A session blocked on a slow client's write sets its timer again.
-            self.shared.queue.wake();
+            // The session sets its timer again (also while blocked writing to a slow client).
+            self.shared.queue.raise(super::queue::signal::DEADLINE);
         }
         Ok(())
     }

@@ -1,12 +1,13 @@
 //! The session actor: one task per WebSocket connection.
 //!
-//! The task owns the socket and is its only writer. It waits on three things
+//! The task owns the socket and is its only writer. It waits on two things
 //! at once: one timer for all its deadlines (ping, pong, drain, token expiry,
-//! personal hold), the handlers it runs (`running.rs`), and its queue's
-//! signals (frames to write, a close request from a slow consumer or a
-//! disconnect, shutdown, and the socket's own wake-up, `reader.rs`).
-//! Asynchronous handlers are polled by this task between reading and writing,
-//! so the reader never waits for one; answers to the server's own calls are
+//! personal hold, calls to the client), and its queue's signals (frames to
+//! write, a close request from a slow consumer or a disconnect, shutdown, a
+//! call due earlier than the timer, and the wake-ups of its socket,
+//! `reader.rs`, and of the handlers it runs, `running.rs`). Asynchronous
+//! handlers are polled by this task between reading and writing, so the
+//! reader never waits for one; answers to the server's own calls are
 //! matched in the pending table as they arrive.
 
 mod handle;
@@ -287,9 +288,6 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                     }
                 }
             }
-            // Handlers the last read started, or that the last answers woke,
-            // run before the queue is written, so that what they send goes too.
-            () = std::future::poll_fn(|cx| running.poll_answers(session, cx)) => {}
             raised = std::future::poll_fn(|cx| queue.poll_signals(cx)) => {
                 if raised & signal::CLOSE != 0 {
                     return Ending::Requested;
@@ -297,6 +295,14 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                 if raised & signal::SHUTDOWN != 0 && drain_until.is_none() {
                     drain_until = Some(Instant::now() + limits.shutdown_grace());
                 }
+                // Handlers the last read started, or that the last answers woke,
+                // run before the queue is written, so that what they send goes too.
+                let raised = if raised & signal::HANDLERS != 0 {
+                    running.run(session);
+                    raised | queue.raised()
+                } else {
+                    raised
+                };
                 if raised & signal::FRAMES != 0
                     && let Err(ending) = flush(socket, session, timer.as_mut(), &mut armed).await
                 {
@@ -404,7 +410,7 @@ fn handle_text(
             let _ = session.send_frame(reply.into());
         }
         Outcome::Silent => {}
-        Outcome::Later(future) => running.push(future),
+        Outcome::Later(future) => running.push(session, future),
     }
 }
 
@@ -444,6 +450,8 @@ async fn flush(
     let written = std::future::poll_fn(|cx| match poll_write_queued(socket, session, cx) {
         Poll::Ready(result) => Poll::Ready(Some(result)),
         Poll::Pending => {
+            // Registered first, so that a call made after the look below still wakes us.
+            let closed = queue.poll_closed(cx);
             // A call made meanwhile may be due before the timer.
             if let Some(at) = session.shared.pending.next_deadline()
                 && armed.is_none_or(|armed| at < armed)
@@ -455,7 +463,7 @@ async fn flush(
                 *armed = None;
                 expire_calls(session, Instant::now());
             }
-            queue.poll_closed(cx).map(|()| None)
+            closed.map(|()| None)
         }
     })
     .await;

@@ -54,6 +54,12 @@ pub(crate) mod signal {
     pub(crate) const SHUTDOWN: u8 = 4;
     /// The socket woke the session: it may have something to read.
     pub(crate) const READ: u8 = 8;
+    /// A call to the client is due before the session's timer: set it again.
+    pub(crate) const DEADLINE: u8 = 16;
+    /// A handler the session runs can make progress.
+    pub(crate) const HANDLERS: u8 = 32;
+    /// Reported once, then lowered.
+    pub(super) const ONCE: u8 = SHUTDOWN | DEADLINE;
 }
 
 /// A byte-bounded queue of text frames with a single consumer.
@@ -180,13 +186,24 @@ impl OutboundQueue {
         self.signals.fetch_or(bit, Ordering::Release);
     }
 
+    /// The signals raised now.
+    pub(crate) fn raised(&self) -> u8 {
+        self.signals.load(Ordering::Acquire)
+    }
+
     /// Lowers `bit`.
     pub(crate) fn lower(&self, bit: u8) {
         self.signals.fetch_and(!bit, Ordering::AcqRel);
     }
 
-    /// Ready with the raised signals (at least one); `SHUTDOWN` is reported
-    /// once, the others for as long as they hold.
+    /// Ready with the raised signals (at least one); `SHUTDOWN` and
+    /// `DEADLINE` are reported once, the others for as long as they hold.
+    ///
+    /// When ready, the waker is taken out: the session is running and will
+    /// poll again before it waits, so what it raises itself meanwhile (the
+    /// answers it queues, a read it leaves unfinished) does not wake it a
+    /// second time for nothing. Anything that must reach it later is a
+    /// signal, which it finds when it looks again.
     pub(crate) fn poll_signals(&self, cx: &mut Context<'_>) -> Poll<u8> {
         // Registered before looking, so that a signal raised in between still wakes us.
         self.waker.register(cx.waker());
@@ -194,15 +211,11 @@ impl OutboundQueue {
         if raised == 0 {
             return Poll::Pending;
         }
-        if raised & signal::SHUTDOWN != 0 {
-            self.signals.fetch_and(!signal::SHUTDOWN, Ordering::AcqRel);
+        if raised & signal::ONCE != 0 {
+            self.signals.fetch_and(!signal::ONCE, Ordering::AcqRel);
         }
+        drop(self.waker.take());
         Poll::Ready(raised)
-    }
-
-    /// Wakes the session task without raising a signal (it looks at its deadlines again).
-    pub(crate) fn wake(&self) {
-        self.waker.wake();
     }
 
     /// Ready once a close was requested.

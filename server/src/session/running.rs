@@ -14,44 +14,69 @@
 //! call gets no answer and the session lives on.
 
 use std::panic::AssertUnwindSafe;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::future::{BoxFuture, CatchUnwind};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 
 use super::SessionHandle;
+use super::handle::Shared;
+use super::queue::signal;
 
 /// The running handlers of one session. Holds no memory until the first one.
 #[derive(Default)]
 pub(crate) struct Running {
-    handlers: Option<FuturesUnordered<Handler>>,
+    handlers: Option<(FuturesUnordered<Handler>, Waker)>,
 }
 
 type Handler = CatchUnwind<AssertUnwindSafe<BoxFuture<'static, Option<String>>>>;
 
+/// Wakes the session through its queue with [`signal::HANDLERS`], so that
+/// the session waits on one waker for everything and polls its handlers
+/// only when one of them can go on. Holds the session weakly, like the
+/// socket's waker.
+struct HandlerWaker(Weak<Shared>);
+
+impl Wake for HandlerWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.queue.raise(signal::HANDLERS);
+        }
+    }
+}
+
 impl Running {
     /// Starts `handler`; it is first polled on the session's next turn.
-    pub(crate) fn push(&mut self, handler: BoxFuture<'static, Option<String>>) {
-        self.handlers
-            .get_or_insert_with(FuturesUnordered::new)
-            .push(AssertUnwindSafe(handler).catch_unwind());
+    pub(crate) fn push(&mut self, session: &SessionHandle, handler: BoxFuture<'static, Option<String>>) {
+        let (handlers, _) = self.handlers.get_or_insert_with(|| {
+            let waker = Waker::from(Arc::new(HandlerWaker(Arc::downgrade(&session.shared))));
+            (FuturesUnordered::new(), waker)
+        });
+        handlers.push(AssertUnwindSafe(handler).catch_unwind());
+        session.shared.queue.mark(signal::HANDLERS);
     }
 
     /// How many handlers have not answered yet.
     pub(crate) fn len(&self) -> usize {
-        self.handlers.as_ref().map_or(0, FuturesUnordered::len)
+        self.handlers.as_ref().map_or(0, |(handlers, _)| handlers.len())
     }
 
     /// Polls the handlers that can make progress and queues their answers.
-    /// Ready once at least one finished; pending otherwise (woken when one can go on).
-    pub(crate) fn poll_answers(&mut self, session: &SessionHandle, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(handlers) = self.handlers.as_mut() else {
-            return Poll::Pending;
+    /// Call when [`signal::HANDLERS`] was raised (it is lowered here).
+    pub(crate) fn run(&mut self, session: &SessionHandle) {
+        let Some((handlers, waker)) = self.handlers.as_mut() else {
+            return;
         };
-        let mut finished = false;
-        while let Poll::Ready(Some(answer)) = handlers.poll_next_unpin(cx) {
-            finished = true;
+        // Lowered before polling: a wake-up from here on raises it again.
+        session.shared.queue.lower(signal::HANDLERS);
+        let mut cx = Context::from_waker(waker);
+        while let Poll::Ready(Some(answer)) = handlers.poll_next_unpin(&mut cx) {
             match answer {
                 Ok(Some(answer)) => {
                     let _ = session.send_frame(answer.into());
@@ -60,6 +85,5 @@ impl Running {
                 Err(_) => tracing::error!("a method handler panicked; its call gets no answer"),
             }
         }
-        if finished { Poll::Ready(()) } else { Poll::Pending }
     }
 }
