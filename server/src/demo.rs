@@ -22,6 +22,7 @@ use serde_json::value::RawValue;
 use switchboard_protocol::{Target, codes};
 
 use crate::caller::Caller;
+use crate::{Error, GatewayBuilder};
 
 fn caller(ext: &http::Extensions) -> Caller {
     ext.get::<Caller>()
@@ -81,23 +82,20 @@ fn parse_borrowed<'p, T: Deserialize<'p>>(params: &'p Params<'_>) -> Result<T, E
         .map_err(|e| ErrorObject::owned(codes::INVALID_PARAMS, "Invalid params", Some(e.to_string())))
 }
 
-/// The demo module.
-pub(crate) fn module() -> RpcModule<()> {
+/// Adds the demo methods: `echo` and `whoami` as direct methods (they
+/// answer at once), the others in a jsonrpsee module (they wait).
+pub(crate) fn register(builder: GatewayBuilder) -> Result<GatewayBuilder, Error> {
+    builder
+        .method("echo", |req| req.params::<Value>())?
+        .method("whoami", |req| {
+            Ok(serde_json::json!({"session": req.session().map(|s| s.id().to_string()), "user": req.user()}))
+        })?
+        .module(module())
+}
+
+/// The demo methods that wait.
+fn module() -> RpcModule<()> {
     let mut m = RpcModule::new(());
-    m.register_method("echo", |params: Params<'_>, _, _| -> Result<Value, ErrorObjectOwned> {
-        Ok(params
-            .as_str()
-            .map(serde_json::from_str)
-            .transpose()
-            .map_err(internal)?
-            .unwrap_or(Value::Null))
-    })
-    .expect("fresh module");
-    m.register_method("whoami", |_, _, ext| {
-        let c = caller(ext);
-        serde_json::json!({"session": c.session_id().map(|s| s.to_string()), "user": c.user()})
-    })
-    .expect("fresh module");
     m.register_async_method("demo.callback", |params, _, ext| async move {
         let p: Callback<'_> = parse_borrowed(&params)?;
         let c = ext.get::<Caller>().expect("the gateway always sets the caller");

@@ -4,9 +4,14 @@
 use jsonrpsee::core::server::Methods;
 use serde_json::value::RawValue;
 
-pub(crate) fn document(methods: &Methods) -> Box<RawValue> {
+use crate::direct::DirectMethods;
+
+pub(crate) fn document(methods: &Methods, direct: &DirectMethods) -> Box<RawValue> {
     let mut doc = switchboard_protocol::openrpc::document();
-    let mut names: Vec<&str> = methods.method_names().collect();
+    let mut names: Vec<&str> = direct.names().collect();
+    for name in methods.method_names() {
+        names.push(name);
+    }
     names.sort_unstable();
     if let Some(list) = doc.get_mut("methods").and_then(|m| m.as_array_mut()) {
         for name in names {

@@ -21,6 +21,7 @@ use crate::auth::Action;
 use crate::builtins;
 use crate::caller::Caller;
 use crate::config::Config;
+use crate::direct::{DirectMethods, Handler, Request};
 use crate::hub::Hub;
 use crate::session::SessionHandle;
 
@@ -58,6 +59,8 @@ impl Origin<'_> {
 /// Shared by every session of a gateway.
 pub(crate) struct Dispatcher {
     pub(crate) methods: Methods,
+    /// Methods the gateway calls itself (`direct.rs`).
+    pub(crate) direct: DirectMethods,
     pub(crate) config: Arc<Config>,
     pub(crate) hub: Hub,
     /// The OpenRPC document answered by `rpc.discover`.
@@ -195,6 +198,9 @@ impl Dispatcher {
                 ),
             );
         }
+        if let Some(handler) = self.direct.get(method) {
+            return self.call_direct(origin, id, method, params, handler);
+        }
         let Some((name, callback)) = self.methods.method_with_name(method) else {
             return match self.upstreams.route(method) {
                 Some(route) => self.forward(origin, id, method, params, route),
@@ -288,6 +294,57 @@ impl Dispatcher {
                     serde_json::json!({"reason": "jsonrpsee subscriptions are not served by the gateway; use topics (rpc.subscribe)"}),
                 ),
             ),
+        }
+    }
+
+    /// Calls a direct method: its result is written straight after the
+    /// client's id, byte for byte as it came.
+    fn call_direct(
+        &self,
+        origin: &Origin<'_>,
+        id: Option<&RawValue>,
+        method: &str,
+        params: Option<&RawValue>,
+        handler: &Handler,
+    ) -> Outcome {
+        const PREFIX: &str = r#"{"jsonrpc":"2.0","id":"#;
+        const RESULT: &str = r#","result":"#;
+        let id = id.map(RawValue::get);
+        let mut out = Vec::with_capacity(
+            PREFIX.len() + RESULT.len() + id.map_or(0, str::len) + 2 * params.map_or(0, |p| p.get().len()) + 16,
+        );
+        out.extend_from_slice(PREFIX.as_bytes());
+        out.extend_from_slice(id.unwrap_or("null").as_bytes());
+        out.extend_from_slice(RESULT.as_bytes());
+        let start = out.len();
+        let request = Request::new(params, origin, &self.hub);
+        let answered = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request, &mut out))) {
+            Ok(answered) => answered,
+            Err(_) => {
+                tracing::error!(method, "method handler panicked");
+                Err(ErrorObject::new(codes::INTERNAL_ERROR))
+            }
+        };
+        let Some(id) = id else {
+            return Outcome::Silent;
+        };
+        match answered {
+            Ok(()) if out.len() - start > self.config.limits.max_response_size => Outcome::Reply(frame::write_error(
+                Some(id),
+                &ErrorObject::with_data(
+                    codes::LIMIT_EXCEEDED,
+                    serde_json::json!({"reason": "the response is larger than limits.max_response_size"}),
+                ),
+            )),
+            Ok(()) => {
+                out.push(b'}');
+                // serde_json writes UTF-8 and the id is the client's own text.
+                match String::from_utf8(out) {
+                    Ok(reply) => Outcome::Reply(reply),
+                    Err(_) => Outcome::Reply(frame::write_error(Some(id), &ErrorObject::new(codes::INTERNAL_ERROR))),
+                }
+            }
+            Err(error) => Outcome::Reply(frame::write_error(Some(id), &error)),
         }
     }
 

@@ -189,7 +189,9 @@ async fn client_notifications_reach_handlers() {
 #[tokio::test]
 async fn ids_of_every_legal_type_are_echoed_exactly() {
     within(WAIT, async {
-        let server = TestServer::start().await;
+        let mut module = RpcModule::new(());
+        module.register_method("sync.one", |_, _, _| 1).expect("register");
+        let server = TestServer::start_with(Config::default(), vec![module]).await;
         let mut c = server.connect("ids").await;
         let ids = [
             r#""plain""#,
@@ -206,9 +208,11 @@ async fn ids_of_every_legal_type_are_echoed_exactly() {
             "12345678901234567890123",
             "null",
         ];
-        // A synchronous method, an asynchronous one, a built-in, and an error.
+        // A direct method, a synchronous and an asynchronous jsonrpsee
+        // method, a built-in, and an error.
         let methods = [
             ("echo", r#"[1]"#, true),
+            ("sync.one", r#"[]"#, true),
             ("demo.sleep", r#"[0]"#, true),
             ("rpc.ping", r#"[]"#, true),
             ("no.such.method", r#"[]"#, false),
