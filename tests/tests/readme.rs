@@ -36,8 +36,8 @@ use jsonrpsee::RpcModule;
 use serde_json::json;
 use switchboard_server::{Caller, Config, Gateway, Hub, HubError, Target};
 
-/// A gateway with one method, `delete`, that asks the caller's own client
-/// to confirm before it answers.
+/// A gateway with two methods: `add`, answered at once, and `delete`, that
+/// asks the caller's own client to confirm before it answers.
 fn gateway() -> Result<Gateway, switchboard_server::Error> {
     let mut module = RpcModule::new(());
     module.register_async_method("delete", |_params, _ctx, ext| async move {
@@ -50,7 +50,13 @@ fn gateway() -> Result<Gateway, switchboard_server::Error> {
             .unwrap_or(false);
         if confirmed { "deleted" } else { "kept" }
     })?;
-    Gateway::builder(Config::default()).module(module)?.build()
+    Gateway::builder(Config::default())
+        .module(module)?
+        .method("add", |req| {
+            let (a, b): (i64, i64) = req.params()?;
+            Ok(a + b)
+        })?
+        .build()
 }
 
 /// Pushes `news` to every session of alice: all her tabs and devices.
@@ -618,6 +624,9 @@ async fn library_example_calls_the_client_back_and_pushes() {
             alice.recv().await,
             json!({"jsonrpc": "2.0", "id": 1, "result": "deleted"})
         );
+
+        alice.send(r#"{"jsonrpc":"2.0","id":2,"method":"add","params":[2,40]}"#).await;
+        assert_eq!(alice.recv().await, json!({"jsonrpc": "2.0", "id": 2, "result": 42}));
 
         tell_alice(server.gateway.hub(), "hi").await.expect("the push goes out");
         assert_eq!(

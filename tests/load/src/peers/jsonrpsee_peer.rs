@@ -2,8 +2,8 @@
 //!
 //! Frozen specification (BENCHMARKS.md repeats it): jsonrpsee 0.26
 //! `Server` with its default configuration except `max_connections` raised
-//! from 100 to 20,000; `echo` is the same closure as switchboard's demo
-//! `echo` (params into a `serde_json::Value` and back); `publish [topic,
+//! from 100 to 20,000; `echo` does the same work as switchboard's demo
+//! `echo` (params into a `serde_json::Value` and back), as a jsonrpsee method; `publish [topic,
 //! data]` sends `(topic, data)` on a tokio broadcast channel (capacity 1024);
 //! `subscribe ["topic"]` / `unsubscribe` is a jsonrpsee subscription whose
 //! task forwards the broadcast's publications on its topic as `message`
