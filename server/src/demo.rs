@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use jsonrpsee::RpcModule;
-use jsonrpsee::types::{ErrorObject, ErrorObjectOwned, Params};
+use jsonrpsee::types::{ErrorObject, ErrorObjectOwned};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -66,29 +66,40 @@ fn timeout(c: &Caller, ms: Option<u64>) -> Duration {
 }
 
 /// `params` as JSON-RPC structured params (an array or an object), without parsing them.
-fn structured(params: Option<&RawValue>) -> Result<Cow<'_, RawValue>, ErrorObjectOwned> {
-    match params {
-        Some(raw) if raw.get().starts_with(['[', '{']) => Ok(Cow::Borrowed(raw)),
-        Some(raw) => RawValue::from_string(format!("[{}]", raw.get()))
-            .map(Cow::Owned)
-            .map_err(internal),
-        None => RawValue::from_string("[]".to_owned()).map(Cow::Owned).map_err(internal),
-    }
+fn structured(params: Option<&RawValue>) -> Result<Cow<'_, RawValue>, switchboard_protocol::ErrorObject> {
+    let wrapped = match params {
+        Some(raw) if raw.get().starts_with(['[', '{']) => return Ok(Cow::Borrowed(raw)),
+        Some(raw) => format!("[{}]", raw.get()),
+        None => "[]".to_owned(),
+    };
+    RawValue::from_string(wrapped).map(Cow::Owned).map_err(|e| {
+        tracing::warn!(error = %e, "demo method failed");
+        switchboard_protocol::ErrorObject::new(codes::INTERNAL_ERROR)
+    })
 }
 
-/// Like `Params::parse`, but the result may borrow from the params.
-fn parse_borrowed<'p, T: Deserialize<'p>>(params: &'p Params<'_>) -> Result<T, ErrorObjectOwned> {
-    serde_json::from_str(params.as_str().unwrap_or("null"))
-        .map_err(|e| ErrorObject::owned(codes::INVALID_PARAMS, "Invalid params", Some(e.to_string())))
-}
-
-/// Adds the demo methods: `echo` and `whoami` as direct methods (they
-/// answer at once), the others in a jsonrpsee module (they wait).
+/// Adds the demo methods: `echo`, `whoami` and `demo.callback` as direct
+/// methods, the others in a jsonrpsee module (both kinds, as an application
+/// would use them).
 pub(crate) fn register(builder: GatewayBuilder) -> Result<GatewayBuilder, Error> {
     builder
         .method("echo", |req| req.params::<Value>())?
         .method("whoami", |req| {
             Ok(serde_json::json!({"session": req.session().map(|s| s.id().to_string()), "user": req.user()}))
+        })?
+        .method_async("demo.callback", |req| {
+            let p: Callback<'_> = req.params()?;
+            let caller = req.caller();
+            let timeout = timeout(&caller, p.timeout_ms);
+            let method = p.method.into_owned();
+            let params = structured(p.params)?.into_owned();
+            Ok(async move {
+                // The client's answer is handed back as it came.
+                caller
+                    .call_raw(&method, &params, timeout)
+                    .await
+                    .map_err(|e| e.to_error_object())
+            })
         })?
         .module(module())
 }
@@ -96,15 +107,6 @@ pub(crate) fn register(builder: GatewayBuilder) -> Result<GatewayBuilder, Error>
 /// The demo methods that wait.
 fn module() -> RpcModule<()> {
     let mut m = RpcModule::new(());
-    m.register_async_method("demo.callback", |params, _, ext| async move {
-        let p: Callback<'_> = parse_borrowed(&params)?;
-        let c = ext.get::<Caller>().expect("the gateway always sets the caller");
-        // The client's answer is handed back as it came.
-        c.call_raw(&p.method, &structured(p.params)?, timeout(c, p.timeout_ms))
-            .await
-            .map_err(|e| to_rpc(e.to_error_object()))
-    })
-    .expect("fresh module");
     m.register_async_method("demo.sleep", |params, _, _| async move {
         let (ms,): (u64,) = params.parse().or_else(|_| {
             #[derive(Deserialize)]
@@ -182,7 +184,7 @@ fn module() -> RpcModule<()> {
             .call(
                 Target::User(p.user),
                 &p.method,
-                &structured(p.params.as_deref())?,
+                &structured(p.params.as_deref()).map_err(to_rpc)?,
                 timeout(&c, p.timeout_ms),
             )
             .await

@@ -7,13 +7,19 @@
 //! A direct method skips all of it: it gets the params borrowed from the
 //! frame and its caller borrowed from the session, and its result is
 //! serialised once, straight into the answer frame after the client's id.
-//! It is for handlers that answer at once; a handler that waits (on a
-//! backend, a timer, a client) belongs in a jsonrpsee module
-//! (`register_async_method`), which the gateway runs on the session's task.
+//! A synchronous direct method answers at once. An asynchronous one first
+//! runs as a synchronous step that may borrow the request (to parse the
+//! params, refuse a bad call at once, or take what it needs) and returns a
+//! future that owns what it needs; the session runs that future on its own
+//! task, like any asynchronous method, and writes its result when it is
+//! done.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, codes};
@@ -96,23 +102,57 @@ impl<'a> Request<'a> {
     }
 }
 
-/// A direct method with its result type erased: it writes its result's JSON
-/// to the end of `out`.
-pub(crate) type Handler = Box<dyn Fn(Request<'_>, &mut Vec<u8>) -> Result<(), ErrorObject> + Send + Sync>;
+/// A synchronous direct method with its result type erased: it writes its
+/// result's JSON to the end of `out`.
+pub(crate) type SyncHandler = Box<dyn Fn(Request<'_>, &mut Vec<u8>) -> Result<(), ErrorObject> + Send + Sync>;
 
-/// Wraps a typed handler.
+/// What an asynchronous direct method's future yields: its result's JSON.
+pub(crate) type Later = BoxFuture<'static, Result<Vec<u8>, ErrorObject>>;
+
+/// An asynchronous direct method with its result type erased.
+pub(crate) type AsyncHandler = Box<dyn Fn(Request<'_>) -> Result<Later, ErrorObject> + Send + Sync>;
+
+/// A direct method.
+pub(crate) enum Handler {
+    /// Answers at once.
+    Sync(SyncHandler),
+    /// Answers when its future is done.
+    Async(AsyncHandler),
+}
+
+fn serialise_into<R: Serialize>(out: &mut Vec<u8>, result: &R) -> Result<(), ErrorObject> {
+    serde_json::to_writer(out, result).map_err(|e| {
+        tracing::error!(error = %e, "a direct method's result could not be serialised");
+        ErrorObject::new(codes::INTERNAL_ERROR)
+    })
+}
+
+/// Wraps a typed synchronous handler.
 pub(crate) fn erase<R, F>(handler: F) -> Handler
 where
     R: Serialize,
     F: Fn(Request<'_>) -> Result<R, ErrorObject> + Send + Sync + 'static,
 {
-    Box::new(move |request, out| {
-        let result = handler(request)?;
-        serde_json::to_writer(out, &result).map_err(|e| {
-            tracing::error!(error = %e, "a direct method's result could not be serialised");
-            ErrorObject::new(codes::INTERNAL_ERROR)
-        })
-    })
+    Handler::Sync(Box::new(move |request, out| serialise_into(out, &handler(request)?)))
+}
+
+/// Wraps a typed asynchronous handler.
+pub(crate) fn erase_async<R, F, Fut>(handler: F) -> Handler
+where
+    R: Serialize,
+    F: Fn(Request<'_>) -> Result<Fut, ErrorObject> + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, ErrorObject>> + Send + 'static,
+{
+    Handler::Async(Box::new(move |request| {
+        let future = handler(request)?;
+        Ok(async move {
+            let result = future.await?;
+            let mut out = Vec::new();
+            serialise_into(&mut out, &result)?;
+            Ok(out)
+        }
+        .boxed())
+    }))
 }
 
 /// The direct methods of a gateway, by name.

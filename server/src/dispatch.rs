@@ -21,7 +21,7 @@ use crate::auth::Action;
 use crate::builtins;
 use crate::caller::Caller;
 use crate::config::Config;
-use crate::direct::{DirectMethods, Handler, Request};
+use crate::direct::{AsyncHandler, DirectMethods, Handler, Request};
 use crate::hub::Hub;
 use crate::session::SessionHandle;
 
@@ -307,9 +307,12 @@ impl Dispatcher {
         params: Option<&RawValue>,
         handler: &Handler,
     ) -> Outcome {
-        const PREFIX: &str = r#"{"jsonrpc":"2.0","id":"#;
-        const RESULT: &str = r#","result":"#;
         let id = id.map(RawValue::get);
+        let request = Request::new(params, origin, &self.hub);
+        let handler = match handler {
+            Handler::Sync(handler) => handler,
+            Handler::Async(handler) => return self.start_direct(origin, id, method, request, handler),
+        };
         let mut out = Vec::with_capacity(
             PREFIX.len() + RESULT.len() + id.map_or(0, str::len) + 2 * params.map_or(0, |p| p.get().len()) + 16,
         );
@@ -317,7 +320,6 @@ impl Dispatcher {
         out.extend_from_slice(id.unwrap_or("null").as_bytes());
         out.extend_from_slice(RESULT.as_bytes());
         let start = out.len();
-        let request = Request::new(params, origin, &self.hub);
         let answered = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request, &mut out))) {
             Ok(answered) => answered,
             Err(_) => {
@@ -329,13 +331,9 @@ impl Dispatcher {
             return Outcome::Silent;
         };
         match answered {
-            Ok(()) if out.len() - start > self.config.limits.max_response_size => Outcome::Reply(frame::write_error(
-                Some(id),
-                &ErrorObject::with_data(
-                    codes::LIMIT_EXCEEDED,
-                    serde_json::json!({"reason": "the response is larger than limits.max_response_size"}),
-                ),
-            )),
+            Ok(()) if out.len() - start > self.config.limits.max_response_size => {
+                Outcome::Reply(frame::write_error(Some(id), &too_large()))
+            }
             Ok(()) => {
                 out.push(b'}');
                 // serde_json writes UTF-8 and the id is the client's own text.
@@ -346,6 +344,71 @@ impl Dispatcher {
             }
             Err(error) => Outcome::Reply(frame::write_error(Some(id), &error)),
         }
+    }
+
+    /// Starts an asynchronous direct method: its first step runs now, its
+    /// future on the session's task, holding one of its in-flight slots.
+    fn start_direct(
+        &self,
+        origin: &Origin<'_>,
+        id: Option<&str>,
+        method: &str,
+        request: Request<'_>,
+        handler: &AsyncHandler,
+    ) -> Outcome {
+        let slot = match origin.session {
+            Some(session) if !session.try_begin_request() => {
+                metrics::counter!("switchboard_overloaded_total").increment(1);
+                return reply_error_text(
+                    id,
+                    ErrorObject::with_data(
+                        codes::OVERLOADED,
+                        serde_json::json!({"reason": "too many requests in flight", "limit": self.config.limits.max_in_flight}),
+                    ),
+                );
+            }
+            Some(session) => Some(InFlight(session.clone())),
+            None => None,
+        };
+        let future = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request))) {
+            Ok(Ok(future)) => future,
+            Ok(Err(error)) => return reply_error_text(id, error),
+            Err(_) => {
+                tracing::error!(method, "method handler panicked");
+                return reply_error_text(id, ErrorObject::new(codes::INTERNAL_ERROR));
+            }
+        };
+        let id: Option<Box<str>> = id.map(Into::into);
+        let max = self.config.limits.max_response_size;
+        let method: Box<str> = method.into();
+        Outcome::Later(
+            async move {
+                let _slot = slot;
+                let answered = match AssertUnwindSafe(future).catch_unwind().await {
+                    Ok(answered) => answered,
+                    Err(_) => {
+                        tracing::error!(method = &*method, "method handler panicked");
+                        Err(ErrorObject::new(codes::INTERNAL_ERROR))
+                    }
+                };
+                let id = id?;
+                Some(match answered {
+                    Ok(json) if json.len() > max => frame::write_error(Some(&id), &too_large()),
+                    Ok(json) => {
+                        let mut out = Vec::with_capacity(PREFIX.len() + id.len() + RESULT.len() + json.len() + 1);
+                        out.extend_from_slice(PREFIX.as_bytes());
+                        out.extend_from_slice(id.as_bytes());
+                        out.extend_from_slice(RESULT.as_bytes());
+                        out.extend_from_slice(&json);
+                        out.push(b'}');
+                        String::from_utf8(out)
+                            .unwrap_or_else(|_| frame::write_error(Some(&id), &ErrorObject::new(codes::INTERNAL_ERROR)))
+                    }
+                    Err(error) => frame::write_error(Some(&id), &error),
+                })
+            }
+            .boxed(),
+        )
     }
 
     fn extensions(&self, origin: &Origin<'_>) -> Extensions {
@@ -410,6 +473,26 @@ struct InFlight(SessionHandle);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.end_request();
+    }
+}
+
+/// How a direct method's answer starts, before the client's id.
+const PREFIX: &str = r#"{"jsonrpc":"2.0","id":"#;
+/// Between the id and a direct method's result.
+const RESULT: &str = r#","result":"#;
+
+/// A result over `limits.max_response_size`.
+fn too_large() -> ErrorObject {
+    ErrorObject::with_data(
+        codes::LIMIT_EXCEEDED,
+        serde_json::json!({"reason": "the response is larger than limits.max_response_size"}),
+    )
+}
+
+fn reply_error_text(id: Option<&str>, error: ErrorObject) -> Outcome {
+    match id {
+        Some(id) => Outcome::Reply(frame::write_error(Some(id), &error)),
+        None => Outcome::Silent,
     }
 }
 

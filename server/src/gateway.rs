@@ -62,8 +62,8 @@ impl GatewayBuilder {
     /// the session, whose result is serialised once, straight into the
     /// answer. It costs less per call than a jsonrpsee method (no
     /// `Extensions`, no response envelope written and parsed again); use it
-    /// for methods that answer at once, and a module's
-    /// `register_async_method` for those that wait. An `Err` is the
+    /// for methods that answer at once, and [`method_async`](Self::method_async)
+    /// for those that wait. An `Err` is the
     /// JSON-RPC error the client gets; [`Request::params`] gives `-32602`
     /// with a reason. Names starting with `rpc.` are refused, and so is a
     /// name registered twice (here or in a module).
@@ -84,18 +84,60 @@ impl GatewayBuilder {
     ///     .build()?;
     /// # Ok(()) }
     /// ```
-    pub fn method<R, F>(mut self, name: &str, handler: F) -> Result<Self, Error>
+    pub fn method<R, F>(self, name: &str, handler: F) -> Result<Self, Error>
     where
         R: Serialize,
         F: Fn(Request<'_>) -> Result<R, ErrorObject> + Send + Sync + 'static,
     {
+        self.add_direct(name, crate::direct::erase(handler))
+    }
+
+    /// Adds an asynchronous direct method. The handler is called at once
+    /// with the borrowed [`Request`]: parse the params and take what the
+    /// work needs there (an `Err` answers the call at once), then return a
+    /// future that owns it. The session runs that future on its own task,
+    /// like any asynchronous method (it holds one of the session's
+    /// `limits.max_in_flight` slots), and writes the future's result
+    /// straight into the answer, without jsonrpsee's envelope.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_server::{Config, Gateway};
+    ///
+    /// # fn build() -> Result<(), switchboard_server::Error> {
+    /// let gateway = Gateway::builder(Config::default())
+    ///     .method_async("confirm", |req| {
+    ///         let (question,): (String,) = req.params()?;
+    ///         let caller = req.caller();
+    ///         Ok(async move {
+    ///             // Ask the caller's own client before answering.
+    ///             let yes: bool = caller
+    ///                 .call("ui.confirm", &[question], Duration::from_secs(10))
+    ///                 .await
+    ///                 .unwrap_or(false);
+    ///             Ok(yes)
+    ///         })
+    ///     })?
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn method_async<R, F, Fut>(self, name: &str, handler: F) -> Result<Self, Error>
+    where
+        R: Serialize,
+        F: Fn(Request<'_>) -> Result<Fut, ErrorObject> + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, ErrorObject>> + Send + 'static,
+    {
+        self.add_direct(name, crate::direct::erase_async(handler))
+    }
+
+    fn add_direct(mut self, name: &str, handler: crate::direct::Handler) -> Result<Self, Error> {
         if methods::is_reserved(name) {
             return Err(Error::ReservedMethod(name.to_owned()));
         }
         if self.direct.contains(name) || self.methods.method(name).is_some() {
             return Err(RegisterMethodError::AlreadyRegistered(name.to_owned()).into());
         }
-        self.direct.insert(name, crate::direct::erase(handler));
+        self.direct.insert(name, handler);
         Ok(self)
     }
 

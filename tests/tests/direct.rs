@@ -34,6 +34,21 @@ fn builder(config: Config) -> GatewayBuilder {
             Ok(text.repeat(times))
         })
         .expect("repeat")
+        .method_async("ask", |req| {
+            let (question,): (String,) = req.params()?;
+            let caller = req.caller();
+            Ok(async move {
+                let answer: String = caller
+                    .call("ui.ask", &[question], std::time::Duration::from_secs(5))
+                    .await
+                    .map_err(|e| e.to_error_object())?;
+                if answer == "boom" {
+                    panic!("kaboom (direct async, expected by the test)");
+                }
+                Ok(format!("you said {answer}"))
+            })
+        })
+        .expect("ask")
         .method("me", |req| {
             Ok(json!({
                 "user": req.user(),
@@ -125,6 +140,57 @@ async fn direct_methods_answer_with_their_results_and_errors_and_the_session_liv
             json!({"user": "direct", "session": c.session, "owned": "direct"}),
             "{me}"
         );
+        drop(c);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn asynchronous_direct_methods_wait_and_answer_later() {
+    within(WAIT, async {
+        let server = server().await;
+        let mut c = server.connect("patient").await;
+        for (id, said, expected) in [
+            (1, "yes", json!({"jsonrpc": "2.0", "id": 1, "result": "you said yes"})),
+            (2, "boom", json!(-32603)),
+        ] {
+            c.send(&format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"ask","params":["well?"]}}"#
+            ))
+            .await;
+            let ask = c.recv().await;
+            assert_eq!(ask["method"], "ui.ask", "the server calls the client back: {ask}");
+            assert_eq!(ask["params"], json!(["well?"]));
+            // Something else is answered while the call waits.
+            assert_eq!(
+                c.call(10 + id, "add", json!([id, id])).await,
+                result(json!(10 + id), json!(2 * id))
+            );
+            c.send_json(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": said}))
+                .await;
+            let answer = c.recv().await;
+            if expected.is_object() {
+                assert_eq!(answer, expected);
+            } else {
+                assert_eq!(
+                    error_code(&answer),
+                    expected.as_i64(),
+                    "a panicking future answers -32603: {answer}"
+                );
+            }
+        }
+        // The first step refuses bad params at once; the client's error comes back as the call's error.
+        let bad = c.call(3, "ask", json!([1])).await;
+        assert_eq!(error_code(&bad), Some(-32602), "{bad}");
+        c.send(r#"{"jsonrpc":"2.0","id":4,"method":"ask","params":["again?"]}"#)
+            .await;
+        let ask = c.recv().await;
+        c.send_json(&json!({"jsonrpc": "2.0", "id": ask["id"], "error": {"code": 4100, "message": "no"}}))
+            .await;
+        let refused = c.recv().await;
+        assert_eq!(refused["id"], json!(4), "{refused}");
+        assert_eq!(refused["error"]["code"], json!(4100), "{refused}");
         drop(c);
         server.stop().await;
     })

@@ -625,7 +625,9 @@ async fn library_example_calls_the_client_back_and_pushes() {
             json!({"jsonrpc": "2.0", "id": 1, "result": "deleted"})
         );
 
-        alice.send(r#"{"jsonrpc":"2.0","id":2,"method":"add","params":[2,40]}"#).await;
+        alice
+            .send(r#"{"jsonrpc":"2.0","id":2,"method":"add","params":[2,40]}"#)
+            .await;
         assert_eq!(alice.recv().await, json!({"jsonrpc": "2.0", "id": 2, "result": 42}));
 
         tell_alice(server.gateway.hub(), "hi").await.expect("the push goes out");
