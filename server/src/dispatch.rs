@@ -236,19 +236,9 @@ impl Dispatcher {
                     id.map(|i| i.get().into())
                 };
                 let answered = id.is_some();
-                let slot = match origin.session {
-                    Some(session) if !session.try_begin_request() => {
-                        metrics::counter!("switchboard_overloaded_total").increment(1);
-                        return reply_error(
-                            id,
-                            ErrorObject::with_data(
-                                codes::OVERLOADED,
-                                serde_json::json!({"reason": "too many requests in flight", "limit": self.config.limits.max_in_flight}),
-                            ),
-                        );
-                    }
-                    Some(session) => Some(InFlight(session.clone())),
-                    None => None,
+                let slot = match self.take_slot(origin) {
+                    Ok(slot) => slot,
+                    Err(error) => return reply_error(id, error),
                 };
                 let params = Params::new(params.map(RawValue::get)).into_owned();
                 let future = f(
@@ -356,19 +346,9 @@ impl Dispatcher {
         request: Request<'_>,
         handler: &AsyncHandler,
     ) -> Outcome {
-        let slot = match origin.session {
-            Some(session) if !session.try_begin_request() => {
-                metrics::counter!("switchboard_overloaded_total").increment(1);
-                return reply_error_text(
-                    id,
-                    ErrorObject::with_data(
-                        codes::OVERLOADED,
-                        serde_json::json!({"reason": "too many requests in flight", "limit": self.config.limits.max_in_flight}),
-                    ),
-                );
-            }
-            Some(session) => Some(InFlight(session.clone())),
-            None => None,
+        let slot = match self.take_slot(origin) {
+            Ok(slot) => slot,
+            Err(error) => return reply_error_text(id, error),
         };
         let future = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request))) {
             Ok(Ok(future)) => future,
@@ -411,6 +391,22 @@ impl Dispatcher {
         )
     }
 
+    /// One of the session's in-flight slots for a call that answers later
+    /// (none over HTTP), or `-32003` when all are taken.
+    fn take_slot(&self, origin: &Origin<'_>) -> Result<Option<InFlight>, ErrorObject> {
+        match origin.session {
+            Some(session) if !session.try_begin_request() => {
+                metrics::counter!("switchboard_overloaded_total").increment(1);
+                Err(ErrorObject::with_data(
+                    codes::OVERLOADED,
+                    serde_json::json!({"reason": "too many requests in flight", "limit": self.config.limits.max_in_flight}),
+                ))
+            }
+            Some(session) => Ok(Some(InFlight(session.clone()))),
+            None => Ok(None),
+        }
+    }
+
     fn extensions(&self, origin: &Origin<'_>) -> Extensions {
         let mut extensions = Extensions::new();
         extensions.insert(Caller::new(
@@ -435,19 +431,9 @@ impl Dispatcher {
         params: Option<&RawValue>,
         route: &Arc<crate::upstream::Route>,
     ) -> Outcome {
-        let slot = match origin.session {
-            Some(session) if !session.try_begin_request() => {
-                metrics::counter!("switchboard_overloaded_total").increment(1);
-                return reply_error(
-                    id,
-                    ErrorObject::with_data(
-                        codes::OVERLOADED,
-                        serde_json::json!({"reason": "too many requests in flight", "limit": self.config.limits.max_in_flight}),
-                    ),
-                );
-            }
-            Some(session) => Some(InFlight(session.clone())),
-            None => None,
+        let slot = match self.take_slot(origin) {
+            Ok(slot) => slot,
+            Err(error) => return reply_error(id, error),
         };
         let identity = crate::upstream::Identity {
             user: origin.user.clone(),
