@@ -374,16 +374,11 @@ impl Dispatcher {
                 let id = id?;
                 Some(match answered {
                     Ok(json) if json.len() > max => frame::write_error(Some(&id), &too_large()),
-                    Ok(json) => {
-                        let mut out = Vec::with_capacity(PREFIX.len() + id.len() + RESULT.len() + json.len() + 1);
-                        out.extend_from_slice(PREFIX.as_bytes());
-                        out.extend_from_slice(id.as_bytes());
-                        out.extend_from_slice(RESULT.as_bytes());
-                        out.extend_from_slice(&json);
-                        out.push(b'}');
-                        String::from_utf8(out)
-                            .unwrap_or_else(|_| frame::write_error(Some(&id), &ErrorObject::new(codes::INTERNAL_ERROR)))
-                    }
+                    // serde_json writes UTF-8.
+                    Ok(json) => match std::str::from_utf8(&json) {
+                        Ok(json) => frame::write_result(&id, json),
+                        Err(_) => frame::write_error(Some(&id), &ErrorObject::new(codes::INTERNAL_ERROR)),
+                    },
                     Err(error) => frame::write_error(Some(&id), &error),
                 })
             }

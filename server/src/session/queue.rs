@@ -9,7 +9,8 @@
 use std::collections::VecDeque;
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
@@ -227,6 +228,29 @@ impl OutboundQueue {
             Poll::Pending
         }
     }
+}
+
+/// A waker that raises `bit` on a session's queue, so that the session waits
+/// on its queue's one waker for everything (the socket's wake-ups, its
+/// handlers'). It holds the session weakly: a waker kept a little longer by
+/// the socket's layers, the reactor or a handler must not keep the
+/// session's state alive.
+pub(crate) fn signal_waker(shared: &Arc<super::handle::Shared>, bit: u8) -> Waker {
+    struct Raise(Weak<super::handle::Shared>, u8);
+
+    impl Wake for Raise {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            if let Some(shared) = self.0.upgrade() {
+                shared.queue.raise(self.1);
+            }
+        }
+    }
+
+    Waker::from(Arc::new(Raise(Arc::downgrade(shared), bit)))
 }
 
 #[cfg(test)]

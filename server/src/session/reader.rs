@@ -9,28 +9,12 @@
 //! [`signal::READ`] on the session's queue; the session reads only then, and
 //! waits on its queue's one waker for everything.
 
-use std::sync::{Arc, Weak};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use super::handle::Shared;
-use super::queue::signal;
+use super::queue::{signal, signal_waker};
 use crate::ws::{Incoming, ReadError, Socket};
-
-/// Holds the session weakly: a waker the socket's layers or the reactor
-/// keep a little longer than the session must not keep its state alive.
-struct SocketWaker(Weak<Shared>);
-
-impl Wake for SocketWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if let Some(shared) = self.0.upgrade() {
-            shared.queue.raise(signal::READ);
-        }
-    }
-}
 
 /// The session's reader.
 pub(crate) struct Reader {
@@ -45,7 +29,7 @@ impl Reader {
         shared.queue.mark(signal::READ);
         Self {
             shared: Arc::clone(shared),
-            waker: Waker::from(Arc::new(SocketWaker(Arc::downgrade(shared)))),
+            waker: signal_waker(shared, signal::READ),
         }
     }
 

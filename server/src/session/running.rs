@@ -14,16 +14,14 @@
 //! call gets no answer and the session lives on.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Weak};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
 use futures_util::future::{BoxFuture, CatchUnwind};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 
 use super::SessionHandle;
-use super::handle::Shared;
-use super::queue::signal;
+use super::queue::{signal, signal_waker};
 
 /// The running handlers of one session. Holds no memory until the first one.
 #[derive(Default)]
@@ -33,29 +31,11 @@ pub(crate) struct Running {
 
 type Handler = CatchUnwind<AssertUnwindSafe<BoxFuture<'static, Option<String>>>>;
 
-/// Wakes the session through its queue with [`signal::HANDLERS`], so that
-/// the session waits on one waker for everything and polls its handlers
-/// only when one of them can go on. Holds the session weakly, like the
-/// socket's waker.
-struct HandlerWaker(Weak<Shared>);
-
-impl Wake for HandlerWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if let Some(shared) = self.0.upgrade() {
-            shared.queue.raise(signal::HANDLERS);
-        }
-    }
-}
-
 impl Running {
     /// Starts `handler`; it is first polled on the session's next turn.
     pub(crate) fn push(&mut self, session: &SessionHandle, handler: BoxFuture<'static, Option<String>>) {
         let (handlers, _) = self.handlers.get_or_insert_with(|| {
-            let waker = Waker::from(Arc::new(HandlerWaker(Arc::downgrade(&session.shared))));
+            let waker = signal_waker(&session.shared, signal::HANDLERS);
             (FuturesUnordered::new(), waker)
         });
         handlers.push(AssertUnwindSafe(handler).catch_unwind());
