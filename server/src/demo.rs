@@ -89,17 +89,13 @@ pub(crate) fn register(builder: GatewayBuilder) -> Result<GatewayBuilder, Error>
         })?
         .method_async("demo.callback", |req| {
             let p: Callback<'_> = req.params()?;
-            let caller = req.caller();
-            let timeout = timeout(&caller, p.timeout_ms);
-            let method = p.method.into_owned();
-            let params = structured(p.params)?.into_owned();
-            Ok(async move {
-                // The client's answer is handed back as it came.
-                caller
-                    .call_raw(&method, &params, timeout)
-                    .await
-                    .map_err(|e| e.to_error_object())
-            })
+            let timeout = p
+                .timeout_ms
+                .map_or_else(|| req.hub().default_call_timeout(), Duration::from_millis);
+            // Sent now, from the request's own bytes: the future keeps only the call.
+            let call = req.call_client_raw(&p.method, Some(&structured(p.params)?), timeout);
+            // The client's answer is handed back as it came.
+            Ok(async move { call.await.map_err(|e| e.to_error_object()) })
         })?
         .module(module())
 }

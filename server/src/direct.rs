@@ -16,18 +16,22 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, codes};
 
 use crate::caller::Caller;
-use crate::dispatch::Origin;
+use crate::dispatch::{IdText, InFlight, Origin, write_answer};
+use crate::error::CallError;
 use crate::hub::Hub;
-use crate::session::SessionHandle;
+use crate::session::{ClientCall, SessionHandle};
 
 /// A call to a direct method: its params and who made it, borrowed for the
 /// length of the call.
@@ -90,6 +94,53 @@ impl<'a> Request<'a> {
         self.hub
     }
 
+    /// Calls `method` on the caller's own client: the request frame is sent
+    /// now, written from `params` as they are, and the returned future of
+    /// the client's answer borrows nothing of this request. So an
+    /// asynchronous method's first step can start the call and its future
+    /// keep only the call. Over HTTP, where there is no client to call, the
+    /// future fails with [`CallError::SessionGone`]. Dropping it before the
+    /// answer tells the client `rpc.cancel`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_server::{Config, Gateway};
+    ///
+    /// # fn build() -> Result<(), switchboard_server::Error> {
+    /// let gateway = Gateway::builder(Config::default())
+    ///     .method_async("confirm", |req| {
+    ///         let (question,): (&str,) = req.params()?;
+    ///         let asked = req.call_client_raw("ui.confirm", None, Duration::from_secs(5));
+    ///         # let _ = question;
+    ///         Ok(async move { Ok(asked.await.map(|answer| answer.get() == "true").unwrap_or(false)) })
+    ///     })?
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn call_client_raw(&self, method: &str, params: Option<&RawValue>, timeout: Duration) -> ClientCall {
+        match self.origin.session {
+            Some(session) => session.start_call_raw(method, params, timeout),
+            None => ClientCall::failed(CallError::SessionGone),
+        }
+    }
+
+    /// Like [`call_client_raw`](Self::call_client_raw) with typed params
+    /// and result.
+    pub fn call_client<P, R>(
+        &self,
+        method: &str,
+        params: &P,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<R, CallError>> + Send + 'static
+    where
+        P: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let call =
+            crate::session::encode_params(params).map(|params| self.call_client_raw(method, Some(&params), timeout));
+        async move { crate::session::decode_result(&call?.await?) }
+    }
+
     /// The caller as an owned [`Caller`], to keep beyond the call (for
     /// example in a task that calls the client back later).
     pub fn caller(&self) -> Caller {
@@ -106,11 +157,40 @@ impl<'a> Request<'a> {
 /// result's JSON to the end of `out`.
 pub(crate) type SyncHandler = Box<dyn Fn(Request<'_>, &mut Vec<u8>) -> Result<(), ErrorObject> + Send + Sync>;
 
-/// What an asynchronous direct method's future yields: its result's JSON.
-pub(crate) type Later = BoxFuture<'static, Result<Vec<u8>, ErrorObject>>;
+/// What an asynchronous direct method's future yields: the frame that
+/// answers the client (`None` for a notification).
+pub(crate) type Later = BoxFuture<'static, Option<String>>;
 
-/// An asynchronous direct method with its result type erased.
-pub(crate) type AsyncHandler = Box<dyn Fn(Request<'_>) -> Result<Later, ErrorObject> + Send + Sync>;
+/// An asynchronous direct method with its result type erased: its first
+/// step runs with the request, and the future it returns writes the answer
+/// it [`Owes`].
+pub(crate) type AsyncHandler = Box<dyn Fn(Request<'_>, Owes) -> Result<Later, ErrorObject> + Send + Sync>;
+
+/// The answer an asynchronous direct method owes its client: what its
+/// future needs to write it, and the session's in-flight slot it holds
+/// until then.
+pub(crate) struct Owes {
+    pub(crate) id: Option<IdText>,
+    pub(crate) max: usize,
+    pub(crate) method: Arc<str>,
+    pub(crate) slot: Option<InFlight>,
+}
+
+impl Owes {
+    /// The answer frame for how the method's future ended.
+    fn answer<R: Serialize>(self, ended: std::thread::Result<Result<R, ErrorObject>>) -> Option<String> {
+        let Self { id, max, method, slot } = self;
+        drop(slot);
+        let answered = ended.unwrap_or_else(|_| {
+            tracing::error!(method = &*method, "method handler panicked");
+            Err(ErrorObject::new(codes::INTERNAL_ERROR))
+        });
+        let id = id?;
+        Some(write_answer(id.as_str(), max, 64, |out| {
+            serialise_into(out, &answered?)
+        }))
+    }
+}
 
 /// A direct method.
 pub(crate) enum Handler {
@@ -136,34 +216,30 @@ where
     Handler::Sync(Box::new(move |request, out| serialise_into(out, &handler(request)?)))
 }
 
-/// Wraps a typed asynchronous handler.
+/// Wraps a typed asynchronous handler: one boxed future, which writes the
+/// answer frame itself.
 pub(crate) fn erase_async<R, F, Fut>(handler: F) -> Handler
 where
     R: Serialize,
     F: Fn(Request<'_>) -> Result<Fut, ErrorObject> + Send + Sync + 'static,
     Fut: Future<Output = Result<R, ErrorObject>> + Send + 'static,
 {
-    Handler::Async(Box::new(move |request| {
+    Handler::Async(Box::new(move |request, owes| {
         let future = handler(request)?;
-        Ok(async move {
-            let result = future.await?;
-            let mut out = Vec::new();
-            serialise_into(&mut out, &result)?;
-            Ok(out)
-        }
-        .boxed())
+        Ok(async move { owes.answer(AssertUnwindSafe(future).catch_unwind().await) }.boxed())
     }))
 }
 
 /// The direct methods of a gateway, by name.
 #[derive(Default)]
 pub(crate) struct DirectMethods {
-    by_name: HashMap<Box<str>, Handler>,
+    by_name: HashMap<Arc<str>, Handler>,
 }
 
 impl DirectMethods {
-    pub(crate) fn get(&self, name: &str) -> Option<&Handler> {
-        self.by_name.get(name)
+    /// The method called `name`, with its name to keep.
+    pub(crate) fn get(&self, name: &str) -> Option<(&Arc<str>, &Handler)> {
+        self.by_name.get_key_value(name)
     }
 
     pub(crate) fn contains(&self, name: &str) -> bool {

@@ -21,7 +21,7 @@ use crate::auth::Action;
 use crate::builtins;
 use crate::caller::Caller;
 use crate::config::Config;
-use crate::direct::{AsyncHandler, DirectMethods, Handler, Request};
+use crate::direct::{AsyncHandler, DirectMethods, Handler, Owes, Request};
 use crate::hub::Hub;
 use crate::session::SessionHandle;
 
@@ -198,8 +198,8 @@ impl Dispatcher {
                 ),
             );
         }
-        if let Some(handler) = self.direct.get(method) {
-            return self.call_direct(origin, id, method, params, handler);
+        if let Some((name, handler)) = self.direct.get(method) {
+            return self.call_direct(origin, id, name, params, handler);
         }
         let Some((name, callback)) = self.methods.method_with_name(method) else {
             return match self.upstreams.route(method) {
@@ -293,7 +293,7 @@ impl Dispatcher {
         &self,
         origin: &Origin<'_>,
         id: Option<&RawValue>,
-        method: &str,
+        method: &Arc<str>,
         params: Option<&RawValue>,
         handler: &Handler,
     ) -> Outcome {
@@ -303,36 +303,22 @@ impl Dispatcher {
             Handler::Sync(handler) => handler,
             Handler::Async(handler) => return self.start_direct(origin, id, method, request, handler),
         };
-        let mut out = Vec::with_capacity(
-            PREFIX.len() + RESULT.len() + id.map_or(0, str::len) + 2 * params.map_or(0, |p| p.get().len()) + 16,
+        // A notification's handler runs too; what it writes is dropped.
+        let hint = 2 * params.map_or(0, |p| p.get().len()) + 16;
+        let reply = write_answer(
+            id.unwrap_or("null"),
+            self.config.limits.max_response_size,
+            hint,
+            |out| {
+                std::panic::catch_unwind(AssertUnwindSafe(|| handler(request, out))).unwrap_or_else(|_| {
+                    tracing::error!(method = &**method, "method handler panicked");
+                    Err(ErrorObject::new(codes::INTERNAL_ERROR))
+                })
+            },
         );
-        out.extend_from_slice(PREFIX.as_bytes());
-        out.extend_from_slice(id.unwrap_or("null").as_bytes());
-        out.extend_from_slice(RESULT.as_bytes());
-        let start = out.len();
-        let answered = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request, &mut out))) {
-            Ok(answered) => answered,
-            Err(_) => {
-                tracing::error!(method, "method handler panicked");
-                Err(ErrorObject::new(codes::INTERNAL_ERROR))
-            }
-        };
-        let Some(id) = id else {
-            return Outcome::Silent;
-        };
-        match answered {
-            Ok(()) if out.len() - start > self.config.limits.max_response_size => {
-                Outcome::Reply(frame::write_error(Some(id), &too_large()))
-            }
-            Ok(()) => {
-                out.push(b'}');
-                // serde_json writes UTF-8 and the id is the client's own text.
-                match String::from_utf8(out) {
-                    Ok(reply) => Outcome::Reply(reply),
-                    Err(_) => Outcome::Reply(frame::write_error(Some(id), &ErrorObject::new(codes::INTERNAL_ERROR))),
-                }
-            }
-            Err(error) => Outcome::Reply(frame::write_error(Some(id), &error)),
+        match id {
+            Some(_) => Outcome::Reply(reply),
+            None => Outcome::Silent,
         }
     }
 
@@ -342,7 +328,7 @@ impl Dispatcher {
         &self,
         origin: &Origin<'_>,
         id: Option<&str>,
-        method: &str,
+        method: &Arc<str>,
         request: Request<'_>,
         handler: &AsyncHandler,
     ) -> Outcome {
@@ -350,40 +336,20 @@ impl Dispatcher {
             Ok(slot) => slot,
             Err(error) => return reply_error_text(id, error),
         };
-        let future = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request))) {
-            Ok(Ok(future)) => future,
-            Ok(Err(error)) => return reply_error_text(id, error),
-            Err(_) => {
-                tracing::error!(method, "method handler panicked");
-                return reply_error_text(id, ErrorObject::new(codes::INTERNAL_ERROR));
-            }
+        let owes = Owes {
+            id: id.map(IdText::new),
+            max: self.config.limits.max_response_size,
+            method: method.clone(),
+            slot,
         };
-        let id: Option<Box<str>> = id.map(Into::into);
-        let max = self.config.limits.max_response_size;
-        let method: Box<str> = method.into();
-        Outcome::Later(
-            async move {
-                let _slot = slot;
-                let answered = match AssertUnwindSafe(future).catch_unwind().await {
-                    Ok(answered) => answered,
-                    Err(_) => {
-                        tracing::error!(method = &*method, "method handler panicked");
-                        Err(ErrorObject::new(codes::INTERNAL_ERROR))
-                    }
-                };
-                let id = id?;
-                Some(match answered {
-                    Ok(json) if json.len() > max => frame::write_error(Some(&id), &too_large()),
-                    // serde_json writes UTF-8.
-                    Ok(json) => match std::str::from_utf8(&json) {
-                        Ok(json) => frame::write_result(&id, json),
-                        Err(_) => frame::write_error(Some(&id), &ErrorObject::new(codes::INTERNAL_ERROR)),
-                    },
-                    Err(error) => frame::write_error(Some(&id), &error),
-                })
+        match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request, owes))) {
+            Ok(Ok(future)) => Outcome::Later(future),
+            Ok(Err(error)) => reply_error_text(id, error),
+            Err(_) => {
+                tracing::error!(method = &**method, "method handler panicked");
+                reply_error_text(id, ErrorObject::new(codes::INTERNAL_ERROR))
             }
-            .boxed(),
-        )
+        }
     }
 
     /// One of the session's in-flight slots for a call that answers later
@@ -449,7 +415,7 @@ impl Dispatcher {
 }
 
 /// Releases an in-flight slot when the request's future ends, however it ends.
-struct InFlight(SessionHandle);
+pub(crate) struct InFlight(SessionHandle);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -461,6 +427,64 @@ impl Drop for InFlight {
 const PREFIX: &str = r#"{"jsonrpc":"2.0","id":"#;
 /// Between the id and a direct method's result.
 const RESULT: &str = r#","result":"#;
+
+/// A direct method's answer to request `id`: `{"jsonrpc":"2.0","id":<id>,
+/// "result":` and what `write` writes (`hint` bytes are reserved for it),
+/// then `}`; or the error frame for what it failed with, or for a result
+/// over `max` bytes.
+pub(crate) fn write_answer(
+    id: &str,
+    max: usize,
+    hint: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), ErrorObject>,
+) -> String {
+    let mut out = Vec::with_capacity(PREFIX.len() + id.len() + RESULT.len() + hint + 1);
+    out.extend_from_slice(PREFIX.as_bytes());
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(RESULT.as_bytes());
+    let start = out.len();
+    match write(&mut out) {
+        Ok(()) if out.len() - start > max => frame::write_error(Some(id), &too_large()),
+        Ok(()) => {
+            out.push(b'}');
+            // serde_json writes UTF-8 and the id is the client's own text.
+            String::from_utf8(out)
+                .unwrap_or_else(|_| frame::write_error(Some(id), &ErrorObject::new(codes::INTERNAL_ERROR)))
+        }
+        Err(error) => frame::write_error(Some(id), &error),
+    }
+}
+
+/// A request's id as the client wrote it, kept for an answer that comes
+/// later. Most ids are short numbers or strings, kept without an allocation.
+pub(crate) enum IdText {
+    Inline { len: u8, bytes: [u8; 22] },
+    Long(Box<str>),
+}
+
+impl IdText {
+    pub(crate) fn new(id: &str) -> Self {
+        let mut bytes = [0; 22];
+        match bytes.get_mut(..id.len()) {
+            Some(inline) => {
+                inline.copy_from_slice(id.as_bytes());
+                Self::Inline {
+                    len: id.len() as u8,
+                    bytes,
+                }
+            }
+            None => Self::Long(id.into()),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Whole characters of a `str` were copied.
+            Self::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("null"),
+            Self::Long(id) => id,
+        }
+    }
+}
 
 /// A result over `limits.max_response_size`.
 fn too_large() -> ErrorObject {

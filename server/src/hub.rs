@@ -716,7 +716,7 @@ fn start_call(
                 }
                 hub.deliveries.fetch_add(1, Ordering::Relaxed);
                 waiting.push(async move {
-                    let outcome = session.wait_answer(call).await;
+                    let outcome = session.answer_to(call).await;
                     (session, outcome)
                 });
             }

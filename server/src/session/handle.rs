@@ -1,8 +1,11 @@
 //! [`SessionHandle`]: what the rest of the gateway holds of a session.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -162,15 +165,8 @@ impl SessionHandle {
         P: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let params = serde_json::value::to_raw_value(params)
-            .map_err(|e| CallError::Rpc(ErrorObject::with_message(codes::INVALID_PARAMS, e.to_string())))?;
-        let raw = self.call_raw(method, Some(&params), timeout).await?;
-        serde_json::from_str(raw.get()).map_err(|e| {
-            CallError::Rpc(ErrorObject::with_data(
-                codes::INVALID_PARAMS,
-                serde_json::json!({"reason": "the client's result has an unexpected shape", "detail": e.to_string()}),
-            ))
-        })
+        let params = encode_params(params)?;
+        decode_result(&self.call_raw(method, Some(&params), timeout).await?)
     }
 
     /// Like [`call`](Self::call) with raw JSON params and result.
@@ -180,16 +176,27 @@ impl SessionHandle {
         params: Option<&RawValue>,
         timeout: Duration,
     ) -> Result<Box<RawValue>, CallError> {
+        self.start_call_raw(method, params, timeout).await
+    }
+
+    /// Sends the call now and returns its answer as a future that borrows
+    /// nothing: the request frame is written from `params` as they are, so
+    /// an asynchronous method can start a call to its client from the
+    /// request it was given and keep only the call. Dropping the future
+    /// before the answer tells the client `rpc.cancel`, as with
+    /// [`call`](Self::call).
+    pub fn start_call_raw(&self, method: &str, params: Option<&RawValue>, timeout: Duration) -> ClientCall {
         let id = next_call_id();
-        let frame: Utf8Bytes = frame::write_request(id, method, params.map(RawValue::get)).into();
-        self.expect_answer(id, timeout)?;
-        let guard = PendingGuard {
-            session: self,
-            id,
-            armed: true,
-        };
-        self.send_frame(frame).map_err(|_| CallError::SessionGone)?;
-        guard.wait().await
+        if let Err(error) = self.expect_answer(id, timeout) {
+            return ClientCall::failed(error);
+        }
+        let frame = frame::write_request(id, method, params.map(RawValue::get));
+        let call = self.answer_to(id);
+        if self.send_frame(frame.into()).is_err() {
+            // The session is closing: its table is (or is about to be) closed too.
+            return ClientCall::failed(CallError::SessionGone);
+        }
+        call
     }
 
     /// Registers call `id` in the pending table, to time out after `timeout`
@@ -207,15 +214,12 @@ impl SessionHandle {
         Ok(())
     }
 
-    /// Waits for the answer to call `id` sent on this session.
-    pub(crate) async fn wait_answer(&self, id: u64) -> Result<Box<RawValue>, CallError> {
-        PendingGuard {
-            session: self,
+    /// The answer to call `id` sent on this session, as a future.
+    pub(crate) fn answer_to(&self, id: u64) -> ClientCall {
+        ClientCall(State::Waiting(Waiting {
+            session: self.clone(),
             id,
-            armed: true,
-        }
-        .wait()
-        .await
+        }))
     }
 
     /// Tells the client that call `id` is no longer wanted (`rpc.cancel`).
@@ -273,26 +277,84 @@ pub(crate) fn truncate_reason(reason: &str) -> String {
     reason[..end].to_owned()
 }
 
-/// Removes a pending call whose waiting future is dropped before it ended,
-/// and tells the client `rpc.cancel`.
-struct PendingGuard<'a> {
-    session: &'a SessionHandle,
-    id: u64,
-    armed: bool,
+/// A call's params as JSON.
+pub(crate) fn encode_params<P: Serialize + ?Sized>(params: &P) -> Result<Box<RawValue>, CallError> {
+    serde_json::value::to_raw_value(params)
+        .map_err(|e| CallError::Rpc(ErrorObject::with_message(codes::INVALID_PARAMS, e.to_string())))
 }
 
-impl PendingGuard<'_> {
-    async fn wait(mut self) -> Result<Box<RawValue>, CallError> {
-        let pending = &self.session.shared.pending;
-        let outcome = match std::future::poll_fn(|cx| pending.poll_answer(self.id, cx)).await {
-            Outcome::Answered(answer) => answer.map_err(CallError::Rpc),
-            // The session told the client to stop when it timed the call out.
-            Outcome::TimedOut => Err(CallError::Timeout),
-            Outcome::Gone => Err(CallError::SessionGone),
+/// A client's result as `R`.
+pub(crate) fn decode_result<R: DeserializeOwned>(raw: &RawValue) -> Result<R, CallError> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        CallError::Rpc(ErrorObject::with_data(
+            codes::INVALID_PARAMS,
+            serde_json::json!({"reason": "the client's result has an unexpected shape", "detail": e.to_string()}),
+        ))
+    })
+}
+
+/// A call to a client that has been sent: a future of the client's answer
+/// ([`SessionHandle::start_call_raw`]). It fails with [`CallError::Timeout`]
+/// when the call's timeout passes and with [`CallError::SessionGone`] when
+/// the session ends first; dropped before either, it tells the client
+/// `rpc.cancel`.
+#[must_use = "the call is cancelled when this is dropped"]
+pub struct ClientCall(State);
+
+enum State {
+    Waiting(Waiting),
+    /// The call could not be sent.
+    Failed(CallError),
+    Done,
+}
+
+/// What a call still waiting for its answer holds.
+struct Waiting {
+    session: SessionHandle,
+    id: u64,
+}
+
+impl ClientCall {
+    pub(crate) fn failed(error: CallError) -> Self {
+        Self(State::Failed(error))
+    }
+}
+
+impl fmt::Debug for ClientCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCall")
+            .field(
+                "id",
+                &match &self.0 {
+                    State::Waiting(waiting) => Some(waiting.id),
+                    _ => None,
+                },
+            )
+            .finish()
+    }
+}
+
+impl Future for ClientCall {
+    type Output = Result<Box<RawValue>, CallError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let waiting = match std::mem::replace(&mut self.0, State::Done) {
+            State::Waiting(waiting) => waiting,
+            State::Failed(error) => return Poll::Ready(Err(error)),
+            State::Done => panic!("a ClientCall polled after it was done"),
         };
-        self.armed = false;
+        let outcome = match waiting.session.shared.pending.poll_answer(waiting.id, cx) {
+            Poll::Pending => {
+                self.0 = State::Waiting(waiting);
+                return Poll::Pending;
+            }
+            Poll::Ready(Outcome::Answered(answer)) => answer.map_err(CallError::Rpc),
+            // The session told the client to stop when it timed the call out.
+            Poll::Ready(Outcome::TimedOut) => Err(CallError::Timeout),
+            Poll::Ready(Outcome::Gone) => Err(CallError::SessionGone),
+        };
         crate::metrics::hot().calls[outcome_index(&outcome)].increment(1);
-        outcome
+        Poll::Ready(outcome)
     }
 }
 
@@ -306,12 +368,14 @@ fn outcome_index(outcome: &Result<Box<RawValue>, CallError>) -> usize {
     }
 }
 
-impl Drop for PendingGuard<'_> {
+impl Drop for ClientCall {
     fn drop(&mut self) {
         // Still waiting: the client is told to stop (an answer that came
         // meanwhile is dropped, and needs no cancel).
-        if self.armed && self.session.shared.pending.remove(self.id) {
-            self.session.cancel(self.id);
+        if let State::Waiting(Waiting { session, id }) = &self.0
+            && session.shared.pending.remove(*id)
+        {
+            session.cancel(*id);
         }
     }
 }

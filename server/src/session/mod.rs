@@ -19,7 +19,7 @@ mod topics;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use switchboard_protocol::codes::close;
@@ -27,8 +27,8 @@ use switchboard_protocol::{ErrorObject, codes, frame, methods};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-pub(crate) use handle::truncate_reason;
-pub use handle::{SessionHandle, SessionId};
+pub use handle::{ClientCall, SessionHandle, SessionId};
+pub(crate) use handle::{decode_result, encode_params, truncate_reason};
 pub(crate) use pending::next_call_id;
 pub(crate) use queue::CloseRequest;
 pub use queue::SendError;
@@ -84,8 +84,8 @@ impl Bucket {
         }
     }
 
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
+    /// Takes a token for a frame that arrived at `now`.
+    fn take(&mut self, now: Instant) -> bool {
         self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
         self.last = now;
         if self.tokens >= 1.0 {
@@ -203,13 +203,16 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
     let mut warned_for = None;
 
     // A session wakes for every frame it sends or receives, so what it
-    // waits on is cheap to wait on again: the queue's signals (frames, close,
-    // shutdown, and the socket's own wake-ups, so that it is read only when
-    // it has something) are one waker and an atomic, and the deadlines (ping,
-    // drain, expiry, hold) share one pinned timer, reset only when the
-    // earliest of them changes.
+    // waits on is cheap to wait on again: everything it waits for is a
+    // signal on its queue (frames, close, shutdown, and the wake-ups of its
+    // socket, its handlers and its timer), one waker and an atomic. The
+    // deadlines (ping, drain, expiry, hold, calls) share one pinned timer,
+    // reset only when the earliest of them changes; it is polled with a
+    // waker of its own that raises `TIMER`, so only when it was just set
+    // (to register that waker) or has fired, not on every wake-up.
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
+    let timer_waker = queue::signal_waker(&session.shared, signal::TIMER);
     let mut armed: Option<Instant> = None;
 
     // The expiry deadline, recomputed only when the token or the warning changes.
@@ -241,129 +244,138 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
             armed = next;
             if let Some(at) = next {
                 timer.as_mut().reset(at);
+                // Polled next, to register its waker.
+                queue.mark(signal::TIMER);
             }
         }
+        let raised = std::future::poll_fn(|cx| queue.poll_signals(cx)).await;
         // The timer first, so that a session kept busy by its socket or its
         // queue still meets its deadlines (ping, drain, expiry).
-        tokio::select! {
-            biased;
-            _ = &mut timer, if armed.is_some() => {
-                armed = None;
-                let now = Instant::now();
-                if drain_until.is_some_and(|at| at <= now) {
-                    return Ending::Shutdown;
+        if raised & signal::TIMER != 0
+            && armed.is_some()
+            && timer.as_mut().poll(&mut Context::from_waker(&timer_waker)).is_ready()
+        {
+            armed = None;
+            let now = Instant::now();
+            if drain_until.is_some_and(|at| at <= now) {
+                return Ending::Shutdown;
+            }
+            if ping_at <= now {
+                ping_at = now + ping_every;
+                if let Some(sent) = ping_sent {
+                    if sent.elapsed() >= limits.pong_timeout() {
+                        return Ending::PingTimeout;
+                    }
+                } else {
+                    ping_sent = Some(now);
+                    socket.push_ping();
+                    if let Err(ending) = flush(socket, session, timer.as_mut(), &timer_waker, &mut armed).await {
+                        return ending;
+                    }
                 }
-                if ping_at <= now {
-                    ping_at = now + ping_every;
-                    if let Some(sent) = ping_sent {
-                        if sent.elapsed() >= limits.pong_timeout() {
-                            return Ending::PingTimeout;
+            }
+            if expiry.is_some_and(|at| at <= now)
+                && let Some(exp) = session.expires_at()
+            {
+                if unix_now().as_secs() >= exp {
+                    return Ending::Expired;
+                }
+                if warned_for != Some(exp)
+                    && let Some(w) = warn_before
+                    && unix_now() + w >= Duration::from_secs(exp)
+                {
+                    warned_for = Some(exp);
+                    let _ = session.notify(
+                        methods::EXPIRING,
+                        &methods::Expiry {
+                            expires_at_ms: Some(exp.saturating_mul(1000)),
+                        },
+                    );
+                }
+            }
+            expire_calls(session, now);
+            if hold_until.is_some_and(|at| at <= now) {
+                hold_until = None;
+                if let Some(topic) = &personal {
+                    session.release_hold(topic);
+                }
+            }
+        }
+        if raised & signal::CLOSE != 0 {
+            return Ending::Requested;
+        }
+        if raised & signal::SHUTDOWN != 0 && drain_until.is_none() {
+            drain_until = Some(Instant::now() + limits.shutdown_grace());
+        }
+        // Handlers the last read started, or that the last answers woke,
+        // run before the queue is written, so that what they send goes too.
+        let raised = if raised & signal::HANDLERS != 0 {
+            running.run(session);
+            raised | queue.raised()
+        } else {
+            raised
+        };
+        if raised & signal::FRAMES != 0
+            && let Err(ending) = flush(socket, session, timer.as_mut(), &timer_waker, &mut armed).await
+        {
+            return ending;
+        }
+        if raised & signal::READ == 0 {
+            continue;
+        }
+        // Handle every frame that has already arrived (up to a bound)
+        // before going back to the select, so that the answers they
+        // produce leave in one flush instead of one write each.
+        let mut incoming = match reader.try_next(socket) {
+            Poll::Ready(incoming) => incoming,
+            Poll::Pending => continue,
+        };
+        let mut taken = 0;
+        // The frames of one batch arrived together: one look at the clock.
+        let now = Instant::now();
+        loop {
+            ping_sent = None;
+            match incoming {
+                Ok(Incoming::Close(code)) => return Ending::ClientClosed(code),
+                Ok(Incoming::Text(text)) => {
+                    if !bucket.take(now) && !over_rate(session, text) {
+                        if bucket.refused_in_a_row >= limits.rate_abuse_close {
+                            return Ending::Protocol(close::RATE_LIMITED);
                         }
                     } else {
-                        ping_sent = Some(now);
-                        socket.push_ping();
-                        if let Err(ending) = flush(socket, session, timer.as_mut(), &mut armed).await {
-                            return ending;
-                        }
-                    }
-                }
-                if expiry.is_some_and(|at| at <= now)
-                    && let Some(exp) = session.expires_at()
-                {
-                    if unix_now().as_secs() >= exp {
-                        return Ending::Expired;
-                    }
-                    if warned_for != Some(exp) && let Some(w) = warn_before
-                        && unix_now() + w >= Duration::from_secs(exp)
-                    {
-                        warned_for = Some(exp);
-                        let _ = session.notify(methods::EXPIRING, &methods::Expiry { expires_at_ms: Some(exp.saturating_mul(1000)) });
-                    }
-                }
-                expire_calls(session, now);
-                if hold_until.is_some_and(|at| at <= now) {
-                    hold_until = None;
-                    if let Some(topic) = &personal {
-                        session.release_hold(topic);
-                    }
-                }
-            }
-            raised = std::future::poll_fn(|cx| queue.poll_signals(cx)) => {
-                if raised & signal::CLOSE != 0 {
-                    return Ending::Requested;
-                }
-                if raised & signal::SHUTDOWN != 0 && drain_until.is_none() {
-                    drain_until = Some(Instant::now() + limits.shutdown_grace());
-                }
-                // Handlers the last read started, or that the last answers woke,
-                // run before the queue is written, so that what they send goes too.
-                let raised = if raised & signal::HANDLERS != 0 {
-                    running.run(session);
-                    raised | queue.raised()
-                } else {
-                    raised
-                };
-                if raised & signal::FRAMES != 0
-                    && let Err(ending) = flush(socket, session, timer.as_mut(), &mut armed).await
-                {
-                    return ending;
-                }
-                if raised & signal::READ == 0 {
-                    continue;
-                }
-                // Handle every frame that has already arrived (up to a bound)
-                // before going back to the select, so that the answers they
-                // produce leave in one flush instead of one write each.
-                let mut incoming = match reader.try_next(socket) {
-                    Poll::Ready(incoming) => incoming,
-                    Poll::Pending => continue,
-                };
-                let mut taken = 0;
-                loop {
-                    ping_sent = None;
-                    match incoming {
-                        Ok(Incoming::Close(code)) => return Ending::ClientClosed(code),
-                        Ok(Incoming::Text(text)) => {
-                            if !bucket.take() && !over_rate(session, text) {
-                                if bucket.refused_in_a_row >= limits.rate_abuse_close {
-                                    return Ending::Protocol(close::RATE_LIMITED);
-                                }
-                            } else {
-                                if hold_until.is_some() && !text.contains(methods::SUBSCRIBE) {
-                                    hold_until = None;
-                                    if let Some(topic) = &personal {
-                                        session.release_hold(topic);
-                                    }
-                                }
-                                handle_text(session, gw, conn_id, text, &mut running);
+                        if hold_until.is_some() && !text.contains(methods::SUBSCRIBE) {
+                            hold_until = None;
+                            if let Some(topic) = &personal {
+                                session.release_hold(topic);
                             }
                         }
-                        Ok(Incoming::Binary) => {
-                            let error = ErrorObject::with_data(
-                                codes::INVALID_REQUEST,
-                                serde_json::json!({"reason": "binary frames are not supported; send JSON-RPC as text frames"}),
-                            );
-                            let _ = session.send_frame(frame::write_error(None, &error).into());
-                        }
-                        Ok(Incoming::Ping | Incoming::Pong) => {}
-                        Err(e) => return classify_error(e),
-                    }
-                    taken += 1;
-                    if taken >= READ_BATCH {
-                        break;
-                    }
-                    match reader.try_next(socket) {
-                        Poll::Ready(next) => incoming = next,
-                        Poll::Pending => break,
+                        handle_text(session, gw, conn_id, text, &mut running);
                     }
                 }
-                // A ping read above left its pong in the outbox.
-                if !socket.is_flushed()
-                    && let Err(ending) = flush(socket, session, timer.as_mut(), &mut armed).await
-                {
-                    return ending;
+                Ok(Incoming::Binary) => {
+                    let error = ErrorObject::with_data(
+                        codes::INVALID_REQUEST,
+                        serde_json::json!({"reason": "binary frames are not supported; send JSON-RPC as text frames"}),
+                    );
+                    let _ = session.send_frame(frame::write_error(None, &error).into());
                 }
+                Ok(Incoming::Ping | Incoming::Pong) => {}
+                Err(e) => return classify_error(e),
             }
+            taken += 1;
+            if taken >= READ_BATCH {
+                break;
+            }
+            match reader.try_next(socket) {
+                Poll::Ready(next) => incoming = next,
+                Poll::Pending => break,
+            }
+        }
+        // A ping read above left its pong in the outbox.
+        if !socket.is_flushed()
+            && let Err(ending) = flush(socket, session, timer.as_mut(), &timer_waker, &mut armed).await
+        {
+            return ending;
         }
     }
 }
@@ -444,6 +456,7 @@ async fn flush(
     socket: &mut Socket,
     session: &SessionHandle,
     mut timer: Pin<&mut tokio::time::Sleep>,
+    timer_waker: &Waker,
     armed: &mut Option<Instant>,
 ) -> Result<(), Ending> {
     let queue = &session.shared.queue;
@@ -459,7 +472,8 @@ async fn flush(
                 timer.as_mut().reset(at);
                 *armed = Some(at);
             }
-            if armed.is_some() && timer.as_mut().poll(cx).is_ready() {
+            // The timer's waker raises `TIMER`, which wakes this wait too.
+            if armed.is_some() && timer.as_mut().poll(&mut Context::from_waker(timer_waker)).is_ready() {
                 *armed = None;
                 expire_calls(session, Instant::now());
             }

@@ -59,8 +59,10 @@ pub(crate) mod signal {
     pub(crate) const DEADLINE: u8 = 16;
     /// A handler the session runs can make progress.
     pub(crate) const HANDLERS: u8 = 32;
+    /// The session's timer fired, or was set and must be polled.
+    pub(crate) const TIMER: u8 = 64;
     /// Reported once, then lowered.
-    pub(super) const ONCE: u8 = SHUTDOWN | DEADLINE;
+    pub(super) const ONCE: u8 = SHUTDOWN | DEADLINE | TIMER;
 }
 
 /// A byte-bounded queue of text frames with a single consumer.
@@ -197,8 +199,8 @@ impl OutboundQueue {
         self.signals.fetch_and(!bit, Ordering::AcqRel);
     }
 
-    /// Ready with the raised signals (at least one); `SHUTDOWN` and
-    /// `DEADLINE` are reported once, the others for as long as they hold.
+    /// Ready with the raised signals (at least one); `SHUTDOWN`, `DEADLINE`
+    /// and `TIMER` are reported once, the others for as long as they hold.
     ///
     /// When ready, the waker is taken out: the session is running and will
     /// poll again before it waits, so what it raises itself meanwhile (the
@@ -206,11 +208,14 @@ impl OutboundQueue {
     /// second time for nothing. Anything that must reach it later is a
     /// signal, which it finds when it looks again.
     pub(crate) fn poll_signals(&self, cx: &mut Context<'_>) -> Poll<u8> {
-        // Registered before looking, so that a signal raised in between still wakes us.
-        self.waker.register(cx.waker());
-        let raised = self.signals.load(Ordering::Acquire);
+        let mut raised = self.signals.load(Ordering::Acquire);
         if raised == 0 {
-            return Poll::Pending;
+            // Registered before looking again, so that a signal raised in between still wakes us.
+            self.waker.register(cx.waker());
+            raised = self.signals.load(Ordering::Acquire);
+            if raised == 0 {
+                return Poll::Pending;
+            }
         }
         if raised & signal::ONCE != 0 {
             self.signals.fetch_and(!signal::ONCE, Ordering::AcqRel);
@@ -232,7 +237,7 @@ impl OutboundQueue {
 
 /// A waker that raises `bit` on a session's queue, so that the session waits
 /// on its queue's one waker for everything (the socket's wake-ups, its
-/// handlers'). It holds the session weakly: a waker kept a little longer by
+/// handlers', its timer's). It holds the session weakly: a waker kept a little longer by
 /// the socket's layers, the reactor or a handler must not keep the
 /// session's state alive.
 pub(crate) fn signal_waker(shared: &Arc<super::handle::Shared>, bit: u8) -> Waker {
