@@ -31,7 +31,7 @@ use crate::caller::Caller;
 use crate::dispatch::{IdText, InFlight, Origin, write_answer};
 use crate::error::CallError;
 use crate::hub::Hub;
-use crate::session::{ClientCall, SessionHandle};
+use crate::session::{ClientCall, ClientCallOf, SessionHandle};
 
 /// A call to a direct method: its params and who made it, borrowed for the
 /// length of the call.
@@ -126,19 +126,15 @@ impl<'a> Request<'a> {
 
     /// Like [`call_client_raw`](Self::call_client_raw) with typed params
     /// and result.
-    pub fn call_client<P, R>(
-        &self,
-        method: &str,
-        params: &P,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<R, CallError>> + Send + 'static
+    pub fn call_client<P, R>(&self, method: &str, params: &P, timeout: Duration) -> ClientCallOf<R>
     where
         P: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let call =
-            crate::session::encode_params(params).map(|params| self.call_client_raw(method, Some(&params), timeout));
-        async move { crate::session::decode_result(&call?.await?) }
+        ClientCallOf::new(match crate::session::encode_params(params) {
+            Ok(params) => self.call_client_raw(method, Some(&params), timeout),
+            Err(error) => ClientCall::failed(error),
+        })
     }
 
     /// The caller as an owned [`Caller`], to keep beyond the call (for

@@ -62,7 +62,7 @@ pub use direct::Request;
 pub use error::{CallError, Error};
 pub use gateway::{Gateway, GatewayBuilder};
 pub use hub::{CallEntry, Hub, HubError, HubStats, personal_topic};
-pub use session::{ClientCall, SendError, SessionHandle, SessionId};
+pub use session::{ClientCall, ClientCallOf, SendError, SessionHandle, SessionId};
 pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::Target;
 pub use tls::TlsConfig;

@@ -35,13 +35,11 @@ fn builder(config: Config) -> GatewayBuilder {
         })
         .expect("repeat")
         .method_async("ask", |req| {
-            let (question,): (String,) = req.params()?;
-            let caller = req.caller();
+            let (question,): (&str,) = req.params()?;
+            // Sent now, from the borrowed params; the future keeps only the call.
+            let asked = req.call_client::<_, String>("ui.ask", &[question], std::time::Duration::from_secs(5));
             Ok(async move {
-                let answer: String = caller
-                    .call("ui.ask", &[question], std::time::Duration::from_secs(5))
-                    .await
-                    .map_err(|e| e.to_error_object())?;
+                let answer = asked.await.map_err(|e| e.to_error_object())?;
                 if answer == "boom" {
                     panic!("kaboom (direct async, expected by the test)");
                 }
@@ -210,6 +208,14 @@ async fn direct_methods_answer_over_http_and_are_discovered() {
         assert_eq!(answer, result(json!(1), json!(42)));
         let me = http_post_json(server.addr, "/rpc", &json!({"jsonrpc": "2.0", "id": 2, "method": "me"})).await;
         assert_eq!(me["result"]["session"], Value::Null, "no session over HTTP: {me}");
+        // Over HTTP there is no client to call back.
+        let ask = http_post_json(
+            server.addr,
+            "/rpc",
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "ask", "params": ["anyone?"]}),
+        )
+        .await;
+        assert_eq!(error_code(&ask), Some(-32005), "session gone: {ask}");
 
         let mut c = server.connect("curious").await;
         let doc = c.call(1, "rpc.discover", json!([])).await;

@@ -358,6 +358,38 @@ impl Future for ClientCall {
     }
 }
 
+/// A call to a client whose result is parsed as `R`
+/// ([`Request::call_client`](crate::Request::call_client)); otherwise a
+/// [`ClientCall`].
+#[must_use = "the call is cancelled when this is dropped"]
+pub struct ClientCallOf<R> {
+    call: ClientCall,
+    result: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R> ClientCallOf<R> {
+    pub(crate) fn new(call: ClientCall) -> Self {
+        Self {
+            call,
+            result: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<R> fmt::Debug for ClientCallOf<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.call, f)
+    }
+}
+
+impl<R: DeserializeOwned> Future for ClientCallOf<R> {
+    type Output = Result<R, CallError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.call).poll(cx).map(|answer| decode_result(&answer?))
+    }
+}
+
 fn outcome_index(outcome: &Result<Box<RawValue>, CallError>) -> usize {
     match outcome {
         Ok(_) => 0,

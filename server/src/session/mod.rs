@@ -1,11 +1,11 @@
 //! The session actor: one task per WebSocket connection.
 //!
-//! The task owns the socket and is its only writer. It waits on two things
-//! at once: one timer for all its deadlines (ping, pong, drain, token expiry,
-//! personal hold, calls to the client), and its queue's signals (frames to
-//! write, a close request from a slow consumer or a disconnect, shutdown, a
-//! call due earlier than the timer, and the wake-ups of its socket,
-//! `reader.rs`, and of the handlers it runs, `running.rs`). Asynchronous
+//! The task owns the socket and is its only writer. It waits on its queue's
+//! signals alone: frames to write, a close request from a slow consumer or
+//! a disconnect, shutdown, a call due earlier than the timer, and the
+//! wake-ups of its socket (`reader.rs`), of the handlers it runs
+//! (`running.rs`) and of its one timer for all its deadlines (ping, pong,
+//! drain, token expiry, personal hold, calls to the client). Asynchronous
 //! handlers are polled by this task between reading and writing, so the
 //! reader never waits for one; answers to the server's own calls are
 //! matched in the pending table as they arrive.
@@ -27,8 +27,8 @@ use switchboard_protocol::{ErrorObject, codes, frame, methods};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-pub use handle::{ClientCall, SessionHandle, SessionId};
-pub(crate) use handle::{decode_result, encode_params, truncate_reason};
+pub use handle::{ClientCall, ClientCallOf, SessionHandle, SessionId};
+pub(crate) use handle::{encode_params, truncate_reason};
 pub(crate) use pending::next_call_id;
 pub(crate) use queue::CloseRequest;
 pub use queue::SendError;
@@ -262,6 +262,8 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
             }
             if ping_at <= now {
                 ping_at = now + ping_every;
+                // Once a ping interval, the handlers' slots are given back if none is running.
+                running.trim();
                 if let Some(sent) = ping_sent {
                     if sent.elapsed() >= limits.pong_timeout() {
                         return Ending::PingTimeout;
