@@ -219,36 +219,42 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
     let mut expiry_for = None;
     let mut expiry = None;
 
+    // The deadlines are looked at again after anything but a plain write
+    // (a push to a session that mostly receives touches nothing else).
+    let mut recompute = true;
     loop {
-        if let Some(w) = warn_before {
-            let key = (session.expires_at(), warned_for);
-            if expiry_for != Some(key) {
-                expiry_for = Some(key);
-                expiry = key.0.map(|exp| expiry_check(exp, w, warned_for));
+        if recompute {
+            if let Some(w) = warn_before {
+                let key = (session.expires_at(), warned_for);
+                if expiry_for != Some(key) {
+                    expiry_for = Some(key);
+                    expiry = key.0.map(|exp| expiry_check(exp, w, warned_for));
+                }
             }
-        }
-        if drain_until.is_some() && running.len() == 0 {
-            return Ending::Shutdown;
-        }
-        let next = [
-            Some(ping_at),
-            drain_until,
-            expiry,
-            hold_until,
-            session.shared.pending.next_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        if next != armed {
-            armed = next;
-            if let Some(at) = next {
-                timer.as_mut().reset(at);
-                // Polled next, to register its waker.
-                queue.mark(signal::TIMER);
+            if drain_until.is_some() && running.len() == 0 {
+                return Ending::Shutdown;
+            }
+            let next = [
+                Some(ping_at),
+                drain_until,
+                expiry,
+                hold_until,
+                session.shared.pending.next_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            if next != armed {
+                armed = next;
+                if let Some(at) = next {
+                    timer.as_mut().reset(at);
+                    // Polled next, to register its waker.
+                    queue.mark(signal::TIMER);
+                }
             }
         }
         let raised = std::future::poll_fn(|cx| queue.poll_signals(cx)).await;
+        recompute = raised != signal::FRAMES;
         // The timer first, so that a session kept busy by its socket or its
         // queue still meets its deadlines (ping, drain, expiry).
         if raised & signal::TIMER != 0
@@ -317,10 +323,13 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
         } else {
             raised
         };
-        if raised & signal::FRAMES != 0
-            && let Err(ending) = flush(socket, session, timer.as_mut(), &timer_waker, &mut armed).await
-        {
-            return ending;
+        if raised & signal::FRAMES != 0 {
+            let before = armed;
+            if let Err(ending) = flush(socket, session, timer.as_mut(), &timer_waker, &mut armed).await {
+                return ending;
+            }
+            // A write that waited may have set the timer, or seen it fire.
+            recompute |= armed != before;
         }
         if raised & signal::READ == 0 {
             continue;
