@@ -246,6 +246,32 @@ impl WsClient {
     }
 }
 
+/// Sends `rpc.ping` with id `"probe"` and requires the very next frame to be
+/// its pong: proof that nothing else was sent before it.
+pub async fn probe(c: &mut WsClient) {
+    c.send(r#"{"jsonrpc":"2.0","id":"probe","method":"rpc.ping"}"#).await;
+    assert_eq!(
+        c.recv().await,
+        result(serde_json::json!("probe"), serde_json::json!("pong")),
+        "the next frame is the probe's pong"
+    );
+}
+
+/// Hangs up `clients` first, so that the gateway need not wait for close
+/// handshakes that unread test clients would never complete, then stops it.
+pub async fn hang_up_and_stop(server: TestServer, clients: Vec<WsClient>) {
+    drop(clients);
+    server.stop().await;
+}
+
+/// The default configuration with these limits.
+pub fn config_with(limits: switchboard_server::Limits) -> switchboard_server::Config {
+    switchboard_server::Config {
+        limits,
+        ..switchboard_server::Config::default()
+    }
+}
+
 /// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` as a value.
 pub fn result(id: Value, result: Value) -> Value {
     serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result})

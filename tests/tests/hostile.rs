@@ -744,6 +744,10 @@ async fn half_open_connections_and_unfinished_handshakes_are_closed() {
         // A WebSocket whose client went away without a word (or whose
         // network did): nothing answers the pings, so it is closed with 4001.
         let ghost = raw_upgrade(addr, "/ws?user=ghost").await;
+        // Registered first (the upgrade's answer can come before), so that
+        // zero sessions below means it was closed, not that it was not there
+        // yet: once read, a client answers the pings and the session lives.
+        assert!(node.sessions_become(1, WAIT).await, "the ghost session is up");
         assert!(
             node.sessions_become(0, WAIT).await,
             "the ghost session is closed (ping timeout)"
