@@ -101,22 +101,6 @@ impl<'a> Request<'a> {
     /// keep only the call. Over HTTP, where there is no client to call, the
     /// future fails with [`CallError::SessionGone`]. Dropping it before the
     /// answer tells the client `rpc.cancel`.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use switchboard_server::{Config, Gateway};
-    ///
-    /// # fn build() -> Result<(), switchboard_server::Error> {
-    /// let gateway = Gateway::builder(Config::default())
-    ///     .method_async("confirm", |req| {
-    ///         let (question,): (&str,) = req.params()?;
-    ///         let asked = req.call_client_raw("ui.confirm", None, Duration::from_secs(5));
-    ///         # let _ = question;
-    ///         Ok(async move { Ok(asked.await.map(|answer| answer.get() == "true").unwrap_or(false)) })
-    ///     })?
-    ///     .build()?;
-    /// # Ok(()) }
-    /// ```
     pub fn call_client_raw(&self, method: &str, params: Option<&RawValue>, timeout: Duration) -> ClientCall {
         match self.origin.session {
             Some(session) => session.start_call_raw(method, params, timeout),
@@ -126,6 +110,22 @@ impl<'a> Request<'a> {
 
     /// Like [`call_client_raw`](Self::call_client_raw) with typed params
     /// and result.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_server::{Config, Gateway};
+    ///
+    /// # fn build() -> Result<(), switchboard_server::Error> {
+    /// let gateway = Gateway::builder(Config::default())
+    ///     .method_async("delete", |req| {
+    ///         let (name,): (&str,) = req.params()?;
+    ///         // Sent now, from the borrowed name; the future keeps only the call.
+    ///         let confirmed = req.call_client::<_, bool>("ui.confirm", &[name], Duration::from_secs(5));
+    ///         Ok(async move { Ok(confirmed.await.unwrap_or(false)) })
+    ///     })?
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn call_client<P, R>(&self, method: &str, params: &P, timeout: Duration) -> ClientCallOf<R>
     where
         P: Serialize + ?Sized,
