@@ -11,7 +11,7 @@ use switchboard_protocol::{ErrorObject, codes};
 use tungstenite::Utf8Bytes;
 
 use crate::auth::{Action, AuthError};
-use crate::dispatch::{Dispatcher, Origin, Outcome, reply_error, reply_result};
+use crate::dispatch::{Dispatcher, IdText, Origin, Outcome, reply_error, reply_result};
 use crate::hub::Hub;
 use crate::registry::SubscribeError;
 use crate::session::Delivery;
@@ -245,7 +245,7 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
     let hub = d.hub.clone();
     let session = session.clone();
     let max_replay = limits.max_replay;
-    let id: Option<Box<str>> = id.map(|i| i.get().into());
+    let id: Option<IdText> = id.map(|i| IdText::new(i.get()));
     Outcome::Later(
         async move {
             // A broker that listens only where there is interest must listen
@@ -286,7 +286,7 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
             // The answer first, then each topic's replay followed by what was held back.
             if let Some(id) = &id {
                 let json = serde_json::to_string(&methods::SubscribeResult { topics: results }).unwrap_or_default();
-                let _ = session.send_frame(switchboard_protocol::frame::write_result(id, &json).into());
+                let _ = session.send_frame(switchboard_protocol::frame::write_result(id.as_str(), &json).into());
             }
             for (topic, replay, top) in replays {
                 session.finish_recovery(&topic, replay, top);
@@ -386,7 +386,7 @@ fn publish(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: O
     let hub = d.hub.clone();
     let data: Box<RawValue> = raw.data.to_owned();
     let topic = raw.topic;
-    let id: Option<Box<str>> = id.map(|i| i.get().into());
+    let id: Option<IdText> = id.map(|i| IdText::new(i.get()));
     Outcome::Later(
         async move {
             let outcome = hub.publish_raw(&topic, &data).await;
@@ -398,10 +398,10 @@ fn publish(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: O
                         epoch: position.map(|p| p.epoch),
                     };
                     let json = serde_json::to_string(&result).unwrap_or_default();
-                    switchboard_protocol::frame::write_result(&id, &json)
+                    switchboard_protocol::frame::write_result(id.as_str(), &json)
                 }
                 Err(e) => switchboard_protocol::frame::write_error(
-                    Some(&id),
+                    Some(id.as_str()),
                     &ErrorObject::with_data(codes::BROKER_UNAVAILABLE, serde_json::json!({"reason": e.to_string()})),
                 ),
             })

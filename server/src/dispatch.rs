@@ -230,10 +230,10 @@ impl Dispatcher {
                 // A faithful id goes to jsonrpsee and its answer is used as is;
                 // any other is kept as text and spliced in.
                 let faithful: Option<Id<'static>> = id.and_then(|i| faithful_id(i.get())).map(Id::into_owned);
-                let id_text: Option<Box<str>> = if faithful.is_some() {
+                let id_text: Option<IdText> = if faithful.is_some() {
                     None
                 } else {
-                    id.map(|i| i.get().into())
+                    id.map(|i| IdText::new(i.get()))
                 };
                 let answered = id.is_some();
                 let slot = match self.take_slot(origin) {
@@ -256,7 +256,7 @@ impl Dispatcher {
                             return None;
                         }
                         let id_text = || match (&faithful, &id_text) {
-                            (_, Some(text)) => text.to_string(),
+                            (_, Some(text)) => text.as_str().to_owned(),
                             (Some(id), None) => serde_json::to_string(id).unwrap_or_else(|_| "null".into()),
                             (None, None) => "null".into(),
                         };
@@ -403,7 +403,7 @@ impl Dispatcher {
         };
         let answer = self
             .upstreams
-            .forward(route, identity, id.map(|i| i.get().into()), method, params);
+            .forward(route, identity, id.map(|i| IdText::new(i.get())), method, params);
         Outcome::Later(
             async move {
                 let _slot = slot;

@@ -66,6 +66,7 @@ use serde_json::value::RawValue;
 use switchboard_protocol::frame::{self, Frame, Message};
 use switchboard_protocol::{ErrorObject, codes};
 
+use crate::dispatch::IdText;
 use crate::error::Error;
 
 /// One backend of the upstream proxy (an entry of `upstreams` in the configuration).
@@ -246,7 +247,7 @@ impl Upstreams {
         &self,
         route: &Arc<Route>,
         identity: Identity,
-        id: Option<Box<str>>,
+        id: Option<IdText>,
         method: &str,
         params: Option<&RawValue>,
     ) -> BoxFuture<'static, Option<String>> {
@@ -269,7 +270,7 @@ impl Upstreams {
                 Err(failure) => Err(failure),
             };
             let outcome = match &id {
-                Some(id) => outcome.and_then(|text| answer(id, our_id, &text)),
+                Some(id) => outcome.and_then(|text| answer(id.as_str(), our_id, &text)),
                 None => outcome.map(|_| String::new()),
             };
             let label = match &outcome {
@@ -282,7 +283,7 @@ impl Upstreams {
             metrics::counter!("switchboard_upstream_requests_total", "outcome" => label).increment(1);
             let id = id?;
             Some(outcome.unwrap_or_else(|failure| {
-                frame::write_error(Some(&id), &failure.to_error_object(route.timeout))
+                frame::write_error(Some(id.as_str()), &failure.to_error_object(route.timeout))
             }))
         }
         .boxed()

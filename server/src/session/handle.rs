@@ -338,21 +338,20 @@ impl Future for ClientCall {
     type Output = Result<Box<RawValue>, CallError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let waiting = match std::mem::replace(&mut self.0, State::Done) {
-            State::Waiting(waiting) => waiting,
-            State::Failed(error) => return Poll::Ready(Err(error)),
-            State::Done => panic!("a ClientCall polled after it was done"),
+        let State::Waiting(waiting) = &self.0 else {
+            return match std::mem::replace(&mut self.0, State::Done) {
+                State::Failed(error) => Poll::Ready(Err(error)),
+                _ => panic!("a ClientCall polled after it was done"),
+            };
         };
-        let outcome = match waiting.session.shared.pending.poll_answer(waiting.id, cx) {
-            Poll::Pending => {
-                self.0 = State::Waiting(waiting);
-                return Poll::Pending;
-            }
-            Poll::Ready(Outcome::Answered(answer)) => answer.map_err(CallError::Rpc),
+        let outcome = match std::task::ready!(waiting.session.shared.pending.poll_answer(waiting.id, cx)) {
+            Outcome::Answered(answer) => answer.map_err(CallError::Rpc),
             // The session told the client to stop when it timed the call out.
-            Poll::Ready(Outcome::TimedOut) => Err(CallError::Timeout),
-            Poll::Ready(Outcome::Gone) => Err(CallError::SessionGone),
+            Outcome::TimedOut => Err(CallError::Timeout),
+            Outcome::Gone => Err(CallError::SessionGone),
         };
+        // Answered: nothing left to cancel when it is dropped.
+        self.0 = State::Done;
         crate::metrics::hot().calls[outcome_index(&outcome)].increment(1);
         Poll::Ready(outcome)
     }

@@ -20,15 +20,14 @@
 //! does waking or finishing one.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 
 use super::SessionHandle;
-use super::handle::Shared;
-use super::queue::signal;
+use super::queue::{signal, signal_waker};
 
 type Handler = BoxFuture<'static, Option<String>>;
 
@@ -59,7 +58,8 @@ struct Slots {
 /// The bits of the slots whose handlers were woken; shared with the wakers.
 struct Woken {
     bits: Mutex<Vec<u64>>,
-    session: Weak<Shared>,
+    /// Raises `HANDLERS` on the session's queue.
+    session: Waker,
 }
 
 /// Wakes the handler in one slot.
@@ -82,9 +82,7 @@ impl Wake for SlotWaker {
             }
             bits[word] |= 1 << (self.slot % 64);
         }
-        if let Some(shared) = self.woken.session.upgrade() {
-            shared.queue.raise(signal::HANDLERS);
-        }
+        self.woken.session.wake_by_ref();
     }
 }
 
@@ -99,7 +97,7 @@ impl Running {
                 started: Vec::new(),
                 woken: Arc::new(Woken {
                     bits: Mutex::new(Vec::new()),
-                    session: Arc::downgrade(&session.shared),
+                    session: signal_waker(&session.shared, signal::HANDLERS),
                 }),
                 taken: Vec::new(),
                 len: 0,
