@@ -143,6 +143,13 @@ pub fn classify(raw: &RawValue) -> Message<'_> {
 fn classify_message(m: RawMessage<'_>) -> Message<'_> {
     let id = m.id.filter(|id| is_legal_id(id));
     let bad_id = m.id.is_some() && id.is_none();
+    if m.method.is_none() && m.result.is_none() && m.error.is_none() {
+        // Neither a request nor a response, whatever its "jsonrpc" says: an
+        // invalid request, answered under its id when that is legal and with
+        // id null otherwise (as the specification's batch example answers
+        // `{"foo": "boo"}`).
+        return invalid(id, "a message needs \"method\", \"result\" or \"error\"", false);
+    }
     if !is_version_2(m.jsonrpc) {
         return invalid(id, "\"jsonrpc\" must be exactly \"2.0\"", m.method.is_none());
     }
@@ -190,12 +197,12 @@ fn classify_message(m: RawMessage<'_>) -> Message<'_> {
             Ok(e) => Message::Response { id, outcome: Err(e) },
             Err(_) => invalid(Some(id), "\"error\" must be an object with a code and a message", true),
         },
-        (Some(_), Some(_)) => invalid(
+        // Both (a message with neither was refused above).
+        _ => invalid(
             Some(id),
             "a response must not carry both \"result\" and \"error\"",
             true,
         ),
-        (None, None) => invalid(Some(id), "a message needs \"method\", \"result\" or \"error\"", false),
     }
 }
 
@@ -396,6 +403,37 @@ mod tests {
         ));
         assert!(matches!(single("5"), Message::Invalid { id: None, .. }));
         assert_eq!(batch_len("[1,2,3]"), Some(3));
+    }
+
+    #[test]
+    fn an_object_with_no_method_result_or_error_is_an_invalid_request() {
+        // Answered (not taken for a stray response), whatever "jsonrpc" says.
+        let answered = |text| {
+            matches!(
+                single(text),
+                Message::Invalid {
+                    was_response: false,
+                    ..
+                }
+            )
+        };
+        for text in [
+            r#"{"foo":"boo"}"#,
+            r#"{"jsonrpc":"2.0","foo":"boo"}"#,
+            r#"{"jsonrpc":"1.0"}"#,
+            r#"{}"#,
+        ] {
+            assert!(answered(text), "{text}");
+            assert!(matches!(single(text), Message::Invalid { id: None, .. }), "{text}");
+        }
+        // A legal id is echoed, as in every other invalid request.
+        assert!(answered(r#"{"id":7}"#));
+        assert!(matches!(single(r#"{"id":7}"#), Message::Invalid { id: Some(_), .. }));
+        // With "result" but a wrong "jsonrpc", it is still a (dropped) response.
+        assert!(matches!(
+            single(r#"{"jsonrpc":"1.0","id":3,"result":1}"#),
+            Message::Invalid { was_response: true, .. }
+        ));
     }
 
     #[test]

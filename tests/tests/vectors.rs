@@ -33,7 +33,9 @@
 //!   with that frame as the body.
 //!
 //! Clients connect as user `vectors` (`?user=vectors`) to a dev-mode gateway
-//! with default limits and the demo methods (`echo`, `demo.sleep`, …).
+//! with default limits and the demo methods (`echo`, `demo.sleep`, …), plus
+//! the methods the JSON-RPC 2.0 specification's examples call (`subtract`,
+//! `sum`, `get_data`, `notify_hello`, `notify_sum`), registered here only.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +43,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
+use switchboard_server::protocol::ErrorObject;
+use switchboard_server::{Config, Gateway, Request};
 use switchboard_tests::{TestServer, WAIT, WsClient, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -66,6 +70,33 @@ struct Step {
     expect: Vec<Value>,
     #[serde(default)]
     expect_text_contains: Vec<String>,
+}
+
+/// `subtract`'s params, by position or by name, as in the specification.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Subtract {
+    ByPosition(i64, i64),
+    ByName { minuend: i64, subtrahend: i64 },
+}
+
+/// The gateway the vectors run against: the demo, and the specification's methods.
+async fn vector_server() -> TestServer {
+    let gateway = Gateway::builder(Config::default())
+        .method("subtract", |r: Request<'_>| {
+            Ok(match r.params::<Subtract>()? {
+                Subtract::ByPosition(a, b) => a - b,
+                Subtract::ByName { minuend, subtrahend } => minuend - subtrahend,
+            })
+        })
+        .and_then(|b| b.method("sum", |r: Request<'_>| Ok(r.params::<Vec<i64>>()?.iter().sum::<i64>())))
+        .and_then(|b| b.method("get_data", |_: Request<'_>| Ok::<_, ErrorObject>(("hello", 5))))
+        .and_then(|b| b.method("notify_hello", |r: Request<'_>| r.params::<Vec<i64>>().map(|_| ())))
+        .and_then(|b| b.method("notify_sum", |r: Request<'_>| r.params::<Vec<i64>>().map(|_| ())))
+        .expect("the specification's methods register")
+        .build()
+        .expect("gateway builds");
+    TestServer::serve(gateway).await
 }
 
 fn vectors_dir() -> PathBuf {
@@ -461,8 +492,9 @@ fn matcher_rules() {
 #[tokio::test]
 async fn vectors_over_websocket() {
     let vectors = load_vectors();
-    within(WAIT * 6, async {
-        let server = TestServer::start().await;
+    // Each vector has its own guard; this one only catches a hang between them.
+    within(WAIT * (vectors.len() as u32 + 1), async {
+        let server = vector_server().await;
         let mut failures = Vec::new();
         for (name, vector) in &vectors {
             let outcome = tokio::time::timeout(WAIT, run_vector_ws(&server, vector))
@@ -481,8 +513,9 @@ async fn vectors_over_websocket() {
 #[tokio::test]
 async fn vectors_over_http() {
     let vectors = load_vectors();
-    within(WAIT * 6, async {
-        let server = TestServer::start().await;
+    // Each vector has its own guard; this one only catches a hang between them.
+    within(WAIT * (vectors.len() as u32 + 1), async {
+        let server = vector_server().await;
         let mut failures = Vec::new();
         let mut replayed = 0;
         for (name, vector) in vectors.iter().filter(|(_, v)| !v.ws_only) {
@@ -511,7 +544,7 @@ async fn vectors_over_http() {
 #[tokio::test]
 async fn probe_is_answered_first() {
     within(WAIT, async {
-        let server = TestServer::start().await;
+        let server = vector_server().await;
         let mut client = server.connect("vectors").await;
         client.send(PROBE).await;
         let pong = tokio::time::timeout(Duration::from_secs(5), client.recv())

@@ -105,6 +105,13 @@ function classify(text: string, span: Span, value: unknown): Message {
   const hasMethod = raw.has("method");
   const hasResult = raw.has("result");
   const hasError = raw.has("error");
+  if (!hasMethod && !hasResult && !hasError) {
+    // Neither a request nor a response, whatever its "jsonrpc" says: an
+    // invalid request, answered under its id when that is legal and with id
+    // null otherwise (as the specification's batch example answers
+    // `{"foo": "boo"}`).
+    return invalid(id, 'a message needs "method", "result" or "error"', false);
+  }
   if (obj["jsonrpc"] !== "2.0" || !raw.has("jsonrpc")) {
     return invalid(id, '"jsonrpc" must be exactly "2.0"', !hasMethod);
   }
@@ -132,8 +139,8 @@ function classify(text: string, span: Span, value: unknown): Message {
       ? invalid(id, '"error" must be an object with a code and a message', true)
       : { kind: "error", id, error };
   }
-  if (hasResult && hasError) return invalid(id, 'a response must not carry both "result" and "error"', true);
-  return invalid(id, 'a message needs "method", "result" or "error"', false);
+  // Both (a message with neither was refused above).
+  return invalid(id, 'a response must not carry both "result" and "error"', true);
 }
 
 /** An id is legal when it is a string, a number or null. */

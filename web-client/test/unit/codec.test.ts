@@ -63,6 +63,13 @@ describe("codec", () => {
     expect(reasons('{"jsonrpc":"2.0","id":6,"error":{"code":1.5,"message":"x"}}')).toEqual(["6", true]);
     expect(reasons('{"jsonrpc":"2.0","id":6,"error":{"code":1}}')).toEqual(["6", true]);
     expect(reasons("5")).toEqual([null, false]);
+    // Neither method, result nor error: an invalid request to answer, whatever "jsonrpc" says.
+    expect(reasons('{"foo":"boo"}')).toEqual([null, false]);
+    expect(reasons('{"jsonrpc":"2.0","foo":"boo"}')).toEqual([null, false]);
+    expect(reasons('{"jsonrpc":"1.0"}')).toEqual([null, false]);
+    expect(reasons('{"id":7}')).toEqual(["7", false]);
+    // With a result and a wrong "jsonrpc", it is still a (dropped) response.
+    expect(reasons('{"jsonrpc":"1.0","id":3,"result":1}')).toEqual(["3", true]);
     // An unknown member may repeat: only the members that carry meaning are ambiguous.
     expect(reasons('{"jsonrpc":"2.0","x":1,"x":2,"method":"m"}')).toBe("notification");
   });
