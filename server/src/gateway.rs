@@ -514,7 +514,7 @@ async fn ws_upgrade(
             let reason = crate::session::truncate_reason(&reason);
             return ws.accept(SocketConfig::new(limits), move |mut socket| async move {
                 socket
-                    .close(close::UNAUTHORIZED, &reason, crate::session::CLOSE_TIMEOUT)
+                    .close(close::UNAUTHORIZED, &reason, crate::ws::CLOSE_TIMEOUT)
                     .await;
             });
         }

@@ -69,3 +69,5 @@ pub use tls::TlsConfig;
 pub use tungstenite::Utf8Bytes;
 pub use upstream::UpstreamConfig;
 pub use webhook::{WebhookConfig, WebhookEvent};
+#[doc(hidden)]
+pub use ws::verification as ws_verification;

@@ -37,13 +37,10 @@ pub(crate) use topics::{Delivery, Subscription};
 
 use crate::dispatch::{Origin, Outcome};
 use crate::gateway::GatewayShared;
-use crate::ws::{Incoming, ReadError, Socket};
+use crate::ws::{CLOSE_TIMEOUT, Incoming, ReadError, Socket};
 
 /// Frames handled in one go before answers are flushed and timers looked at.
 const READ_BATCH: usize = 64;
-
-/// How long a close handshake may take before the socket is dropped.
-pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the session loop ended.
 enum Ending {
@@ -363,7 +360,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                         handle_text(session, gw, conn_id, text, &mut running);
                     }
                 }
-                Ok(Incoming::Binary) => {
+                Ok(Incoming::Binary(_)) => {
                     let error = ErrorObject::with_data(
                         codes::INVALID_REQUEST,
                         serde_json::json!({"reason": "binary frames are not supported; send JSON-RPC as text frames"}),
@@ -504,15 +501,12 @@ async fn write_queued(socket: &mut Socket, session: &SessionHandle) -> std::io::
 }
 
 fn classify_error(error: ReadError) -> Ending {
-    match error {
-        ReadError::TooBig => Ending::Protocol(close::TOO_BIG),
-        ReadError::InvalidUtf8 => Ending::Protocol(close::INVALID_UTF8),
-        ReadError::Protocol(why) => {
-            tracing::debug!(why, "protocol error");
-            Ending::Protocol(close::PROTOCOL_ERROR)
+    match error.close_code() {
+        Some(code) => {
+            tracing::debug!(%error, "protocol error");
+            Ending::Protocol(code)
         }
-        ReadError::Eof => Ending::ClientGone,
-        ReadError::Io(error) => {
+        None => {
             tracing::debug!(%error, "connection error");
             Ending::ClientGone
         }

@@ -11,6 +11,8 @@
 //! it received or sent before.
 
 mod read;
+#[doc(hidden)]
+pub mod verification;
 mod write;
 
 use std::io;
@@ -34,6 +36,9 @@ pub(crate) use read::{Incoming, ReadError};
 use write::{Outbox, opcode};
 
 use crate::config::Limits;
+
+/// How long a close handshake may take before the socket is dropped.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A valid WebSocket upgrade request, ready to be accepted.
 pub(crate) struct WsUpgrade {
@@ -185,6 +190,12 @@ impl<T> Socket<T> {
     /// Queues a text frame carrying `payload`; it leaves at the next flush.
     pub(crate) fn push_text(&mut self, payload: Utf8Bytes) {
         self.out.push(opcode::TEXT, Bytes::from(payload));
+    }
+
+    /// Queues a binary frame carrying `payload` (only the verification
+    /// echo sends one: the protocol is text).
+    pub(crate) fn push_binary(&mut self, payload: Bytes) {
+        self.out.push(opcode::BINARY, payload);
     }
 
     /// Queues a ping with no payload.

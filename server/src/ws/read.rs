@@ -15,7 +15,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, ReadBuf};
+use switchboard_protocol::codes::close;
+use tokio::io::AsyncRead;
 
 use super::write::opcode;
 
@@ -23,8 +24,8 @@ use super::write::opcode;
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Incoming<'a> {
     Text(&'a str),
-    /// A binary message (its content is not kept: the protocol is text).
-    Binary,
+    /// A binary message (the protocol is text; the session refuses it).
+    Binary(&'a [u8]),
     /// A ping, already answered (the pong waits in the outbox).
     Ping,
     Pong,
@@ -44,6 +45,19 @@ pub(crate) enum ReadError {
     /// The connection ended without a close frame.
     Eof,
     Io(io::Error),
+}
+
+impl ReadError {
+    /// The close code the server answers this error with (RFC 6455 §7.4.1),
+    /// or `None` when the connection is gone and nothing can be sent.
+    pub(crate) fn close_code(&self) -> Option<u16> {
+        match self {
+            Self::TooBig => Some(close::TOO_BIG),
+            Self::InvalidUtf8 => Some(close::INVALID_UTF8),
+            Self::Protocol(_) => Some(close::PROTOCOL_ERROR),
+            Self::Eof | Self::Io(_) => None,
+        }
+    }
 }
 
 impl std::fmt::Display for ReadError {
@@ -159,13 +173,39 @@ enum Found {
     Close(Option<u16>),
 }
 
+/// A message arriving in fragments: whether it is text, its bytes so far,
+/// and how many of them are known to be UTF-8.
+struct Fragments {
+    text: bool,
+    data: Vec<u8>,
+    checked: usize,
+}
+
+impl Fragments {
+    /// Adds a fragment. Text that can no longer become UTF-8 is refused at
+    /// once rather than when the message ends (RFC 6455 §8.1 allows either;
+    /// failing fast saves reading the rest of a message that is refused
+    /// anyway). A character cut between two fragments is waited for.
+    fn push(&mut self, fragment: &[u8]) -> Result<(), ReadError> {
+        self.data.extend_from_slice(fragment);
+        if self.text {
+            match std::str::from_utf8(&self.data[self.checked..]) {
+                Ok(_) => self.checked = self.data.len(),
+                Err(e) if e.error_len().is_none() => self.checked += e.valid_up_to(),
+                Err(_) => return Err(ReadError::InvalidUtf8),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The read side of one connection.
 pub(super) struct Input {
     /// Bytes read and not yet taken: `buf[pos..]`.
     buf: Vec<u8>,
     pos: usize,
-    /// A message arriving in fragments: whether it is text, and its bytes so far.
-    fragments: Option<(bool, Vec<u8>)>,
+    /// A message arriving in fragments.
+    fragments: Option<Fragments>,
     /// The last message that came in fragments, until the next read.
     assembled: Vec<u8>,
     chunk: usize,
@@ -184,7 +224,17 @@ impl Input {
         }
     }
 
-    /// The buffer's capacity (what an idle connection keeps: nothing).
+    /// Bytes read and not yet taken.
+    pub(super) fn unread(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// The read buffer's capacity.
+    pub(super) fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// The buffers' capacity (what an idle connection keeps: nothing).
     #[cfg(test)]
     pub(super) fn capacity(&self) -> usize {
         self.buf.capacity() + self.assembled.capacity()
@@ -234,7 +284,12 @@ impl Input {
             Found::Assembled { text: true } => {
                 Incoming::Text(std::str::from_utf8(&self.assembled).map_err(|_| ReadError::InvalidUtf8)?)
             }
-            Found::Buffered { text: false, .. } | Found::Assembled { text: false } => Incoming::Binary,
+            Found::Buffered {
+                text: false,
+                start,
+                end,
+            } => Incoming::Binary(&self.buf[start..end]),
+            Found::Assembled { text: false } => Incoming::Binary(&self.assembled),
             Found::Ping => Incoming::Ping,
             Found::Pong => Incoming::Pong,
             Found::Close(code) => Incoming::Close(code),
@@ -258,24 +313,30 @@ impl Input {
                 }
                 let text = h.opcode == opcode::TEXT;
                 if !h.fin {
-                    self.fragments = Some((text, payload.to_vec()));
+                    let mut fragments = Fragments {
+                        text,
+                        data: Vec::new(),
+                        checked: 0,
+                    };
+                    fragments.push(payload)?;
+                    self.fragments = Some(fragments);
                     return Ok(None);
                 }
                 Found::Buffered { text, start, end }
             }
             opcode::CONTINUATION => {
-                let Some((text, data)) = self.fragments.as_mut() else {
+                let Some(fragments) = self.fragments.as_mut() else {
                     return Err(ReadError::Protocol("a continuation frame with no message to continue"));
                 };
-                if data.len() + payload.len() > self.max_message {
+                if fragments.data.len() + payload.len() > self.max_message {
                     return Err(ReadError::TooBig);
                 }
-                data.extend_from_slice(payload);
+                fragments.push(payload)?;
                 if !h.fin {
                     return Ok(None);
                 }
-                let text = *text;
-                self.assembled = self.fragments.take().map(|(_, data)| data).unwrap_or_default();
+                let text = fragments.text;
+                self.assembled = self.fragments.take().map(|f| f.data).unwrap_or_default();
                 Found::Assembled { text }
             }
             opcode::PING => {
@@ -324,15 +385,10 @@ impl Input {
             self.pos = 0;
             self.buf.reserve_exact(want);
         }
-        let len = self.buf.len();
-        self.buf.resize(len + want, 0);
-        let mut read = ReadBuf::new(&mut self.buf[len..]);
-        let polled = Pin::new(io).poll_read(cx, &mut read);
-        let n = read.filled().len();
-        self.buf.truncate(len + n);
-        match polled {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(n)),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        // Read into the spare capacity as it is: filling it with zeros
+        // first would cost the rest of a large frame on every read of it.
+        match tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf) {
+            Poll::Ready(read) => Poll::Ready(read),
             Poll::Pending => {
                 if self.pos == self.buf.len() {
                     // Nothing unread: an idle connection holds no read memory.
@@ -353,7 +409,9 @@ mod tests {
 
     use super::{Incoming, Input, ReadError};
 
-    const LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+    /// A hang guard with ample room: each test here takes well under a
+    /// second in a debug build.
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
     const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
     /// A masked client frame: `first` is FIN, RSV and opcode.
@@ -379,14 +437,24 @@ mod tests {
         frame(0x81, s.as_bytes())
     }
 
+    /// `bytes` cut into pieces of `piece` bytes.
+    fn cut(bytes: &[u8], piece: usize) -> Vec<Vec<u8>> {
+        bytes.chunks(piece).map(<[u8]>::to_vec).collect()
+    }
+
     /// What a reader makes of `bytes`, written in pieces of `piece` bytes,
     /// read with steps of `step` bytes: every message as text (binary as
     /// `<binary>`, pings as `<ping>`), then the error that ended it.
     async fn read_all(bytes: Vec<u8>, piece: usize, step: usize, max: usize) -> (Vec<String>, ReadError, Vec<Vec<u8>>) {
+        read_pieces(cut(&bytes, piece), step, max).await
+    }
+
+    /// What a reader makes of `pieces`, written one by one.
+    async fn read_pieces(pieces: Vec<Vec<u8>>, step: usize, max: usize) -> (Vec<String>, ReadError, Vec<Vec<u8>>) {
         let (mut client, mut server) = tokio::io::duplex(64);
         let writer = tokio::spawn(async move {
-            for part in bytes.chunks(piece) {
-                if client.write_all(part).await.is_err() {
+            for part in pieces {
+                if client.write_all(&part).await.is_err() {
                     return;
                 }
             }
@@ -415,7 +483,7 @@ mod tests {
     fn describe(m: &Incoming<'_>) -> String {
         match m {
             Incoming::Text(t) => (*t).to_owned(),
-            Incoming::Binary => "<binary>".into(),
+            Incoming::Binary(_) => "<binary>".into(),
             Incoming::Ping => "<ping>".into(),
             Incoming::Pong => "<pong>".into(),
             Incoming::Close(code) => format!("<close {code:?}>"),
@@ -428,12 +496,39 @@ mod tests {
     }
 
     async fn every_length() {
+        // Both edges of every length class: 7-bit, 16-bit (126 and up) and 64-bit (65,536 and up).
         let sizes = [0, 1, 5, 125, 126, 127, 1000, 65_535, 65_536, 70_000];
         let messages: Vec<String> = sizes.iter().map(|&n| "é".repeat(n / 2) + &"x".repeat(n % 2)).collect();
-        let bytes: Vec<u8> = messages.iter().flat_map(|m| text(m)).collect();
-        for (piece, step) in [(1, 16), (7, 16), (1000, 64), (1 << 20, 1024), (3000, 4096)] {
+        let frames: Vec<Vec<u8>> = messages.iter().map(|m| text(m)).collect();
+        let bytes = frames.concat();
+        // Coarse cuts, with steps smaller and larger than the frames.
+        for (piece, step) in [(1000, 64), (1 << 20, 1024), (3000, 4096)] {
             let (got, error, _) = read_all(bytes.clone(), piece, step, 1 << 20).await;
             assert_eq!(got, messages, "pieces of {piece}, steps of {step}");
+            assert!(matches!(error, ReadError::Eof), "{error}");
+        }
+        // Every header (at most 14 bytes) cut at every byte, the payload after
+        // it in one piece: each length class is read from a header that
+        // arrives a byte at a time, without feeding the long payloads byte by
+        // byte (that is slow work in a debug build, not more coverage).
+        let header_cuts: Vec<Vec<u8>> = frames
+            .iter()
+            .flat_map(|f| {
+                let (head, payload) = f.split_at(f.len().min(16));
+                cut(head, 1).into_iter().chain([payload.to_vec()])
+            })
+            .collect();
+        for step in [16, 64] {
+            let (got, error, _) = read_pieces(header_cuts.clone(), step, 1 << 20).await;
+            assert_eq!(got, messages, "headers byte by byte, steps of {step}");
+            assert!(matches!(error, ReadError::Eof), "{error}");
+        }
+        // Fine cuts over the short messages: payloads split everywhere too.
+        let short = messages.iter().filter(|m| m.len() <= 1000).count();
+        let short_bytes = frames[..short].concat();
+        for (piece, step) in [(1, 16), (7, 16)] {
+            let (got, error, _) = read_all(short_bytes.clone(), piece, step, 1 << 20).await;
+            assert_eq!(got, messages[..short], "pieces of {piece}, steps of {step}");
             assert!(matches!(error, ReadError::Eof), "{error}");
         }
     }
@@ -449,6 +544,9 @@ mod tests {
         bytes.extend(frame(0x00, "\"2.0\",\"method\":\"é".as_bytes()));
         bytes.extend(frame(0x80, "\"}".as_bytes()));
         bytes.extend(frame(0x82, &[0, 1, 2]));
+        // A character cut between two fragments ("é" is C3 A9).
+        bytes.extend(frame(0x01, &[b'<', 0xC3]));
+        bytes.extend(frame(0x80, &[0xA9, b'>']));
         bytes.extend(frame(0x8A, b""));
         bytes.extend(frame(0x88, &[0x03, 0xE8, b'b', b'y', b'e']));
         let (got, error, pongs) = read_all(bytes, 5, 16, 1 << 20).await;
@@ -458,6 +556,7 @@ mod tests {
                 "<ping>",
                 "{\"jsonrpc\":\"2.0\",\"method\":\"é\"}",
                 "<binary>",
+                "<é>",
                 "<pong>",
                 "<close Some(1000)>"
             ]
@@ -489,6 +588,8 @@ mod tests {
             ("close code 1005", frame(0x88, &[0x03, 0xED]), "protocol"),
             ("close reason not UTF-8", frame(0x88, &[0x03, 0xE8, 0xFF]), "utf-8"),
             ("text not UTF-8", frame(0x81, &[b'a', 0xC3]), "utf-8"),
+            // Refused at the first bad fragment, before the message ends.
+            ("fragment not UTF-8", frame(0x01, &[b'a', 0xFF]), "utf-8"),
             ("too big", text(&"a".repeat(101)), "too big"),
             ("too big in pieces", too_big_in_pieces, "too big"),
         ];
