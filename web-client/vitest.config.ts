@@ -7,8 +7,11 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     // The end-to-end files start their own gateway (and browser) each, on port 0.
-    testTimeout: 20_000,
-    hookTimeout: 60_000,
+    // Both limits are hang guards, not budgets: a debug gateway and Chromium
+    // start (in the hooks) and work far slower on a small shared machine than
+    // on a workstation, and a hang is reported sooner by the waits inside.
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
     typecheck: { enabled: false },
   },
 });

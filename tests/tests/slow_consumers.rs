@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use switchboard_protocol::codes::close;
 use switchboard_tests::{WAIT, WsClient, eventually, within};
+use tokio_tungstenite::tungstenite::Message;
 
 use hostile_support::{Binary, limits};
 
@@ -35,6 +37,19 @@ const AT_LEAST: u64 = 640;
 
 const TOPIC: &str = "stream";
 
+/// How long a reader waits for its next frame, and the publisher for every
+/// reader to catch up with a round: a hang guard, not a budget. A round (32
+/// messages to 999 readers) takes about 2 s in a debug build on two cores,
+/// and a reader that is done with one waits for the slowest before the next
+/// begins, so the usual wait for one frame (`WAIT`) would be a budget for
+/// most of a round.
+const ROUND: Duration = Duration::from_secs(120);
+
+/// The whole test: about 50 s in a debug build on two cores (27 rounds of
+/// about 2 s); a hang guard with room for a machine many times slower that
+/// runs other tests alongside. A hang is caught sooner, by [`ROUND`].
+const LIMIT: Duration = Duration::from_secs(1_200);
+
 /// A second topic only the slow session subscribes to. The kernel lets a
 /// socket whose reader is idle buffer about 4 MiB on loopback (send buffer
 /// autotuning), which the ~600-byte stream would take minutes to fill with a
@@ -47,9 +62,27 @@ async fn subscribe(c: &mut WsClient, topic: &str) {
     assert_eq!(r["result"]["topics"][0]["topic"], topic, "{r}");
 }
 
+/// The next text frame as JSON (pings and pongs skipped), waiting at most [`ROUND`].
+async fn next_frame(c: &mut WsClient) -> Value {
+    loop {
+        let message = tokio::time::timeout(ROUND, c.ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("connection open")
+            .expect("frame");
+        match message {
+            Message::Text(t) => {
+                return serde_json::from_str(&t).unwrap_or_else(|e| panic!("frame is not JSON ({e}): {t}"));
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_never_reading_session_among_a_thousand_is_cut_and_the_others_get_everything() {
-    within(Duration::from_secs(600), async {
+    within(LIMIT, async {
         let node = Binary::start(
             "slow-consumers",
             &limits(&format!(
@@ -81,7 +114,7 @@ async fn one_never_reading_session_among_a_thousand_is_cut_and_the_others_get_ev
                 tokio::spawn(async move {
                     let mut next = 0u64;
                     loop {
-                        let v: Value = c.recv().await;
+                        let v = next_frame(&mut c).await;
                         assert_eq!(v["method"], "rpc.message", "reader {i}: {v}");
                         let data = &v["params"]["data"];
                         assert_eq!(
@@ -138,7 +171,7 @@ async fn one_never_reading_session_among_a_thousand_is_cut_and_the_others_get_ev
                     .await;
                 assert!(r.get("result").is_some(), "{r}");
             }
-            let caught_up = eventually(WAIT * 3, || {
+            let caught_up = eventually(ROUND, || {
                 progress.iter().all(|p| p.load(Ordering::Acquire) >= published)
             })
             .await;

@@ -15,6 +15,12 @@ let gateway: Gateway;
 let browser: Browser;
 const clients: Client[] = [];
 
+// A hang guard, not a budget: each test drives Chromium through page loads,
+// many waits and full-page screenshots, which a small shared machine does
+// many times slower than a workstation. Playwright's own waits (30 s each)
+// report a hang sooner.
+const TEST_LIMIT = 120_000;
+
 function nodeClient(user: string): Client {
   const c = new Client(gateway.ws(user), { WebSocket: WebSocket as unknown as WebSocketConstructor });
   clients.push(c);
@@ -115,7 +121,7 @@ describe("dashboard", () => {
     } finally {
       await context.close();
     }
-  }, 30_000);
+  }, TEST_LIMIT);
 });
 
 describe("chat demo", () => {
@@ -171,5 +177,5 @@ describe("chat demo", () => {
     } finally {
       await Promise.all(contexts.map((c) => c.close()));
     }
-  }, 30_000);
+  }, TEST_LIMIT);
 });
