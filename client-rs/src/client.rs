@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::Batch;
 use crate::buffer::Buffer;
-use crate::builder::{ClientBuilder, Config};
 use crate::calls::send;
+use crate::config::{Config, without_query};
 use crate::error::{Error, RpcError};
 use crate::notifications::Notifications;
 use crate::shared::{Pending, Shared};
@@ -55,7 +55,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("url", &crate::builder::without_query(&self.shared.config.url))
+            .field("url", &without_query(&self.shared.config.url))
             .field("state", &self.state())
             .finish_non_exhaustive()
     }
@@ -87,11 +87,6 @@ fn install_crypto_provider() {
 }
 
 impl Client {
-    /// Starts building a client for `url` (`ws://…` or `wss://…`).
-    pub fn builder(url: impl Into<String>) -> ClientBuilder {
-        ClientBuilder::new(url)
-    }
-
     pub(crate) fn from_config(config: Config) -> Self {
         let shared = Arc::new(Shared::new(config));
         Self {
@@ -140,7 +135,7 @@ impl Client {
     }
 
     /// Calls `method` with `params` and decodes the result as `R`, within the
-    /// default call timeout ([`ClientBuilder::call_timeout`]).
+    /// default call timeout ([`ClientBuilder::call_timeout`](crate::ClientBuilder::call_timeout)).
     ///
     /// `params` is anything that serialises to a JSON array or object (a
     /// tuple, an array, a struct, `serde_json::json!(…)`); `()` sends none.
@@ -280,7 +275,7 @@ impl Client {
     /// and stays registered across reconnects.
     ///
     /// Each call runs in a task of its own, so handlers run concurrently (up
-    /// to [`ClientBuilder::max_handlers`]). Params that do not decode as `P`
+    /// to [`ClientBuilder::max_handlers`](crate::ClientBuilder::max_handlers)). Params that do not decode as `P`
     /// are answered `-32602`; a handler that panics is answered `-32603`; an
     /// `rpc.cancel` from the server (its caller gave up) aborts the handler's
     /// task, dropping its future; so does the end of the connection. Methods

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use switchboard_protocol::codes::{self, CloseClass, close_class};
-use switchboard_protocol::methods::{self, Disconnect, Welcome};
-use switchboard_protocol::{ErrorObject, frame};
+use switchboard_protocol::frame;
+use switchboard_protocol::methods::{self, Welcome};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, Interval, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::{ProtocolError, SubProtocolError};
@@ -29,10 +29,13 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::error::Error;
+use crate::inbound::Connection;
+use crate::refresher::spawn_refresher;
 use crate::shared::{Conn, Pending, Shared};
 use crate::state::ConnectionState;
 use crate::stats::bump;
-use crate::token::{TokenTransport, spawn_refresher};
+use crate::token::TokenTransport;
+use crate::topic::Topic;
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -331,24 +334,6 @@ fn handshake_request(shared: &Shared, token: Option<&str>, plain: bool) -> Resul
     Ok(request)
 }
 
-/// One live connection, as the connection task sees it.
-pub(crate) struct Connection<'a> {
-    pub(crate) shared: &'a Arc<Shared>,
-    /// Where handlers queue their answers.
-    pub(crate) tx: mpsc::Sender<String>,
-    /// Frames the task itself answers with, written after each read.
-    pub(crate) out: Vec<String>,
-    /// Handlers running for server→client calls.
-    pub(crate) handlers: JoinSet<()>,
-    /// Each running handler by the canonical text of its request id.
-    pub(crate) running: HashMap<String, AbortHandle>,
-    pub(crate) by_task: HashMap<tokio::task::Id, String>,
-    /// What the server announced with `rpc.disconnect`.
-    pub(crate) disconnect: Option<Disconnect>,
-    /// Wakes the token refresher when the server warns with `rpc.expiring`.
-    pub(crate) expiring: Option<Arc<Notify>>,
-}
-
 /// Serves one connection until it ends. Once it is usable, tells `ready`
 /// (the first `connect`), or counts a reconnect.
 async fn serve(shared: &Arc<Shared>, opened: Opened, ready: &mut Option<oneshot::Sender<Result<(), Error>>>) -> Ending {
@@ -526,7 +511,7 @@ impl Connection<'_> {
             pushes
                 .topics
                 .entry(personal.clone())
-                .or_insert_with(|| crate::shared::Topic::new(capacity, true))
+                .or_insert_with(|| Topic::new(capacity, true))
                 .wanted = true;
             pushes.personal = Some(personal);
         }
@@ -567,10 +552,5 @@ impl Connection<'_> {
         );
         frames.push(frame::write_request(id, methods::SUBSCRIBE, Some(&params)));
         frames
-    }
-
-    /// Queues an error answer to request `id`.
-    pub(crate) fn answer_error(&mut self, id: &str, error: &ErrorObject) {
-        self.out.push(frame::write_error(Some(id), error));
     }
 }

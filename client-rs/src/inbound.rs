@@ -1,5 +1,10 @@
-//! What the connection task does with each message from the server.
+//! What the connection task does with each message from the server, and the
+//! [`Connection`] state it does it with.
+//!
+//! `Connection` is defined here rather than in `connection.rs` so that the
+//! connection loop imports this module and not the other way round.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -8,13 +13,32 @@ use serde_json::value::RawValue;
 use switchboard_protocol::frame::{self, Frame, Message};
 use switchboard_protocol::methods::{self, Cancel, Disconnect, Publication, SubscribeResult, Welcome};
 use switchboard_protocol::{ErrorObject, codes};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::buffer::Buffer;
-use crate::connection::Connection;
 use crate::error::Error;
-use crate::shared::{Answer, MAX_UNCLAIMED, Pending, Topic};
+use crate::shared::{Answer, MAX_UNCLAIMED, Pending, Shared};
 use crate::stats::bump;
-use crate::subscription::{Resubscribed, SubscriptionEvent};
+use crate::topic::{Resubscribed, SubscriptionEvent, Topic};
+
+/// One live connection, as the connection task sees it.
+pub(crate) struct Connection<'a> {
+    pub(crate) shared: &'a Arc<Shared>,
+    /// Where handlers queue their answers.
+    pub(crate) tx: mpsc::Sender<String>,
+    /// Frames the task itself answers with, written after each read.
+    pub(crate) out: Vec<String>,
+    /// Handlers running for server→client calls.
+    pub(crate) handlers: JoinSet<()>,
+    /// Each running handler by the canonical text of its request id.
+    pub(crate) running: HashMap<String, AbortHandle>,
+    pub(crate) by_task: HashMap<tokio::task::Id, String>,
+    /// What the server announced with `rpc.disconnect`.
+    pub(crate) disconnect: Option<Disconnect>,
+    /// Wakes the token refresher when the server warns with `rpc.expiring`.
+    pub(crate) expiring: Option<Arc<Notify>>,
+}
 
 /// The canonical text of a request id, to match `rpc.cancel {id}` with it.
 fn id_key(id: &str) -> String {
@@ -22,6 +46,11 @@ fn id_key(id: &str) -> String {
 }
 
 impl Connection<'_> {
+    /// Queues an error answer to request `id`.
+    pub(crate) fn answer_error(&mut self, id: &str, error: &ErrorObject) {
+        self.out.push(frame::write_error(Some(id), error));
+    }
+
     /// Handles one text frame.
     pub(crate) fn on_text(&mut self, text: &str) {
         match frame::parse(text) {

@@ -62,34 +62,66 @@
 //! # Other JSON-RPC 2.0 servers
 #![doc = include_str!("docs/other-servers.md")]
 
-mod backoff;
-mod batch;
+// The modules form layers, numbered from the bottom up. A module imports
+// only from lower layers, never from its own or a higher one, so there is no
+// cycle; the workspace's tidy test (`tests/tests/tidy_layers.rs`) keeps the
+// imports in step with this list. The
+// types both sides need live low: `Config` in `config`, each topic's state
+// and events in `topic`, and `Shared` (the pending calls, the current
+// connection, the pushes) in `shared`. The public face, `Client` and then
+// `ClientBuilder`, is on top.
+
+// 1. Leaves: nothing else from this crate.
 mod buffer;
-mod builder;
-mod calls;
-mod client;
-mod connection;
 mod error;
+mod reconnect;
+mod stats;
+
+// 2. Pieces of state.
 mod handler;
+mod state;
+mod token;
+mod topic;
+
+// 3. The options.
+mod config;
+
+// 4. The state every part shares.
+mod shared;
+
+// 5. Over the shared state: calls, notification streams, and what the
+// connection task does with each frame from the server.
+mod calls;
 mod inbound;
 mod notifications;
-mod shared;
-mod state;
-mod stats;
-mod subscription;
-mod token;
 
-pub use backoff::{ReconnectPolicy, backoff};
+// 6. What makes calls: batches, subscriptions and the token refresher.
+mod batch;
+mod refresher;
+mod subscription;
+
+// 7. The connection task.
+mod connection;
+
+// 8. The public face: `Client`…
+mod client;
+
+// 9. …and the builder that makes one.
+mod builder;
+
 pub use batch::{Batch, BatchCall, BatchResults};
 pub use builder::ClientBuilder;
 pub use client::Client;
 pub use error::{BoxError, Error, RpcError};
 pub use notifications::Notifications;
+pub use reconnect::ReconnectPolicy;
 pub use rustls;
 pub use state::{ConnectionState, StateStream};
 pub use stats::Stats;
-pub use subscription::{Resubscribed, Subscription, SubscriptionEvent};
+pub use subscription::Subscription;
 pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::ErrorObject;
+pub use switchboard_protocol::backoff::backoff;
 pub use switchboard_protocol::methods::{Publication, RecoveryGap, StreamPosition, Welcome};
 pub use token::TokenTransport;
+pub use topic::{Resubscribed, SubscriptionEvent};

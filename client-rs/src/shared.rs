@@ -6,18 +6,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use parking_lot::{Mutex, RwLock};
 use serde_json::value::RawValue;
-use switchboard_protocol::methods::{StreamPosition, Welcome};
+use switchboard_protocol::methods::Welcome;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::buffer::Buffer;
-use crate::builder::Config;
+use crate::config::Config;
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::state::{ConnectionState, States};
 use crate::stats::{Counters, bump};
-use crate::subscription::SubscriptionEvent;
+use crate::topic::Topic;
 
 /// How many notification methods, and how many topics, may be buffered
 /// without a reader. Pushes for further unknown ones are dropped (and counted):
@@ -114,44 +114,6 @@ pub(crate) struct Pushes {
     pub(crate) topics: HashMap<String, Topic>,
     /// The personal topic of the current user, when managed.
     pub(crate) personal: Option<String>,
-}
-
-/// One topic the client knows of.
-pub(crate) struct Topic {
-    /// Where its events wait for the [`Subscription`](crate::Subscription).
-    pub(crate) buffer: Arc<Buffer<SubscriptionEvent>>,
-    /// Whether the application subscribed to it (or it is the managed
-    /// personal topic): such topics are renewed on every reconnect.
-    pub(crate) wanted: bool,
-    /// Where to resume from: the newest position known.
-    pub(crate) position: Option<StreamPosition>,
-    /// The last publication delivered (epoch, offset), to drop a duplicate.
-    pub(crate) last: Option<(String, u64)>,
-}
-
-impl Topic {
-    pub(crate) fn new(capacity: usize, wanted: bool) -> Self {
-        Self {
-            buffer: Arc::new(Buffer::new(capacity)),
-            wanted,
-            position: None,
-            last: None,
-        }
-    }
-
-    /// Moves the resume position forward to `offset` in `epoch` (or to
-    /// another epoch, which starts over).
-    pub(crate) fn advance(&mut self, epoch: &str, offset: u64) {
-        match &mut self.position {
-            Some(p) if p.epoch == epoch => p.offset = p.offset.max(offset),
-            _ => {
-                self.position = Some(StreamPosition {
-                    offset,
-                    epoch: epoch.to_owned(),
-                })
-            }
-        }
-    }
 }
 
 impl std::fmt::Debug for Shared {

@@ -5,50 +5,13 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use futures_util::{Stream, StreamExt};
-use switchboard_protocol::methods::{self, Publication, RecoveryGap, StreamPosition, TopicResult};
-use switchboard_protocol::{ErrorObject, frame};
+use switchboard_protocol::frame;
+use switchboard_protocol::methods::{self, Publication, StreamPosition, TopicResult};
 
 use crate::buffer::{Buffer, Popped};
 use crate::error::Error;
-use crate::shared::{Shared, Topic};
-
-/// What a [`Subscription`] yields.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum SubscriptionEvent {
-    /// A publication on the topic. On a recoverable topic it carries its
-    /// `offset` and `epoch`, and the client remembers them to resume from.
-    Publication(Publication),
-    /// The subscription was renewed after a reconnect. The publications the
-    /// server replays (if it could) follow this event.
-    Resubscribed(Resubscribed),
-    /// The subscription could not be renewed after a reconnect: the server
-    /// refused it. Publications stop; the client tries again on the next
-    /// reconnect.
-    ResubscribeFailed(ErrorObject),
-    /// The reader was too slow: the buffer was full and this many older
-    /// events were dropped. Those publications are lost to this reader (the
-    /// client does not ask for them again).
-    Lagged {
-        /// How many events were dropped.
-        missed: u64,
-    },
-}
-
-/// How a subscription came back after a reconnect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resubscribed {
-    /// Whether every publication made while the client was away is (or is
-    /// about to be) delivered: the topic keeps history, the client knew its
-    /// position, and the server replayed everything since. `false` means
-    /// publications were missed: reload the state they describe.
-    pub recovered: bool,
-    /// Why recovery was incomplete, when the server said why (`None` when
-    /// recovered, and for topics without history).
-    pub gap: Option<RecoveryGap>,
-    /// The position the client resumes from now.
-    pub position: Option<StreamPosition>,
-}
+use crate::shared::Shared;
+use crate::topic::{SubscriptionEvent, Topic};
 
 /// A subscription to a topic: a [`Stream`] of [`SubscriptionEvent`]s.
 /// Made by [`Client::subscribe`](crate::Client::subscribe).

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod api;
+pub mod backoff;
 pub mod codes;
 mod error;
 pub mod frame;

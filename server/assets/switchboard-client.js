@@ -7,10 +7,13 @@ var __export = (target, all) => {
 
 // src/backoff.ts
 function backoff(attempt, min, max, random) {
-  const exponent = Math.min(Math.max(0, Math.floor(attempt)), 52);
-  const window = Math.min(max, min * 2 ** exponent);
-  const r = Math.min(Math.max(random(), 0), 1);
-  return Math.floor(r * window);
+  const top = Math.max(0, max);
+  const floor = Math.min(Math.max(0, min), top);
+  const exponent = attempt > 0 ? Math.floor(attempt) : 0;
+  const cap = floor === 0 ? 0 : Math.min(top, floor * 2 ** exponent);
+  const unit = random > 0 ? Math.min(random, 1) : 0;
+  const jitter = unit * (cap - floor);
+  return floor + (jitter > 0 ? Math.floor(jitter) : 0);
 }
 
 // src/codec.ts
@@ -78,6 +81,9 @@ function classify(text, span, value) {
   const hasMethod = raw.has("method");
   const hasResult = raw.has("result");
   const hasError = raw.has("error");
+  if (!hasMethod && !hasResult && !hasError) {
+    return invalid(id, 'a message needs "method", "result" or "error"', false);
+  }
   if (obj["jsonrpc"] !== "2.0" || !raw.has("jsonrpc")) {
     return invalid(id, '"jsonrpc" must be exactly "2.0"', !hasMethod);
   }
@@ -101,8 +107,7 @@ function classify(text, span, value) {
     const error = errorObject(raw.get("error"), obj["error"]);
     return error === void 0 ? invalid(id, '"error" must be an object with a code and a message', true) : { kind: "error", id, error };
   }
-  if (hasResult && hasError) return invalid(id, 'a response must not carry both "result" and "error"', true);
-  return invalid(id, 'a message needs "method", "result" or "error"', false);
+  return invalid(id, 'a response must not carry both "result" and "error"', true);
 }
 function isLegalId(raw) {
   const c = raw[0];
@@ -967,7 +972,8 @@ var Client = class {
     if (this.#state === "waiting") {
       const min = this.#options.minReconnectDelay ?? 500;
       const max = this.#options.maxReconnectDelay ?? 2e4;
-      delay = retry === "ReconnectNow" ? backoff(0, min, min, this.#random) : backoff(this.#attempt, min, max, this.#random);
+      const random = this.#random();
+      delay = retry === "ReconnectNow" ? Math.floor(Math.min(Math.max(random, 0), 1) * min) : backoff(this.#attempt + 1, min, max, random);
       this.#attempt++;
       this.#retryTimer = this.#timers.setTimeout(() => {
         this.#retryTimer = void 0;

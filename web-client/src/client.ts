@@ -81,9 +81,9 @@ export interface ClientOptions {
   timeout?: number;
   /** How long opening the socket and receiving `rpc.welcome` may take. @default 10000 */
   connectTimeout?: number;
-  /** The first backoff window, in milliseconds. @default 500 */
+  /** The shortest reconnect delay (the floor of the backoff), in milliseconds. @default 500 */
   minReconnectDelay?: number;
-  /** The largest backoff window, in milliseconds. @default 20000 */
+  /** The longest reconnect delay, in milliseconds. @default 20000 */
   maxReconnectDelay?: number;
   /**
    * After this many milliseconds without a frame from the server, send
@@ -448,7 +448,14 @@ export class Client implements SubscriptionOwner {
     if (this.#state === "waiting") {
       const min = this.#options.minReconnectDelay ?? 500;
       const max = this.#options.maxReconnectDelay ?? 20_000;
-      delay = retry === "ReconnectNow" ? backoff(0, min, min, this.#random) : backoff(this.#attempt, min, max, this.#random);
+      const random = this.#random();
+      // A draining node (1012): come back at once, spread over [0, min). Otherwise
+      // the first retry counts as attempt 1, since attempt 0 of `backoff` has an
+      // empty window and clients that lost the same server would retry in lockstep.
+      delay =
+        retry === "ReconnectNow"
+          ? Math.floor(Math.min(Math.max(random, 0), 1) * min)
+          : backoff(this.#attempt + 1, min, max, random);
       this.#attempt++;
       this.#retryTimer = this.#timers.setTimeout(() => {
         this.#retryTimer = undefined;

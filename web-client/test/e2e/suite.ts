@@ -134,7 +134,7 @@ export const scenarios: Scenario[] = [
     async run(env) {
       const topic = env.unique("e2e:news");
       const publisher = env.client(env.unique("publisher"));
-      // A predictable pause before the reconnect (random = 0.99 → ~0.5 s), so
+      // A predictable pause before the reconnect (random = 0.99 → ~1 s), so
       // the publications below fall inside it.
       const reader = env.client(env.unique("reader"), { minReconnectDelay: 500, random: () => 0.99 });
       try {

@@ -133,7 +133,7 @@ describe("calls", () => {
     expect(error).toBeInstanceOf(DisconnectedError);
     expect(error).toMatchObject({ code: 1006 });
     const queued = c.call("echo", [2]);
-    await vi.advanceTimersByTimeAsync(250);
+    await vi.advanceTimersByTimeAsync(750);
     ws = FakeWebSocket.last;
     expect(FakeWebSocket.instances).toHaveLength(2);
     ws.welcome();
@@ -165,18 +165,18 @@ describe("reconnecting", () => {
       await vi.advanceTimersByTimeAsync(delays.at(-1) ?? 0);
       FakeWebSocket.last.drop(1006);
     }
-    // random() = 0.5: half of 500, 1000, 2000, 4000, then capped at 4000.
-    expect(delays).toEqual([250, 500, 1000, 2000, 2000, 2000]);
-    await vi.advanceTimersByTimeAsync(2000);
+    // random() = 0.5: half-way from 500 to 1000, 2000, 4000, then capped at 4000.
+    expect(delays).toEqual([750, 1250, 2250, 2250, 2250, 2250]);
+    await vi.advanceTimersByTimeAsync(2250);
     FakeWebSocket.last.welcome();
     FakeWebSocket.last.drop(4000, "slow consumer");
-    expect(delays.at(-1)).toBe(250);
+    expect(delays.at(-1)).toBe(750);
   });
 
   it("does not open a socket before the delay is over", async () => {
     client({ personalTopic: false });
     FakeWebSocket.last.drop(1006);
-    await vi.advanceTimersByTimeAsync(249);
+    await vi.advanceTimersByTimeAsync(749);
     expect(FakeWebSocket.instances).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(1);
     expect(FakeWebSocket.instances).toHaveLength(2);
@@ -186,11 +186,11 @@ describe("reconnecting", () => {
     const c = client({ personalTopic: false, minReconnectDelay: 500 });
     FakeWebSocket.last.welcome();
     FakeWebSocket.last.drop(1006);
-    await vi.advanceTimersByTimeAsync(250);
-    FakeWebSocket.last.drop(1006); // attempt 2 would wait 500
+    await vi.advanceTimersByTimeAsync(750);
+    FakeWebSocket.last.drop(1006); // the next attempt would wait 1250
     const d = vi.fn();
     c.events.on("disconnected", d);
-    await vi.advanceTimersByTimeAsync(500);
+    await vi.advanceTimersByTimeAsync(1250);
     FakeWebSocket.last.drop(1012, "node draining, reconnect");
     expect(d).toHaveBeenLastCalledWith(expect.objectContaining({ code: 1012, reconnect: true, delay: 250 }));
   });
@@ -235,7 +235,7 @@ describe("reconnecting", () => {
     const old = FakeWebSocket.last;
     old.welcome();
     old.drop(1006);
-    await vi.advanceTimersByTimeAsync(250);
+    await vi.advanceTimersByTimeAsync(750);
     FakeWebSocket.last.welcome();
     old.onclose?.({ code: 1006, reason: "" }); // detached: a no-op
     old.push({ jsonrpc: "2.0", method: "late" });
@@ -250,7 +250,7 @@ describe("reconnecting", () => {
     expect(FakeWebSocket.last.protocols).toEqual(["switchboard.v1", "bearer.token-1"]);
     FakeWebSocket.last.welcome();
     FakeWebSocket.last.drop(4002, "token expired");
-    await vi.advanceTimersByTimeAsync(250);
+    await vi.advanceTimersByTimeAsync(750);
     expect(getToken).toHaveBeenCalledTimes(2);
     expect(FakeWebSocket.last.protocols).toEqual(["switchboard.v1", "bearer.token-2"]);
   });
@@ -270,7 +270,7 @@ describe("reconnecting", () => {
     expect(c.state).toBe("waiting");
     expect(FakeWebSocket.instances).toHaveLength(0);
     fail = false;
-    await vi.advanceTimersByTimeAsync(250);
+    await vi.advanceTimersByTimeAsync(750);
     expect(FakeWebSocket.instances).toHaveLength(1);
   });
 });
@@ -434,7 +434,7 @@ describe("subscriptions", () => {
 
     ws.drop(1006);
     expect(news.state).toBe("pending");
-    await vi.advanceTimersByTimeAsync(250);
+    await vi.advanceTimersByTimeAsync(750);
     ws = FakeWebSocket.last;
     ws.welcome("alice");
     expect(ws.frames[0]).toMatchObject({
