@@ -21,7 +21,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use switchboard_protocol::{Target, codes};
 
-use crate::caller::Caller;
+use crate::rpc::caller::Caller;
 use crate::{Error, GatewayBuilder};
 
 fn caller(ext: &http::Extensions) -> Caller {

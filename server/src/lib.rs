@@ -31,23 +31,16 @@
 //! Start reading at [`Gateway`]; the routing API is [`Hub`]; what a method
 //! handler knows of its caller is [`Caller`].
 
-mod api;
-mod assets;
-mod builtins;
-mod caller;
+mod actor;
 mod demo;
-mod direct;
-mod discover;
-mod dispatch;
+mod edge;
 mod error;
-mod gateway;
 mod hub;
 mod metrics;
-mod redis_broker;
-mod registry;
+mod rpc;
 mod session;
-mod tls;
-mod upstream;
+mod signing;
+mod state;
 mod webhook;
 mod ws;
 
@@ -55,19 +48,15 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 
-pub use api::ApiKey;
-pub use caller::Caller;
-pub use config::{Config, Limits, StreamConfig};
-pub use direct::Request;
+pub use config::{ApiKey, Config, Limits, StreamConfig, TlsConfig, UpstreamConfig, WebhookConfig, WebhookEvent};
+pub use edge::gateway::{Gateway, GatewayBuilder};
 pub use error::{CallError, Error};
-pub use gateway::{Gateway, GatewayBuilder};
 pub use hub::{CallEntry, Hub, HubError, HubStats, personal_topic};
+pub use rpc::caller::Caller;
+pub use rpc::direct::Request;
 pub use session::{ClientCall, ClientCallOf, SendError, SessionHandle, SessionId};
 pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::Target;
-pub use tls::TlsConfig;
 pub use tungstenite::Utf8Bytes;
-pub use upstream::UpstreamConfig;
-pub use webhook::{WebhookConfig, WebhookEvent};
 #[doc(hidden)]
 pub use ws::verification as ws_verification;

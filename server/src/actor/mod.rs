@@ -10,12 +10,8 @@
 //! reader never waits for one; answers to the server's own calls are
 //! matched in the pending table as they arrive.
 
-mod handle;
-mod pending;
-mod queue;
 mod reader;
 mod running;
-mod topics;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,16 +23,9 @@ use switchboard_protocol::{ErrorObject, codes, frame, methods};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-pub use handle::{ClientCall, ClientCallOf, SessionHandle, SessionId};
-pub(crate) use handle::{encode_params, truncate_reason};
-pub(crate) use pending::next_call_id;
-pub(crate) use queue::CloseRequest;
-pub use queue::SendError;
-use queue::signal;
-pub(crate) use topics::{Delivery, Subscription};
-
-use crate::dispatch::{Origin, Outcome};
-use crate::gateway::GatewayShared;
+use crate::rpc::dispatch::{Origin, Outcome};
+use crate::session::{CloseRequest, Delivery, SessionHandle, signal, signal_waker};
+use crate::state::GatewayShared;
 use crate::ws::{CLOSE_TIMEOUT, Incoming, ReadError, Socket};
 
 /// Frames handled in one go before answers are flushed and timers looked at.
@@ -209,7 +198,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
     // (to register that waker) or has fired, not on every wake-up.
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
-    let timer_waker = queue::signal_waker(&session.shared, signal::TIMER);
+    let timer_waker = signal_waker(&session.shared, signal::TIMER);
     let mut armed: Option<Instant> = None;
 
     // The expiry deadline, recomputed only when the token or the warning changes.

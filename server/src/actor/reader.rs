@@ -12,8 +12,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use super::handle::Shared;
-use super::queue::{signal, signal_waker};
+use crate::session::{Shared, signal, signal_waker};
 use crate::ws::{Incoming, ReadError, Socket};
 
 /// The session's reader.

@@ -26,8 +26,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 
-use super::SessionHandle;
-use super::queue::{signal, signal_waker};
+use crate::session::{SessionHandle, signal, signal_waker};
 
 type Handler = BoxFuture<'static, Option<String>>;
 
@@ -193,8 +192,7 @@ mod tests {
 
     use super::Running;
     use crate::config::Limits;
-    use crate::session::queue::signal;
-    use crate::session::{SessionHandle, SessionId};
+    use crate::session::{SessionHandle, SessionId, signal};
 
     fn answers(session: &SessionHandle) -> Vec<String> {
         let mut out = Vec::new();

@@ -21,7 +21,11 @@ use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, Target};
 use tungstenite::Utf8Bytes;
 
-pub use crate::redis_broker::{RedisBroker, RedisConfig};
+mod redis;
+
+pub use redis::RedisBroker;
+
+pub use crate::config::RedisConfig;
 
 /// The id of a gateway node.
 pub type NodeId = Arc<str>;
@@ -277,15 +281,11 @@ impl Stream {
 
 impl Default for LocalBroker {
     fn default() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or_default();
         Self {
             inbox: RwLock::new(None),
             presence: DashMap::new(),
             streams: DashMap::new(),
-            epoch_seed: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(std::process::id()),
+            epoch_seed: fastrand::u64(..),
             stream_count: AtomicU64::new(0),
         }
     }

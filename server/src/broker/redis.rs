@@ -36,38 +36,12 @@ use serde_json::value::RawValue;
 use switchboard_protocol::Target;
 use tokio::sync::{mpsc, oneshot};
 
+use switchboard_protocol::backoff::backoff;
+
 use crate::broker::{
     Broker, BrokerError, Envelope, History, Inbox, Interest, NodeId, PresenceEntry, SharedFrame, StreamPolicy,
 };
-
-/// Settings of the Redis broker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedisConfig {
-    /// The Redis URL. Default `redis://127.0.0.1:6379`.
-    pub url: String,
-    /// A prefix for every key and channel, so several clusters can share a Redis. Default `sb`.
-    pub prefix: String,
-    /// How often a node refreshes its heartbeat, in milliseconds. Default 2 000.
-    pub heartbeat_ms: u64,
-    /// How long a node's sessions stay in presence after its last heartbeat, in
-    /// milliseconds. Default 6 000.
-    pub node_ttl_ms: u64,
-    /// Timeout of one Redis command, in milliseconds. Default 2 000.
-    pub command_timeout_ms: u64,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        Self {
-            url: "redis://127.0.0.1:6379".to_owned(),
-            prefix: "sb".to_owned(),
-            heartbeat_ms: 2_000,
-            node_ttl_ms: 6_000,
-            command_timeout_ms: 2_000,
-        }
-    }
-}
+use crate::config::RedisConfig;
 
 /// What travels on a channel: the sending node and the message.
 #[derive(Serialize, Deserialize)]
@@ -159,8 +133,7 @@ fn now_ms() -> u64 {
 }
 
 fn new_epoch() -> String {
-    let n = now_ms() ^ (u64::from(std::process::id()) << 40);
-    format!("{:x}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    format!("{:x}", fastrand::u64(..))
 }
 
 impl RedisBroker {
@@ -609,7 +582,12 @@ async fn subscriber(
             Err(e) => {
                 ready.store(false, Ordering::Release);
                 attempt += 1;
-                let delay = Duration::from_millis((100u64 << attempt.min(5)).min(2_000));
+                let delay = backoff(
+                    attempt,
+                    Duration::from_millis(100),
+                    Duration::from_secs(2),
+                    fastrand::f64(),
+                );
                 tracing::warn!(error = %e, ?delay, "Redis subscriber connection failed; retrying");
                 tokio::time::sleep(delay).await;
                 // Acknowledge waiting subscribers: the channel stays wanted and is subscribed on reconnect.

@@ -12,6 +12,20 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+mod api;
+pub(crate) mod auth;
+mod redis;
+mod tls;
+mod upstream;
+mod webhook;
+
+pub use api::ApiKey;
+pub use auth::{AuthConfig, Authorization, ConnectHook, JwksSource, JwtKey};
+pub use redis::RedisConfig;
+pub use tls::TlsConfig;
+pub use upstream::UpstreamConfig;
+pub use webhook::{WebhookConfig, WebhookEvent};
+
 use crate::error::Error;
 
 /// The whole configuration of a gateway.
@@ -34,21 +48,21 @@ pub struct Config {
     /// with an entry's `prefix` is forwarded to its HTTP JSON-RPC `url`, signed with its
     /// `secret`, within its `timeout_ms` (default 10 000); see [`crate::UpstreamConfig`].
     /// Default: none.
-    pub upstreams: Vec<crate::upstream::UpstreamConfig>,
+    pub upstreams: Vec<UpstreamConfig>,
     /// The lifecycle webhook: connect, disconnect, subscribe and unsubscribe events posted to
     /// a URL, signed, queued (dropped past `queue_size`) and retried; see
     /// [`crate::WebhookConfig`]. Default: off.
-    pub webhook: Option<crate::webhook::WebhookConfig>,
+    pub webhook: Option<WebhookConfig>,
     /// Native TLS from PEM certificate and key files: the one port then serves `wss://` and
     /// `https://` only; see [`crate::TlsConfig`]. Default: off (plain TCP).
-    pub tls: Option<crate::tls::TlsConfig>,
+    pub tls: Option<TlsConfig>,
     /// Keys for the server API (`POST /api`). With none, the API is open in dev mode and
     /// closed otherwise.
-    pub api_keys: Vec<crate::api::ApiKey>,
+    pub api_keys: Vec<ApiKey>,
     /// How clients authenticate (JWT keys, JWKS, connect hook). Setting it turns dev mode off.
-    pub auth: Option<crate::auth::AuthConfig>,
+    pub auth: Option<AuthConfig>,
     /// Which topics and methods users may use. Default: everything.
-    pub authorization: crate::auth::Authorization,
+    pub authorization: Authorization,
     /// Origins allowed to open sessions (exact `scheme://host[:port]`); empty allows any.
     pub allowed_origins: Vec<String>,
     /// Serve `/metrics` without an API key outside dev mode. Default `false`.
@@ -61,7 +75,7 @@ pub struct Config {
     /// Which broker connects the nodes: `local` (one node, the default) or `redis`.
     pub broker: BrokerKind,
     /// Settings of the Redis broker.
-    pub redis: crate::broker::RedisConfig,
+    pub redis: RedisConfig,
 }
 
 /// Which broker connects the nodes.
@@ -124,13 +138,13 @@ impl Default for Config {
             tls: None,
             api_keys: Vec::new(),
             auth: None,
-            authorization: crate::auth::Authorization::default(),
+            authorization: Authorization::default(),
             allowed_origins: Vec::new(),
             metrics_public: false,
             trusted_proxies: Vec::new(),
             join_leave: Vec::new(),
             broker: BrokerKind::Local,
-            redis: crate::broker::RedisConfig::default(),
+            redis: RedisConfig::default(),
         }
     }
 }

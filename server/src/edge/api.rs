@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::join_all;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use switchboard_protocol::api::{
     CallParams, DisconnectParams, NotifyParams, PresenceParams, Scope, TargetTopicsParams, method,
@@ -23,36 +23,9 @@ use switchboard_protocol::frame::{self, Frame, Message};
 use switchboard_protocol::methods::{PublishParams, PublishResult};
 use switchboard_protocol::{ErrorObject, codes};
 
-use crate::builtins::{check_topic, parse_params};
-use crate::gateway::GatewayShared;
 use crate::hub::{Hub, HubError};
-
-/// An API key and what it may do. Its `Debug` output never shows the key.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKey {
-    /// A name for logs (the key itself is never logged).
-    pub name: String,
-    /// The secret a backend sends as `Authorization: Bearer <key>`.
-    pub key: String,
-    /// What the key may do. Default: everything.
-    #[serde(default = "all_scopes")]
-    pub scopes: Vec<Scope>,
-}
-
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKey")
-            .field("name", &self.name)
-            .field("key", &"[redacted]")
-            .field("scopes", &self.scopes)
-            .finish()
-    }
-}
-
-fn all_scopes() -> Vec<Scope> {
-    Scope::ALL.to_vec()
-}
+use crate::rpc::builtins::{check_topic, parse_params};
+use crate::state::GatewayShared;
 
 /// Compares without leaking, through timing, how much of a key matched.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {

@@ -19,7 +19,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::gateway::GatewayShared;
+use crate::state::GatewayShared;
 
 /// One embedded file.
 struct Asset {
@@ -37,35 +37,35 @@ const ASSETS: &[Asset] = &[
     Asset {
         name: "switchboard-client.js",
         content_type: JS,
-        body: include_str!("../assets/switchboard-client.js"),
+        body: include_str!("../../assets/switchboard-client.js"),
     },
     Asset {
         name: "dashboard.js",
         content_type: JS,
-        body: include_str!("../assets/dashboard.js"),
+        body: include_str!("../../assets/dashboard.js"),
     },
     Asset {
         name: "demo.js",
         content_type: JS,
-        body: include_str!("../assets/demo.js"),
+        body: include_str!("../../assets/demo.js"),
     },
     Asset {
         name: "style.css",
         content_type: CSS,
-        body: include_str!("../assets/style.css"),
+        body: include_str!("../../assets/style.css"),
     },
 ];
 
 const DASHBOARD: Asset = Asset {
     name: "dashboard.html",
     content_type: HTML,
-    body: include_str!("../assets/dashboard.html"),
+    body: include_str!("../../assets/dashboard.html"),
 };
 
 const DEMO: Asset = Asset {
     name: "demo.html",
     content_type: HTML,
-    body: include_str!("../assets/demo.html"),
+    body: include_str!("../../assets/demo.html"),
 };
 
 /// Routes for the gateway's own pages.

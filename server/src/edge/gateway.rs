@@ -15,7 +15,6 @@ use hyper_util::service::TowerToHyperService;
 use jsonrpsee::core::RegisterMethodError;
 use jsonrpsee::core::server::Methods;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use switchboard_protocol::codes::close;
 use switchboard_protocol::{ErrorObject, codes, frame, methods};
 use tokio::net::TcpListener;
@@ -26,11 +25,12 @@ use crate::auth::{Authenticator, Identity, redact_query};
 use crate::broker::{Broker, LocalBroker, RedisBroker};
 use crate::config::BrokerKind;
 use crate::config::Config;
-use crate::direct::{DirectMethods, Request};
-use crate::dispatch::{Dispatcher, Origin, Outcome};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::session::{self, SessionHandle, SessionId};
+use crate::rpc::direct::{DirectMethods, Request};
+use crate::rpc::dispatch::{Dispatcher, Origin, Outcome};
+use crate::session::{SessionHandle, SessionId};
+use crate::state::GatewayShared;
 use crate::ws::{SocketConfig, WsUpgrade};
 
 /// Builds a [`Gateway`].
@@ -89,7 +89,7 @@ impl GatewayBuilder {
         R: Serialize,
         F: Fn(Request<'_>) -> Result<R, ErrorObject> + Send + Sync + 'static,
     {
-        self.add_direct(name, crate::direct::erase(handler))
+        self.add_direct(name, crate::rpc::direct::erase(handler))
     }
 
     /// Adds an asynchronous direct method. The handler is called at once
@@ -127,10 +127,10 @@ impl GatewayBuilder {
         F: Fn(Request<'_>) -> Result<Fut, ErrorObject> + Send + Sync + 'static,
         Fut: Future<Output = Result<R, ErrorObject>> + Send + 'static,
     {
-        self.add_direct(name, crate::direct::erase_async(handler))
+        self.add_direct(name, crate::rpc::direct::erase_async(handler))
     }
 
-    fn add_direct(mut self, name: &str, handler: crate::direct::Handler) -> Result<Self, Error> {
+    fn add_direct(mut self, name: &str, handler: crate::rpc::direct::Handler) -> Result<Self, Error> {
         if methods::is_reserved(name) {
             return Err(Error::ReservedMethod(name.to_owned()));
         }
@@ -164,7 +164,7 @@ impl GatewayBuilder {
             }
         };
         let hub = Hub::new(broker, &config);
-        let discover = crate::discover::document(&self.methods, &self.direct);
+        let discover = crate::rpc::discover::document(&self.methods, &self.direct);
         let limits_per_ip = config.limits.upgrades_per_ip_per_minute;
         let auth = config.auth.as_ref().map(Authenticator::new).transpose()?;
         if let Some(auth) = &auth
@@ -179,9 +179,9 @@ impl GatewayBuilder {
             hub: hub.clone(),
             discover,
             auth: auth.clone(),
-            upstreams: crate::upstream::Upstreams::new(&config.upstreams, config.limits.max_response_size)?,
+            upstreams: crate::rpc::upstream::Upstreams::new(&config.upstreams, config.limits.max_response_size)?,
         };
-        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+        let tls = config.tls.as_ref().map(crate::edge::tls::acceptor).transpose()?;
         Ok(Gateway {
             shared: Arc::new(GatewayShared {
                 config,
@@ -223,22 +223,6 @@ pub struct Gateway {
     shared: Arc<GatewayShared>,
 }
 
-pub(crate) struct GatewayShared {
-    pub(crate) config: Arc<Config>,
-    pub(crate) hub: Hub,
-    pub(crate) dispatcher: Dispatcher,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tasks: TaskTracker,
-    pub(crate) auth: Option<Arc<Authenticator>>,
-    /// Set by [`Gateway::drain`].
-    pub(crate) draining: std::sync::atomic::AtomicBool,
-    /// Upgrades per client IP.
-    pub(crate) upgrades: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
-    /// Set when `tls` is configured: every connection starts with a TLS handshake.
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    conn_ids: AtomicUsize,
-}
-
 impl Gateway {
     /// Starts building a gateway with `config`.
     pub fn builder(config: Config) -> GatewayBuilder {
@@ -268,11 +252,14 @@ impl Gateway {
         Router::new()
             .route("/ws", get(ws_upgrade))
             .route("/rpc", post(http_rpc).layer(DefaultBodyLimit::max(limit)))
-            .route("/api", post(crate::api::handle).layer(DefaultBodyLimit::max(limit)))
+            .route(
+                "/api",
+                post(crate::edge::api::handle).layer(DefaultBodyLimit::max(limit)),
+            )
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_text))
-            .merge(crate::assets::router())
+            .merge(crate::edge::assets::router())
             .with_state(self.shared.clone())
     }
 
@@ -532,7 +519,7 @@ async fn ws_upgrade(
     let tasks = shared.tasks.clone();
     let config = SocketConfig::new(limits);
     ws.accept(config, move |socket| {
-        tasks.track_future(session::run(socket, session, shared, conn_id))
+        tasks.track_future(crate::actor::run(socket, session, shared, conn_id))
     })
 }
 
@@ -584,7 +571,10 @@ async fn readyz(State(shared): State<Arc<GatewayShared>>) -> Response {
 }
 
 async fn metrics_text(State(shared): State<Arc<GatewayShared>>, headers: HeaderMap) -> Response {
-    if !shared.config.dev_mode() && !shared.config.metrics_public && crate::api::authorise(&shared, &headers).is_err() {
+    if !shared.config.dev_mode()
+        && !shared.config.metrics_public
+        && crate::edge::api::authorise(&shared, &headers).is_err()
+    {
         return unauthorised("metrics need an API key (Authorization: Bearer <api key>) or metrics_public = true");
     }
     let registry = shared.hub.registry();
@@ -599,9 +589,4 @@ async fn metrics_text(State(shared): State<Arc<GatewayShared>>, headers: HeaderM
         stats.frames_serialised,
     ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
-}
-
-/// Turns raw JSON into a boxed raw value (used by the OpenRPC builder).
-pub(crate) fn raw(value: &serde_json::Value) -> Box<RawValue> {
-    serde_json::value::to_raw_value(value).expect("a JSON value always serialises")
 }

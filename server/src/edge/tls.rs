@@ -7,31 +7,14 @@
 //! provider, TLS 1.2 and 1.3, and ALPN `http/1.1`. The TLS handshake shares
 //! `limits.handshake_timeout_ms` with the HTTP upgrade request.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use serde::{Deserialize, Serialize};
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::TlsConfig;
 use crate::error::Error;
-
-/// Certificate and key files for native TLS (`tls` in the configuration).
-///
-/// ```toml
-/// [tls]
-/// cert_path = "/etc/switchboard/fullchain.pem"
-/// key_path = "/etc/switchboard/key.pem"
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// The certificate chain, PEM, the server's own certificate first.
-    pub cert_path: PathBuf,
-    /// The private key, PEM.
-    pub key_path: PathBuf,
-}
 
 /// Reads the files and makes the acceptor the accept loop uses.
 pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, Error> {

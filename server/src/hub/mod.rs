@@ -6,27 +6,33 @@
 //! [`Broker`] as an [`Envelope`]; each node's inbox (this one included) then
 //! writes the shared frame to its own sessions.
 
-use std::collections::{HashMap, VecDeque};
+mod calls;
+mod inbox;
+mod registry;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use switchboard_protocol::{ErrorObject, Target, frame};
-use tokio::sync::mpsc;
-
-use crate::broker::{Broker, BrokerError, Envelope, History, Inbox, NodeId, PresenceEntry, SharedFrame, StreamPolicy};
-use crate::config::{Config, Limits, StreamConfig};
-use crate::error::CallError;
-use crate::registry::{Registry, SubscribeError};
-use crate::session::{Delivery, SessionHandle};
-use crate::webhook::{Webhook, WebhookEvent};
 use switchboard_protocol::api::{SessionEvent, Stats};
 use switchboard_protocol::methods::{self, StreamPosition};
+use switchboard_protocol::{Target, frame};
+use tokio::sync::mpsc;
+
+pub use calls::CallEntry;
+use calls::CallEvent;
+use inbox::{NodeInbox, interest_worker};
+pub(crate) use registry::{Registry, SubscribeError};
+
+use crate::broker::{Broker, BrokerError, Envelope, History, NodeId, PresenceEntry, SharedFrame, StreamPolicy};
+use crate::config::WebhookEvent;
+use crate::config::{Config, Limits, StreamConfig};
+use crate::session::{Delivery, SessionHandle};
+use crate::webhook::Webhook;
 
 /// Errors of hub operations.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,31 +43,6 @@ pub enum HubError {
     /// The params could not be serialised as JSON.
     #[error("params could not be serialised: {0}")]
     Params(String),
-}
-
-/// One session's answer to a multicast [`Hub::call`].
-#[derive(Debug, Clone)]
-pub struct CallEntry {
-    /// The session.
-    pub session: String,
-    /// Its user.
-    pub user: String,
-    /// Its result, or why there is none (its error, a timeout, a disconnect).
-    pub outcome: Result<Box<RawValue>, ErrorObject>,
-}
-
-impl Serialize for CallEntry {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("CallEntry", 3)?;
-        st.serialize_field("session", &self.session)?;
-        st.serialize_field("user", &self.user)?;
-        match &self.outcome {
-            Ok(result) => st.serialize_field("result", result)?,
-            Err(error) => st.serialize_field("error", error)?,
-        }
-        st.end()
-    }
 }
 
 /// Counters that tests and the dashboard read.
@@ -106,17 +87,6 @@ pub(crate) struct HubInner {
 
 /// How many connects and disconnects `stats` remembers.
 const RECENT_EVENTS: usize = 100;
-
-enum CallEvent {
-    Ack {
-        sessions: Vec<(String, String)>,
-        skipped: Vec<(String, String)>,
-    },
-    Result(CallEntry),
-}
-
-/// Extra time the caller waits past the per-session timeout for remote nodes' reports.
-const REPORT_GRACE: Duration = Duration::from_millis(250);
 
 impl Hub {
     /// A hub for a node with the given broker.
@@ -308,92 +278,6 @@ impl Hub {
         Ok(())
     }
 
-    /// Calls `method(params)` on every session of the target and collects one
-    /// entry per session reached: its result, its error, or a timeout or
-    /// disconnect error. Never waits much longer than `timeout`.
-    pub async fn call<P: Serialize + ?Sized>(
-        &self,
-        target: Target,
-        method: &str,
-        params: &P,
-        timeout: Duration,
-    ) -> Result<Vec<CallEntry>, HubError> {
-        let params = serde_json::value::to_raw_value(params).map_err(|e| HubError::Params(e.to_string()))?;
-        self.call_raw(target, method, Some(&params), timeout).await
-    }
-
-    /// Like [`call`](Self::call) with params already serialised.
-    pub async fn call_raw(
-        &self,
-        target: Target,
-        method: &str,
-        params: Option<&RawValue>,
-        timeout: Duration,
-    ) -> Result<Vec<CallEntry>, HubError> {
-        let timeout = self.inner.limits.clamp_timeout(timeout);
-        let id = crate::session::next_call_id();
-        let frame: SharedFrame = frame::write_request(id, method, params.map(RawValue::get)).into();
-        self.count_frame();
-        let (tx, mut rx) = mpsc::channel(self.inner.limits.max_call_fanout + 64);
-        self.inner.calls.insert(id, tx);
-        let _forget = ForgetCall { hub: &self.inner, id };
-
-        let nodes = self
-            .inner
-            .broker
-            .broadcast(Envelope::Call {
-                call: id,
-                origin: self.inner.node.clone(),
-                target: dedup(target),
-                frame,
-                timeout_ms: timeout.as_millis() as u64,
-                max_sessions: self.inner.limits.max_call_fanout,
-            })
-            .await?;
-
-        let deadline = tokio::time::Instant::now() + timeout + REPORT_GRACE;
-        let mut acks = 0;
-        let mut reached: HashMap<String, String> = HashMap::new();
-        let mut entries: Vec<CallEntry> = Vec::new();
-        let mut answered = 0;
-        while acks < nodes || answered < reached.len() {
-            let event = tokio::select! {
-                event = rx.recv() => event,
-                _ = tokio::time::sleep_until(deadline) => None,
-            };
-            match event {
-                Some(CallEvent::Ack { sessions, skipped }) => {
-                    acks += 1;
-                    reached.extend(sessions);
-                    for (session, user) in skipped {
-                        let error = CallError::NotCalled("fan-in limit reached").to_error_object();
-                        entries.push(CallEntry {
-                            session,
-                            user,
-                            outcome: Err(error),
-                        });
-                    }
-                }
-                Some(CallEvent::Result(entry)) => {
-                    answered += 1;
-                    entries.push(entry);
-                }
-                None => break,
-            }
-        }
-        // Sessions reached whose report never arrived (a node went away) count as timed out.
-        for (session, user) in reached {
-            if !entries.iter().any(|e| e.session == session) {
-                entries.push(CallEntry {
-                    session,
-                    user,
-                    outcome: Err(CallError::Timeout.to_error_object()),
-                });
-            }
-        }
-        Ok(entries)
-    }
-
     /// The sessions of `user`, or of everybody, across all nodes.
     pub async fn presence(&self, user: Option<&str>) -> Result<Vec<PresenceEntry>, HubError> {
         Ok(self.inner.broker.presence(user.map(str::to_owned)).await?)
@@ -536,18 +420,6 @@ impl HubInner {
     }
 }
 
-/// Removes a finished call's collector, however the caller's future ends.
-struct ForgetCall<'a> {
-    hub: &'a HubInner,
-    id: u64,
-}
-
-impl Drop for ForgetCall<'_> {
-    fn drop(&mut self) {
-        self.hub.calls.remove(&self.id);
-    }
-}
-
 fn pattern_matches(pattern: &str, topic: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => topic.starts_with(prefix),
@@ -574,202 +446,5 @@ fn dedup(target: Target) -> Target {
 
 /// A node id that differs between processes and restarts.
 fn node_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or_default();
-    let mixed = (nanos ^ (u64::from(std::process::id()) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    format!("n{:08x}", mixed >> 32)
-}
-
-/// The broker's way into this node.
-struct NodeInbox(Weak<HubInner>);
-
-impl Inbox for NodeInbox {
-    fn deliver(&self, envelope: Envelope) {
-        let Some(hub) = self.0.upgrade() else { return };
-        match envelope {
-            Envelope::Deliver { target, frame } => {
-                let mut n = 0u64;
-                hub.registry.for_each(&target, |s| {
-                    if s.send_frame(frame.0.clone()).is_ok() {
-                        n += 1;
-                    }
-                });
-                hub.deliveries.fetch_add(n, Ordering::Relaxed);
-                crate::metrics::hot().messages_out.increment(n);
-            }
-            Envelope::Publication { topic, offset, frame } => {
-                let mut n = 0u64;
-                if let Some(subs) = hub.registry.subscribers(&topic) {
-                    for s in subs.iter() {
-                        if s.deliver_at(&topic, offset, &frame.0).is_ok() {
-                            n += 1;
-                        }
-                    }
-                }
-                hub.deliveries.fetch_add(n, Ordering::Relaxed);
-                crate::metrics::hot().messages_out.increment(n);
-            }
-            Envelope::Call {
-                call,
-                origin,
-                target,
-                frame,
-                timeout_ms,
-                max_sessions,
-            } => {
-                start_call(
-                    &hub,
-                    call,
-                    origin,
-                    &target,
-                    frame,
-                    Duration::from_millis(timeout_ms),
-                    max_sessions,
-                );
-            }
-            Envelope::CallAck {
-                call,
-                sessions,
-                skipped,
-                ..
-            } => {
-                if let Some(tx) = hub.calls.get(&call).map(|t| t.clone()) {
-                    let _ = tx.try_send(CallEvent::Ack { sessions, skipped });
-                }
-            }
-            Envelope::CallResult {
-                call,
-                session,
-                user,
-                outcome,
-            } => {
-                if let Some(tx) = hub.calls.get(&call).map(|t| t.clone()) {
-                    let _ = tx.try_send(CallEvent::Result(CallEntry { session, user, outcome }));
-                }
-            }
-            Envelope::Disconnect { target, code, reason } => {
-                hub.registry.for_each(&target, |s| s.disconnect(code, &reason));
-            }
-            Envelope::Subscribe { target, topics } => {
-                hub.registry.for_each(&target, |s| {
-                    for topic in &topics {
-                        let delivery = if hub.streams.iter().any(|p| p.matches(topic)) {
-                            Delivery::Live { last: 0 }
-                        } else {
-                            Delivery::Plain
-                        };
-                        match hub.registry.subscribe(s, topic, hub.limits.max_subscriptions, delivery) {
-                            Ok(true) => hub.emit(WebhookEvent::Subscribe, s, Some(topic)),
-                            Ok(false) => {}
-                            Err(e) => tracing::debug!(session = %s.id(), topic, ?e, "server-side subscribe refused"),
-                        }
-                    }
-                });
-            }
-            Envelope::Unsubscribe { target, topics } => {
-                hub.registry.for_each(&target, |s| {
-                    for topic in &topics {
-                        if hub.registry.unsubscribe(s, topic) {
-                            hub.emit(WebhookEvent::Unsubscribe, s, Some(topic));
-                        }
-                    }
-                });
-            }
-        }
-    }
-}
-
-/// Sends a call's frame to this node's sessions of the target and reports
-/// who was reached and, as they come, their answers to the origin node.
-fn start_call(
-    hub: &Arc<HubInner>,
-    call: u64,
-    origin: NodeId,
-    target: &Target,
-    frame: SharedFrame,
-    timeout: Duration,
-    max_sessions: usize,
-) {
-    let mut sessions = hub.registry.collect(target);
-    let skipped: Vec<(String, String)> = if sessions.len() > max_sessions {
-        sessions
-            .split_off(max_sessions)
-            .iter()
-            .map(|s| (s.id().to_string(), s.user().to_owned()))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let mut waiting = FuturesUnordered::new();
-    let mut reached = Vec::with_capacity(sessions.len());
-    let mut immediate = Vec::new();
-    for session in sessions {
-        reached.push((session.id().to_string(), session.user().to_owned()));
-        match session.expect_answer(call, timeout) {
-            Ok(()) => {
-                if session.send_frame(frame.0.clone()).is_err() {
-                    session.shared.pending.remove(call);
-                    immediate.push((session, CallError::SessionGone));
-                    continue;
-                }
-                hub.deliveries.fetch_add(1, Ordering::Relaxed);
-                waiting.push(async move {
-                    let outcome = session.answer_to(call).await;
-                    (session, outcome)
-                });
-            }
-            Err(e) => immediate.push((session, e)),
-        }
-    }
-    let broker = hub.broker.clone();
-    tokio::spawn(async move {
-        let ack = Envelope::CallAck {
-            call,
-            node: origin.clone(),
-            sessions: reached,
-            skipped,
-        };
-        if let Err(e) = broker.send_to(&origin, ack).await {
-            tracing::warn!(error = %e, "could not report a call's sessions");
-        }
-        let report = |session: SessionHandle, outcome: Result<Box<RawValue>, CallError>| Envelope::CallResult {
-            call,
-            session: session.id().to_string(),
-            user: session.user().to_owned(),
-            outcome: outcome.map_err(|e| e.to_error_object()),
-        };
-        for (session, error) in immediate {
-            let _ = broker.send_to(&origin, report(session, Err(error))).await;
-        }
-        while let Some((session, outcome)) = waiting.next().await {
-            let _ = broker.send_to(&origin, report(session, outcome)).await;
-        }
-    });
-}
-
-/// Hands interest changes to the broker, in order, and reports how far it got.
-async fn interest_worker(hub: std::sync::Weak<HubInner>, applied: tokio::sync::watch::Sender<u64>) {
-    loop {
-        let Some(inner) = hub.upgrade() else { return };
-        let Some(q) = inner.registry.interest.clone() else {
-            return;
-        };
-        let next = q.changes.lock().pop_front();
-        match next {
-            Some((seq, change)) => {
-                if let Err(e) = inner.broker.interest(change).await {
-                    tracing::warn!(error = %e, "broker interest change failed; it is retried on reconnect");
-                }
-                applied.send_replace(seq);
-            }
-            None => {
-                let woken = q.wake.notified();
-                drop(inner);
-                // Wake up now and then to notice a dropped hub.
-                let _ = tokio::time::timeout(Duration::from_secs(1), woken).await;
-            }
-        }
-    }
+    format!("n{:08x}", fastrand::u32(..))
 }

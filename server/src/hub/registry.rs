@@ -146,7 +146,7 @@ impl Registry {
                 return Ok(false);
             }
             // The personal topic is the gateway's doing: it does not use up a slot.
-            let personal = crate::hub::personal_topic(session.user());
+            let personal = super::personal_topic(session.user());
             if topic != personal && mine.iter().filter(|s| *s.topic != *personal).count() >= max {
                 return Err(SubscribeError::TooMany);
             }

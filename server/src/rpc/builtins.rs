@@ -11,11 +11,11 @@ use switchboard_protocol::{ErrorObject, codes};
 use tungstenite::Utf8Bytes;
 
 use crate::auth::{Action, AuthError};
-use crate::dispatch::{Dispatcher, IdText, Origin, Outcome, reply_error, reply_result};
+use crate::config::WebhookEvent;
 use crate::hub::Hub;
-use crate::registry::SubscribeError;
+use crate::hub::SubscribeError;
+use crate::rpc::dispatch::{Dispatcher, IdText, Origin, Outcome, reply_error, reply_result};
 use crate::session::Delivery;
-use crate::webhook::WebhookEvent;
 
 pub(crate) fn call(
     d: &Dispatcher,

@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, codes};
 
-use crate::caller::Caller;
-use crate::dispatch::{IdText, InFlight, Origin, write_answer};
 use crate::error::CallError;
 use crate::hub::Hub;
+use crate::rpc::caller::Caller;
+use crate::rpc::dispatch::{IdText, InFlight, Origin, write_answer};
 use crate::session::{ClientCall, ClientCallOf, SessionHandle};
 
 /// A call to a direct method: its params and who made it, borrowed for the

@@ -4,7 +4,7 @@
 use jsonrpsee::core::server::Methods;
 use serde_json::value::RawValue;
 
-use crate::direct::DirectMethods;
+use crate::rpc::direct::DirectMethods;
 
 pub(crate) fn document(methods: &Methods, direct: &DirectMethods) -> Box<RawValue> {
     let mut doc = switchboard_protocol::openrpc::document();
@@ -23,5 +23,5 @@ pub(crate) fn document(methods: &Methods, direct: &DirectMethods) -> Box<RawValu
             }));
         }
     }
-    crate::gateway::raw(&doc)
+    serde_json::value::to_raw_value(&doc).expect("a JSON value always serialises")
 }

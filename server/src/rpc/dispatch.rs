@@ -18,11 +18,11 @@ use switchboard_protocol::frame::{self, Frame, Message};
 use switchboard_protocol::{ErrorObject, codes, methods};
 
 use crate::auth::Action;
-use crate::builtins;
-use crate::caller::Caller;
 use crate::config::Config;
-use crate::direct::{AsyncHandler, DirectMethods, Handler, Owes, Request};
 use crate::hub::Hub;
+use crate::rpc::builtins;
+use crate::rpc::caller::Caller;
+use crate::rpc::direct::{AsyncHandler, DirectMethods, Handler, Owes, Request};
 use crate::session::SessionHandle;
 
 /// What a frame calls for.
@@ -66,7 +66,7 @@ pub(crate) struct Dispatcher {
     /// The OpenRPC document answered by `rpc.discover`.
     pub(crate) discover: Box<RawValue>,
     /// The upstream proxy's backends, for methods not registered here.
-    pub(crate) upstreams: crate::upstream::Upstreams,
+    pub(crate) upstreams: crate::rpc::upstream::Upstreams,
     /// Verifies tokens (for `rpc.refresh`); `None` in dev mode.
     pub(crate) auth: Option<Arc<crate::auth::Authenticator>>,
 }
@@ -390,13 +390,13 @@ impl Dispatcher {
         id: Option<&RawValue>,
         method: &str,
         params: Option<&RawValue>,
-        route: &Arc<crate::upstream::Route>,
+        route: &Arc<crate::rpc::upstream::Route>,
     ) -> Outcome {
         let slot = match self.take_slot(origin) {
             Ok(slot) => slot,
             Err(error) => return reply_error(id, error),
         };
-        let identity = crate::upstream::Identity {
+        let identity = crate::rpc::upstream::Identity {
             user: origin.user.clone(),
             session: origin.session.map(|s| s.id().to_string()),
             claims: origin.claims(),

@@ -60,79 +60,15 @@ use base64::Engine;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use http::HeaderValue;
-use ring::hmac;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use switchboard_protocol::frame::{self, Frame, Message};
 use switchboard_protocol::{ErrorObject, codes};
 
-use crate::dispatch::IdText;
+use crate::config::UpstreamConfig;
 use crate::error::Error;
-
-/// One backend of the upstream proxy (an entry of `upstreams` in the configuration).
-///
-/// ```toml
-/// [[upstreams]]
-/// prefix = "billing."
-/// url = "http://127.0.0.1:9000/rpc"
-/// timeout_ms = 5000
-/// secret = "a long random string shared with the backend"
-/// ```
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    /// The method prefix this backend serves, for example `billing.`. Methods registered on
-    /// the gateway win; among backends, the longest matching prefix wins. Must not be empty
-    /// or start with `rpc.`.
-    pub prefix: String,
-    /// The backend's HTTP JSON-RPC endpoint, an `http://` or `https://` URL.
-    pub url: String,
-    /// How long to wait for the backend's answer, in milliseconds; then the client gets
-    /// `-32004`. Default 10 000.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// The HMAC-SHA256 key of `X-Switchboard-Signature`, shared with the backend.
-    pub secret: String,
-}
-
-fn default_timeout_ms() -> u64 {
-    10_000
-}
-
-impl std::fmt::Debug for UpstreamConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamConfig")
-            .field("prefix", &self.prefix)
-            .field("url", &self.url)
-            .field("timeout_ms", &self.timeout_ms)
-            .field("secret", &"<redacted>")
-            .finish()
-    }
-}
-
-impl UpstreamConfig {
-    /// Checks what serde cannot.
-    pub(crate) fn validate(&self) -> Result<(), Error> {
-        let fail = |why: &str| Err(Error::Config(format!("upstream {:?}: {why}", self.prefix)));
-        if self.prefix.is_empty() {
-            return fail("prefix must not be empty");
-        }
-        if switchboard_protocol::methods::is_reserved(&self.prefix) {
-            return fail("prefix must not start with rpc. (those methods are the gateway's own)");
-        }
-        match reqwest::Url::parse(&self.url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            _ => return fail("url must be an http:// or https:// URL"),
-        }
-        if self.timeout_ms == 0 {
-            return fail("timeout_ms must be greater than 0");
-        }
-        if self.secret.is_empty() {
-            return fail("secret must not be empty");
-        }
-        Ok(())
-    }
-}
+use crate::rpc::dispatch::IdText;
+use crate::signing::{Signer, unix_ms};
 
 /// The configured backends and the one HTTP client they share.
 pub(crate) struct Upstreams {
@@ -148,7 +84,7 @@ pub(crate) struct Route {
     prefix: String,
     url: reqwest::Url,
     timeout: Duration,
-    key: hmac::Key,
+    signer: Signer,
 }
 
 /// Who a forwarded call is made for.
@@ -220,7 +156,7 @@ impl Upstreams {
                 prefix: c.prefix.clone(),
                 url: reqwest::Url::parse(&c.url).map_err(|e| Error::Config(format!("upstream url: {e}")))?,
                 timeout: Duration::from_millis(c.timeout_ms),
-                key: hmac::Key::new(hmac::HMAC_SHA256, c.secret.as_bytes()),
+                signer: Signer::new(&c.secret),
             }));
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -299,11 +235,9 @@ impl Upstreams {
             _ => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("{}"),
         };
         let session = identity.session.as_deref().unwrap_or("");
-        let signature = sign(
-            &route.key,
-            &[&timestamp, &identity.user, session, &claims],
-            body.as_bytes(),
-        );
+        let signature = route
+            .signer
+            .sign(&[&timestamp, &identity.user, session, &claims], body.as_bytes());
         let user = HeaderValue::from_bytes(identity.user.as_bytes()).map_err(|_| Failure::Header("user id"))?;
         let mut request = self
             .client
@@ -368,51 +302,9 @@ fn answer(id: &str, our_id: u64, text: &str) -> Result<String, Failure> {
     }
 }
 
-/// Lowercase hex of HMAC-SHA256 over the parts, each followed by `\n`, then the body.
-fn sign(key: &hmac::Key, parts: &[&str], body: &[u8]) -> String {
-    let mut context = hmac::Context::with_key(key);
-    for part in parts {
-        context.update(part.as_bytes());
-        context.update(b"\n");
-    }
-    context.update(body);
-    hex(context.sign().as_ref())
-}
-
-/// Lowercase hexadecimal.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    out
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_signature_follows_the_documented_recipe() {
-        // HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog"), a published test vector.
-        let key = hmac::Key::new(hmac::HMAC_SHA256, b"key");
-        assert_eq!(
-            sign(&key, &[], b"The quick brown fox jumps over the lazy dog"),
-            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
-        );
-        let joined = sign(&key, &[], b"1\nalice\n\ne30\n{}");
-        assert_eq!(sign(&key, &["1", "alice", "", "e30"], b"{}"), joined);
-    }
 
     #[test]
     fn answers_keep_the_clients_id_and_the_backends_error() {

@@ -1,0 +1,21 @@
+//! A session as the rest of the gateway sees it: its handle, its bounded
+//! outbound queue (the mailbox the session actor drains), its table of
+//! calls waiting for the client's answer, and its topic subscriptions.
+//!
+//! Everything here is shared between the session actor (`crate::actor`),
+//! which owns the socket, and whoever sends to the session (the hub,
+//! dispatch, library users): they enqueue through the handle, the actor
+//! writes.
+
+mod handle;
+mod pending;
+mod queue;
+mod topics;
+
+pub use handle::{ClientCall, ClientCallOf, SessionHandle, SessionId};
+pub(crate) use handle::{Shared, encode_params, truncate_reason};
+pub(crate) use pending::next_call_id;
+pub(crate) use queue::CloseRequest;
+pub use queue::SendError;
+pub(crate) use queue::{signal, signal_waker};
+pub(crate) use topics::{Delivery, Subscription};
