@@ -85,8 +85,11 @@ async fn one_never_reading_session_among_a_thousand_is_cut_and_the_others_get_ev
     within(LIMIT, async {
         let node = Binary::start(
             "slow-consumers",
+            // Pings are left out of it (an hour apart): a client that never
+            // reads never answers one either, and on a slow machine the
+            // default pong timeout could cut it before its queue overflows.
             &limits(&format!(
-                "max_queue_bytes = {QUEUE}\nrate_per_second = 1000000\nrate_burst = 1000000"
+                "max_queue_bytes = {QUEUE}\nrate_per_second = 1000000\nrate_burst = 1000000\nping_interval_ms = 3600000"
             )),
         );
         let rss_idle = node.rss_kib();
@@ -238,6 +241,64 @@ async fn one_never_reading_session_among_a_thousand_is_cut_and_the_others_get_ev
         assert!(rss_peak < 1024 * 1024, "server RSS stays under 1 GiB: {rss_peak} KiB");
         let mut fresh = node.connect("fresh").await;
         hostile_support::ping(&mut fresh, "fresh").await;
+    })
+    .await;
+}
+
+/// A client that pipelines requests and never reads their answers is cut
+/// the same way: the answers a session produces itself wait in the same
+/// bounded queue as pushes, so they cannot grow without bound either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_pipelines_requests_and_never_reads_is_closed_with_4000() {
+    within(LIMIT, async {
+        let node = Binary::start(
+            "pipelines-never-reads",
+            &limits(&format!(
+                "max_queue_bytes = {QUEUE}\nrate_per_second = 1000000\nrate_burst = 1000000\nping_interval_ms = 3600000"
+            )),
+        );
+        let mut bystander = node.connect("bystander").await;
+        let mut sloth = node.connect("sloth").await;
+        let sessions = node.sessions().await;
+        // Echo requests of 4 KiB, sent in bursts, never reading an answer.
+        let pad = "p".repeat(4 * 1024);
+        let mut sent = 0u64;
+        while node.metric("switchboard_slow_consumer_closes_total").await < 1.0 {
+            for _ in 0..32 {
+                let request = json!({"jsonrpc": "2.0", "id": sent, "method": "echo", "params": [pad]});
+                // Once the session is cut, the server stops reading and a send may fail or wait.
+                match tokio::time::timeout(
+                    WAIT,
+                    futures_util::SinkExt::send(&mut sloth.ws, Message::text(request.to_string())),
+                )
+                .await
+                {
+                    Ok(Ok(())) => sent += 1,
+                    _ => break,
+                }
+            }
+            assert!(sent < 200_000, "the sloth was never cut");
+        }
+        let mut before = Vec::new();
+        let closed = sloth.closed(&mut before).await;
+        assert!(
+            before
+                .iter()
+                .enumerate()
+                .all(|(i, f)| f["id"] == i && f["result"][0].as_str() == Some(pad.as_str())),
+            "the answers the sloth got before the close are an unbroken prefix"
+        );
+        assert!(
+            (before.len() as u64) < sent,
+            "the session was cut before it answered everything ({} of {sent})",
+            before.len()
+        );
+        assert_eq!(closed.code, Some(close::SLOW_CONSUMER), "{closed:?}");
+        assert!(
+            node.sessions_become(sessions - 1, WAIT).await,
+            "the sloth's session is gone"
+        );
+        node.still_serves(&mut [&mut bystander]).await;
     })
     .await;
 }

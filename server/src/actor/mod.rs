@@ -1,21 +1,21 @@
 //! The session actor: one task per WebSocket connection.
 //!
-//! The task owns the socket and is its only writer. It waits on its queue's
-//! signals alone: frames to write, a close request from a slow consumer or
-//! a disconnect, shutdown, a call due earlier than the timer, and the
-//! wake-ups of its socket (`reader.rs`), of the handlers it runs
-//! (`running.rs`) and of its one timer for all its deadlines (ping, pong,
-//! drain, token expiry, personal hold, calls to the client). Asynchronous
-//! handlers are polled by this task between reading and writing, so the
-//! reader never waits for one; answers to the server's own calls are
-//! matched in the pending table as they arrive.
+//! The task owns the socket and is its only writer. It is one `select!`
+//! over, in this order: a close request (a slow consumer, a disconnect),
+//! shutdown, the one timer set to the earliest of its deadlines (ping and
+//! pong, drain, token expiry, the personal topic's hold, the calls to the
+//! client waiting in the pending table), a call's deadline moved earlier, the
+//! handlers it runs (`handlers.rs`), and the socket: queued frames written
+//! out, then the client's next frame read. Asynchronous handlers run on this
+//! task between reading and writing, so the reader never waits for one;
+//! answers to the server's own calls are matched in the pending table as
+//! they arrive. Every answer goes through the session's queue, so whatever
+//! a session produces, itself or for others, counts against the same bound.
 
-mod reader;
-mod running;
+mod handlers;
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use switchboard_protocol::codes::close;
@@ -24,7 +24,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::rpc::dispatch::{Origin, Outcome};
-use crate::session::{CloseRequest, Delivery, SessionHandle, signal, signal_waker};
+use handlers::Handlers;
+
+use crate::session::{CloseRequest, Delivery, OutboundQueue, SessionHandle};
 use crate::state::GatewayShared;
 use crate::ws::{CLOSE_TIMEOUT, Incoming, ReadError, Socket};
 
@@ -132,6 +134,32 @@ pub(crate) async fn run(mut socket: Socket, session: SessionHandle, gw: Arc<Gate
     .await;
 }
 
+/// The session's deadlines; the one timer is set to the earliest of them
+/// (and of the calls to the client waiting in the pending table). A new
+/// deadline is one more field here, one more entry in [`earliest`](Self::earliest),
+/// and one more check in the timer's branch of [`serve`].
+struct Deadlines {
+    /// The next ping, or the end of the wait for its pong.
+    ping: Instant,
+    /// When the last ping was sent, while its pong (or any frame) is awaited.
+    ping_sent: Option<Instant>,
+    /// The end of the shutdown grace, once draining.
+    drain: Option<Instant>,
+    /// When to look at the token's expiry next (the warning, then the end).
+    expiry: Option<Instant>,
+    /// The end of the personal topic's hold.
+    hold: Option<Instant>,
+}
+
+impl Deadlines {
+    fn earliest(&self, calls: Option<Instant>) -> Instant {
+        [self.drain, self.expiry, self.hold, calls]
+            .into_iter()
+            .flatten()
+            .fold(self.ping, Instant::min)
+    }
+}
+
 async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize) -> Ending {
     let limits = &gw.config.limits;
 
@@ -142,7 +170,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
         .config
         .personal_topics
         .then(|| crate::hub::personal_topic(session.user()));
-    let mut hold_until = None;
+    let mut hold = None;
     if let Some(topic) = &personal {
         let held = gw.hub.stream_policy(topic).is_some();
         let delivery = if held {
@@ -155,7 +183,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
             Delivery::Plain
         };
         if gw.hub.subscribe_local(session, topic, delivery).is_ok() && held {
-            hold_until = Some(Instant::now() + Duration::from_millis(limits.personal_hold_ms));
+            hold = Some(Instant::now() + Duration::from_millis(limits.personal_hold_ms));
         }
         gw.hub.interest_settled().await;
     }
@@ -177,202 +205,133 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
         let _ = session.notify(methods::WELCOME, &welcome);
     }
 
-    let reader = reader::Reader::new(&session.shared);
-    let mut running = running::Running::default();
-    let ping_every = limits.ping_interval();
-    let mut ping_at = Instant::now() + ping_every;
-    let mut ping_sent: Option<Instant> = None;
-    let mut drain_until: Option<Instant> = None;
     let queue = &session.shared.queue;
+    let mut handlers = Handlers::default();
     let mut bucket = Bucket::new(limits.rate_per_second, limits.rate_burst);
     let warn_before = gw.auth.as_ref().map(|a| a.expiry_warning());
     let mut warned_for = None;
-
-    // A session wakes for every frame it sends or receives, so what it
-    // waits on is cheap to wait on again: everything it waits for is a
-    // signal on its queue (frames, close, shutdown, and the wake-ups of its
-    // socket, its handlers and its timer), one waker and an atomic. The
-    // deadlines (ping, drain, expiry, hold, calls) share one pinned timer,
-    // reset only when the earliest of them changes; it is polled with a
-    // waker of its own that raises `TIMER`, so only when it was just set
-    // (to register that waker) or has fired, not on every wake-up.
-    let timer = tokio::time::sleep_until(Instant::now());
+    let mut deadlines = Deadlines {
+        ping: Instant::now() + limits.ping_interval(),
+        ping_sent: None,
+        drain: None,
+        expiry: None,
+        hold,
+    };
+    let timer = tokio::time::sleep_until(deadlines.ping);
     tokio::pin!(timer);
-    let timer_waker = signal_waker(&session.shared, signal::TIMER);
-    let mut armed: Option<Instant> = None;
 
-    // The expiry deadline, recomputed only when the token or the warning changes.
-    let mut expiry_for = None;
-    let mut expiry = None;
-
-    // The deadlines are looked at again after anything but a plain write
-    // (a push to a session that mostly receives touches nothing else).
-    let mut recompute = true;
     loop {
-        if recompute {
-            if let Some(w) = warn_before {
-                let key = (session.expires_at(), warned_for);
-                if expiry_for != Some(key) {
-                    expiry_for = Some(key);
-                    expiry = key.0.map(|exp| expiry_check(exp, w, warned_for));
-                }
-            }
-            if drain_until.is_some() && running.len() == 0 {
-                return Ending::Shutdown;
-            }
-            let next = [
-                Some(ping_at),
-                drain_until,
-                expiry,
-                hold_until,
-                session.shared.pending.next_deadline(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            if next != armed {
-                armed = next;
-                if let Some(at) = next {
-                    timer.as_mut().reset(at);
-                    // Polled next, to register its waker.
-                    queue.mark(signal::TIMER);
-                }
-            }
+        if let Some(w) = warn_before {
+            deadlines.expiry = session.expires_at().map(|exp| expiry_check(exp, w, warned_for));
         }
-        let raised = std::future::poll_fn(|cx| queue.poll_signals(cx)).await;
-        recompute = raised != signal::FRAMES;
-        // The timer first, so that a session kept busy by its socket or its
-        // queue still meets its deadlines (ping, drain, expiry).
-        if raised & signal::TIMER != 0
-            && armed.is_some()
-            && timer.as_mut().poll(&mut Context::from_waker(&timer_waker)).is_ready()
-        {
-            armed = None;
-            let now = Instant::now();
-            if drain_until.is_some_and(|at| at <= now) {
-                return Ending::Shutdown;
+        if deadlines.drain.is_some() && handlers.len() == 0 {
+            return Ending::Shutdown;
+        }
+        let at = deadlines.earliest(session.shared.pending.next_deadline());
+        if timer.deadline() != at {
+            timer.as_mut().reset(at);
+        }
+        tokio::select! {
+            biased;
+            () = std::future::poll_fn(|cx| queue.poll_closed(cx)) => return Ending::Requested,
+            () = std::future::poll_fn(|cx| queue.poll_shutdown(cx)), if deadlines.drain.is_none() => {
+                deadlines.drain = Some(Instant::now() + limits.shutdown_grace());
             }
-            if ping_at <= now {
-                ping_at = now + ping_every;
-                // Once a ping interval, the handlers' slots are given back if none is running.
-                running.trim();
-                if let Some(sent) = ping_sent {
-                    if sent.elapsed() >= limits.pong_timeout() {
+            // The timer before the socket, so that a session kept busy by its
+            // client still meets its deadlines.
+            () = &mut timer => {
+                let now = Instant::now();
+                if deadlines.drain.is_some_and(|at| at <= now) {
+                    return Ending::Shutdown;
+                }
+                if deadlines.ping <= now {
+                    if deadlines.ping_sent.is_some() {
                         return Ending::PingTimeout;
                     }
-                } else {
-                    ping_sent = Some(now);
+                    // The ping's deadline becomes the wait for its pong.
+                    deadlines.ping_sent = Some(now);
+                    deadlines.ping = now + limits.pong_timeout();
                     socket.push_ping();
-                    if let Err(ending) = flush(socket, session, timer.as_mut(), &timer_waker, &mut armed).await {
-                        return ending;
+                    handlers.trim();
+                }
+                if deadlines.expiry.is_some_and(|at| at <= now)
+                    && let Some(exp) = session.expires_at()
+                {
+                    if unix_now().as_secs() >= exp {
+                        return Ending::Expired;
+                    }
+                    if let Some(w) = warn_before
+                        && warned_for != Some(exp)
+                        && unix_now() + w >= Duration::from_secs(exp)
+                    {
+                        warned_for = Some(exp);
+                        let _ = session.notify(
+                            methods::EXPIRING,
+                            &methods::Expiry {
+                                expires_at_ms: Some(exp.saturating_mul(1000)),
+                            },
+                        );
+                    }
+                }
+                expire_calls(session, now);
+                if deadlines.hold.is_some_and(|at| at <= now) {
+                    deadlines.hold = None;
+                    if let Some(topic) = &personal {
+                        session.release_hold(topic);
                     }
                 }
             }
-            if expiry.is_some_and(|at| at <= now)
-                && let Some(exp) = session.expires_at()
-            {
-                if unix_now().as_secs() >= exp {
-                    return Ending::Expired;
-                }
-                if warned_for != Some(exp)
-                    && let Some(w) = warn_before
-                    && unix_now() + w >= Duration::from_secs(exp)
-                {
-                    warned_for = Some(exp);
-                    let _ = session.notify(
-                        methods::EXPIRING,
-                        &methods::Expiry {
-                            expires_at_ms: Some(exp.saturating_mul(1000)),
-                        },
-                    );
+            // A call made elsewhere is due before the timer: the loop sets it again.
+            () = std::future::poll_fn(|cx| queue.poll_deadline_moved(cx)) => {}
+            // Handlers before the socket, so that what they answer leaves in the next write.
+            answer = handlers.next(), if handlers.len() > 0 => {
+                if let Some(answer) = answer {
+                    let _ = session.send_frame(answer.into());
                 }
             }
-            expire_calls(session, now);
-            if hold_until.is_some_and(|at| at <= now) {
-                hold_until = None;
-                if let Some(topic) = &personal {
-                    session.release_hold(topic);
+            ready = std::future::poll_fn(|cx| poll_socket(socket, queue, cx)) => {
+                if let Err(e) = ready {
+                    return classify_error(e);
                 }
-            }
-        }
-        if raised & signal::CLOSE != 0 {
-            return Ending::Requested;
-        }
-        if raised & signal::SHUTDOWN != 0 && drain_until.is_none() {
-            drain_until = Some(Instant::now() + limits.shutdown_grace());
-        }
-        // Handlers the last read started, or that the last answers woke,
-        // run before the queue is written, so that what they send goes too.
-        let raised = if raised & signal::HANDLERS != 0 {
-            running.run(session);
-            raised | queue.raised()
-        } else {
-            raised
-        };
-        if raised & signal::FRAMES != 0 {
-            let before = armed;
-            if let Err(ending) = flush(socket, session, timer.as_mut(), &timer_waker, &mut armed).await {
-                return ending;
-            }
-            // A write that waited may have set the timer, or seen it fire.
-            recompute |= armed != before;
-        }
-        if raised & signal::READ == 0 {
-            continue;
-        }
-        // Handle every frame that has already arrived (up to a bound)
-        // before going back to the select, so that the answers they
-        // produce leave in one flush instead of one write each.
-        let mut incoming = match reader.try_next(socket) {
-            Poll::Ready(incoming) => incoming,
-            Poll::Pending => continue,
-        };
-        let mut taken = 0;
-        // The frames of one batch arrived together: one look at the clock.
-        let now = Instant::now();
-        loop {
-            ping_sent = None;
-            match incoming {
-                Ok(Incoming::Close(code)) => return Ending::ClientClosed(code),
-                Ok(Incoming::Text(text)) => {
-                    if !bucket.take(now) && !over_rate(session, text) {
-                        if bucket.refused_in_a_row >= limits.rate_abuse_close {
-                            return Ending::Protocol(close::RATE_LIMITED);
-                        }
-                    } else {
-                        if hold_until.is_some() && !text.contains(methods::SUBSCRIBE) {
-                            hold_until = None;
-                            if let Some(topic) = &personal {
-                                session.release_hold(topic);
+                // Every frame that has already arrived (up to a bound) is
+                // handled before the next write, so that the answers it calls
+                // for leave together; one look at the clock for all of them.
+                let now = Instant::now();
+                for _ in 0..READ_BATCH {
+                    let Poll::Ready(incoming) = socket.try_next() else { break };
+                    // Any frame from the client shows it is alive.
+                    if let Some(sent) = deadlines.ping_sent.take() {
+                        deadlines.ping = sent + limits.ping_interval();
+                    }
+                    match incoming {
+                        Ok(Incoming::Close(code)) => return Ending::ClientClosed(code),
+                        Ok(Incoming::Text(text)) => {
+                            if !bucket.take(now) && !over_rate(session, text) {
+                                if bucket.refused_in_a_row >= limits.rate_abuse_close {
+                                    return Ending::Protocol(close::RATE_LIMITED);
+                                }
+                            } else {
+                                if deadlines.hold.is_some() && !text.contains(methods::SUBSCRIBE) {
+                                    deadlines.hold = None;
+                                    if let Some(topic) = &personal {
+                                        session.release_hold(topic);
+                                    }
+                                }
+                                handle_text(session, gw, conn_id, text, &mut handlers);
                             }
                         }
-                        handle_text(session, gw, conn_id, text, &mut running);
+                        Ok(Incoming::Binary(_)) => {
+                            let error = ErrorObject::with_data(
+                                codes::INVALID_REQUEST,
+                                serde_json::json!({"reason": "binary frames are not supported; send JSON-RPC as text frames"}),
+                            );
+                            let _ = session.send_frame(frame::write_error(None, &error).into());
+                        }
+                        Ok(Incoming::Ping | Incoming::Pong) => {}
+                        Err(e) => return classify_error(e),
                     }
                 }
-                Ok(Incoming::Binary(_)) => {
-                    let error = ErrorObject::with_data(
-                        codes::INVALID_REQUEST,
-                        serde_json::json!({"reason": "binary frames are not supported; send JSON-RPC as text frames"}),
-                    );
-                    let _ = session.send_frame(frame::write_error(None, &error).into());
-                }
-                Ok(Incoming::Ping | Incoming::Pong) => {}
-                Err(e) => return classify_error(e),
             }
-            taken += 1;
-            if taken >= READ_BATCH {
-                break;
-            }
-            match reader.try_next(socket) {
-                Poll::Ready(next) => incoming = next,
-                Poll::Pending => break,
-            }
-        }
-        // A ping read above left its pong in the outbox.
-        if !socket.is_flushed()
-            && let Err(ending) = flush(socket, session, timer.as_mut(), &timer_waker, &mut armed).await
-        {
-            return ending;
         }
     }
 }
@@ -401,13 +360,7 @@ fn over_rate(session: &SessionHandle, text: &str) -> bool {
     false
 }
 
-fn handle_text(
-    session: &SessionHandle,
-    gw: &Arc<GatewayShared>,
-    conn_id: usize,
-    text: &str,
-    running: &mut running::Running,
-) {
+fn handle_text(session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize, text: &str, handlers: &mut Handlers) {
     let origin = Origin {
         session: Some(session),
         user: &session.shared.user,
@@ -419,20 +372,33 @@ fn handle_text(
             let _ = session.send_frame(reply.into());
         }
         Outcome::Silent => {}
-        Outcome::Later(future) => running.push(session, future),
+        Outcome::Later(future) => handlers.push(future),
     }
 }
 
-/// Writes every queued frame, then flushes once: frames queued together
-/// leave in as few writes as the write buffer allows. The frames go
-/// straight into the socket's outbox.
-fn poll_write_queued(socket: &mut Socket, session: &SessionHandle, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-    // Only once the last write is out: frames a slow client has not taken
-    // yet stay in the queue, which is bounded.
-    if socket.is_flushed() {
-        session.shared.queue.drain(|frame| socket.push_text(frame));
+/// The socket's side of the session, as one event source: queued frames go
+/// into the socket's outbox (once the last write is out: frames a slow
+/// client has not taken yet stay in the queue, which is bounded), the outbox
+/// is written, and then the socket is read until a whole frame has arrived.
+/// Ready when the client's next frame (or the end of the connection) can be
+/// taken with [`Socket::try_next`], or with a write error; a write that
+/// cannot go on waits without holding the reading up.
+fn poll_socket(socket: &mut Socket, queue: &OutboundQueue, cx: &mut Context<'_>) -> Poll<Result<(), ReadError>> {
+    loop {
+        if socket.is_flushed() && queue.poll_frames(cx).is_ready() {
+            queue.drain(|frame| socket.push_text(frame));
+        }
+        if socket.is_flushed() {
+            break;
+        }
+        match socket.poll_flush(cx) {
+            // Written: frames queued meanwhile go next.
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(ReadError::Io(e))),
+            Poll::Pending => break,
+        }
     }
-    socket.poll_flush(cx)
+    socket.poll_ready(cx).map(Ok)
 }
 
 /// Times out the server's calls whose deadline has passed and tells their
@@ -445,48 +411,21 @@ fn expire_calls(session: &SessionHandle, now: Instant) {
     }
 }
 
-/// Writes the outbox and the queued frames. Blocked on a slow client, a
-/// close request still gets through, and calls to the client still time out
-/// (when the timer fires meanwhile, it is left disarmed for the loop to set
-/// again, and the loop meets its other deadlines once the write is done).
-async fn flush(
-    socket: &mut Socket,
-    session: &SessionHandle,
-    mut timer: Pin<&mut tokio::time::Sleep>,
-    timer_waker: &Waker,
-    armed: &mut Option<Instant>,
-) -> Result<(), Ending> {
+/// Writes every queued frame and the outbox, until both are empty.
+async fn write_queued(socket: &mut Socket, session: &SessionHandle) -> std::io::Result<()> {
     let queue = &session.shared.queue;
-    let written = std::future::poll_fn(|cx| match poll_write_queued(socket, session, cx) {
-        Poll::Ready(result) => Poll::Ready(Some(result)),
-        Poll::Pending => {
-            // Registered first, so that a call made after the look below still wakes us.
-            let closed = queue.poll_closed(cx);
-            // A call made meanwhile may be due before the timer.
-            if let Some(at) = session.shared.pending.next_deadline()
-                && armed.is_none_or(|armed| at < armed)
-            {
-                timer.as_mut().reset(at);
-                *armed = Some(at);
+    std::future::poll_fn(|cx| {
+        loop {
+            if socket.is_flushed() {
+                queue.drain(|frame| socket.push_text(frame));
             }
-            // The timer's waker raises `TIMER`, which wakes this wait too.
-            if armed.is_some() && timer.as_mut().poll(&mut Context::from_waker(timer_waker)).is_ready() {
-                *armed = None;
-                expire_calls(session, Instant::now());
+            if socket.is_flushed() {
+                return Poll::Ready(Ok(()));
             }
-            closed.map(|()| None)
+            std::task::ready!(socket.poll_flush(cx))?;
         }
     })
-    .await;
-    match written {
-        None => Err(Ending::Requested),
-        Some(Err(_)) => Err(Ending::ClientGone),
-        Some(Ok(())) => Ok(()),
-    }
-}
-
-async fn write_queued(socket: &mut Socket, session: &SessionHandle) -> std::io::Result<()> {
-    std::future::poll_fn(|cx| poll_write_queued(socket, session, cx)).await
+    .await
 }
 
 fn classify_error(error: ReadError) -> Ending {

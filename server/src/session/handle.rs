@@ -209,7 +209,7 @@ impl SessionHandle {
         let deadline = tokio::time::Instant::now() + timeout.min(self.shared.max_call_timeout);
         if self.shared.pending.insert(id, deadline)? {
             // The session sets its timer again (also while blocked writing to a slow client).
-            self.shared.queue.raise(super::queue::signal::DEADLINE);
+            self.shared.queue.deadline_moved();
         }
         Ok(())
     }

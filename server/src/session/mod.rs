@@ -13,9 +13,8 @@ mod queue;
 mod topics;
 
 pub use handle::{ClientCall, ClientCallOf, SessionHandle, SessionId};
-pub(crate) use handle::{Shared, encode_params, truncate_reason};
+pub(crate) use handle::{encode_params, truncate_reason};
 pub(crate) use pending::next_call_id;
-pub(crate) use queue::CloseRequest;
 pub use queue::SendError;
-pub(crate) use queue::{signal, signal_waker};
+pub(crate) use queue::{CloseRequest, OutboundQueue};
 pub(crate) use topics::{Delivery, Subscription};

@@ -9,8 +9,7 @@
 use std::collections::VecDeque;
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Weak};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
@@ -45,32 +44,23 @@ struct State {
     close: Option<CloseRequest>,
 }
 
-/// What the session task is woken for (bits of [`OutboundQueue::signals`]).
-pub(crate) mod signal {
+/// What the session task is told through the queue (bits of `OutboundQueue::signals`).
+mod signal {
     /// Frames are queued.
-    pub(crate) const FRAMES: u8 = 1;
+    pub(super) const FRAMES: u8 = 1;
     /// A close was requested.
-    pub(crate) const CLOSE: u8 = 2;
+    pub(super) const CLOSE: u8 = 2;
     /// The gateway is shutting down.
-    pub(crate) const SHUTDOWN: u8 = 4;
-    /// The socket woke the session: it may have something to read.
-    pub(crate) const READ: u8 = 8;
-    /// A call to the client is due before the session's timer: set it again.
-    pub(crate) const DEADLINE: u8 = 16;
-    /// A handler the session runs can make progress.
-    pub(crate) const HANDLERS: u8 = 32;
-    /// The session's timer fired, or was set and must be polled.
-    pub(crate) const TIMER: u8 = 64;
-    /// Reported once, then lowered.
-    pub(super) const ONCE: u8 = SHUTDOWN | DEADLINE | TIMER;
+    pub(super) const SHUTDOWN: u8 = 4;
+    /// A call to the client is due earlier than the session last looked.
+    pub(super) const DEADLINE: u8 = 8;
 }
 
 /// A byte-bounded queue of text frames with a single consumer.
 ///
 /// The consumer (the session task) waits on one waker for everything the
-/// queue can tell it: frames, a close request, shutdown, and its socket
-/// having woken it. Waiting is a waker registration and an atomic load, with
-/// no lock and no list of waiters.
+/// queue can tell it: frames, a close request, shutdown. Waiting is a waker
+/// registration and an atomic load, with no lock and no list of waiters.
 pub(crate) struct OutboundQueue {
     state: Mutex<State>,
     /// Set bits of [`signal`]: `FRAMES` exactly while frames are queued.
@@ -179,83 +169,53 @@ impl OutboundQueue {
     }
 
     /// Raises `bit` and wakes the session task.
-    pub(crate) fn raise(&self, bit: u8) {
+    fn raise(&self, bit: u8) {
         self.signals.fetch_or(bit, Ordering::Release);
         self.waker.wake();
     }
 
-    /// Raises `bit` without waking anyone (the session task itself, running).
-    pub(crate) fn mark(&self, bit: u8) {
-        self.signals.fetch_or(bit, Ordering::Release);
-    }
-
-    /// The signals raised now.
-    pub(crate) fn raised(&self) -> u8 {
-        self.signals.load(Ordering::Acquire)
-    }
-
-    /// Lowers `bit`.
-    pub(crate) fn lower(&self, bit: u8) {
-        self.signals.fetch_and(!bit, Ordering::AcqRel);
-    }
-
-    /// Ready with the raised signals (at least one); `SHUTDOWN`, `DEADLINE`
-    /// and `TIMER` are reported once, the others for as long as they hold.
-    ///
-    /// When ready, the waker is taken out: the session is running and will
-    /// poll again before it waits, so what it raises itself meanwhile (the
-    /// answers it queues, a read it leaves unfinished) does not wake it a
-    /// second time for nothing. Anything that must reach it later is a
-    /// signal, which it finds when it looks again.
-    pub(crate) fn poll_signals(&self, cx: &mut Context<'_>) -> Poll<u8> {
-        let mut raised = self.signals.load(Ordering::Acquire);
-        if raised == 0 {
-            // Registered before looking again, so that a signal raised in between still wakes us.
-            self.waker.register(cx.waker());
-            raised = self.signals.load(Ordering::Acquire);
-            if raised == 0 {
-                return Poll::Pending;
-            }
+    /// Ready once `bit` is raised; registers the session task's waker.
+    fn poll_raised(&self, bit: u8, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signals.load(Ordering::Acquire) & bit != 0 {
+            return Poll::Ready(());
         }
-        if raised & signal::ONCE != 0 {
-            self.signals.fetch_and(!signal::ONCE, Ordering::AcqRel);
-        }
-        drop(self.waker.take());
-        Poll::Ready(raised)
-    }
-
-    /// Ready once a close was requested.
-    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // Registered before looking again, so that a signal raised in between still wakes us.
         self.waker.register(cx.waker());
-        if self.signals.load(Ordering::Acquire) & signal::CLOSE != 0 {
+        if self.signals.load(Ordering::Acquire) & bit != 0 {
             Poll::Ready(())
         } else {
             Poll::Pending
         }
     }
-}
 
-/// A waker that raises `bit` on a session's queue, so that the session waits
-/// on its queue's one waker for everything (the socket's wake-ups, its
-/// handlers', its timer's). It holds the session weakly: a waker kept a little longer by
-/// the socket's layers, the reactor or a handler must not keep the
-/// session's state alive.
-pub(crate) fn signal_waker(shared: &Arc<super::handle::Shared>, bit: u8) -> Waker {
-    struct Raise(Weak<super::handle::Shared>, u8);
-
-    impl Wake for Raise {
-        fn wake(self: Arc<Self>) {
-            self.wake_by_ref();
-        }
-
-        fn wake_by_ref(self: &Arc<Self>) {
-            if let Some(shared) = self.0.upgrade() {
-                shared.queue.raise(self.1);
-            }
-        }
+    /// Ready while frames are queued.
+    pub(crate) fn poll_frames(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_raised(signal::FRAMES, cx)
     }
 
-    Waker::from(Arc::new(Raise(Arc::downgrade(shared), bit)))
+    /// Ready once a close was requested.
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_raised(signal::CLOSE, cx)
+    }
+
+    /// Ready once the gateway is shutting down.
+    pub(crate) fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_raised(signal::SHUTDOWN, cx)
+    }
+
+    /// Tells the session that a call's deadline may be earlier than its timer.
+    pub(crate) fn deadline_moved(&self) {
+        self.raise(signal::DEADLINE);
+    }
+
+    /// Ready once (then lowered) after [`deadline_moved`](Self::deadline_moved).
+    pub(crate) fn poll_deadline_moved(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let ready = self.poll_raised(signal::DEADLINE, cx);
+        if ready.is_ready() {
+            self.signals.fetch_and(!signal::DEADLINE, Ordering::AcqRel);
+        }
+        ready
+    }
 }
 
 #[cfg(test)]

@@ -221,6 +221,21 @@ impl<T: AsyncRead + Unpin> Socket<T> {
     }
 }
 
+impl<T: AsyncRead + Unpin> Socket<T> {
+    /// Ready once [`try_next`](Self::try_next) can make progress without
+    /// waiting for the socket (a whole frame has arrived, or reading ended);
+    /// the socket's waker is registered with `cx`.
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.input.poll_ready(&mut self.io, cx)
+    }
+
+    /// The next message if it has already arrived, without waiting for the
+    /// socket (a session handles what came together before it writes).
+    pub(crate) fn try_next(&mut self) -> Poll<Result<Incoming<'_>, ReadError>> {
+        self.poll_next(&mut Context::from_waker(futures_util::task::noop_waker_ref()))
+    }
+}
+
 impl<T: AsyncWrite + Unpin> Socket<T> {
     /// Writes out everything in the outbox, then frees it.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

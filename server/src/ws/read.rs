@@ -210,6 +210,9 @@ pub(super) struct Input {
     assembled: Vec<u8>,
     chunk: usize,
     max_message: usize,
+    /// How the socket's reading ended, found by [`poll_ready`](Self::poll_ready)
+    /// and reported by the next [`poll_next`](Self::poll_next).
+    ended: Option<ReadError>,
 }
 
 impl Input {
@@ -221,6 +224,32 @@ impl Input {
             assembled: Vec::new(),
             chunk: chunk.max(16),
             max_message,
+            ended: None,
+        }
+    }
+
+    /// Ready once [`poll_next`](Self::poll_next) can make progress without
+    /// waiting for the socket: a whole frame is buffered, or reading ended
+    /// (an error, or the end of the stream). Nothing is taken, so a caller
+    /// may wait for this with a real waker and then read with none.
+    pub(super) fn poll_ready<T: AsyncRead + Unpin>(&mut self, io: &mut T, cx: &mut Context<'_>) -> Poll<()> {
+        if self.ended.is_some() {
+            return Poll::Ready(());
+        }
+        loop {
+            let needed = match parse_header(&self.buf[self.pos..], self.max_message) {
+                // A header that is refused is for poll_next to report.
+                Err(_) => return Poll::Ready(()),
+                Ok(Some(h)) if self.buf.len() - self.pos >= h.len + h.payload => return Poll::Ready(()),
+                Ok(Some(h)) => h.len + h.payload,
+                Ok(None) => 14,
+            };
+            match ready!(self.poll_fill(io, cx, needed)) {
+                Ok(0) => self.ended = Some(ReadError::Eof),
+                Ok(_) => continue,
+                Err(e) => self.ended = Some(ReadError::Io(e)),
+            }
+            return Poll::Ready(());
         }
     }
 
@@ -270,6 +299,10 @@ impl Input {
                     break found;
                 }
                 continue;
+            }
+            // What poll_ready found when it last needed more bytes.
+            if let Some(ended) = self.ended.take() {
+                return Poll::Ready(Err(ended));
             }
             match ready!(self.poll_fill(io, cx, needed)) {
                 Ok(0) => return Poll::Ready(Err(ReadError::Eof)),
