@@ -1,5 +1,6 @@
 //! Helpers for the cross-component tests: a real gateway on `127.0.0.1:0`
-//! and raw WebSocket clients that send JSON text and read JSON values.
+//! and raw WebSocket clients that send JSON text and read JSON values, and
+//! the one HTTP client of the tests ([`http_get`], [`http_post`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -356,6 +357,11 @@ impl Node {
         format!("ws://{}/ws?user={user}", self.addr)
     }
 
+    /// `http://addr/PATH`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
     /// Connects a raw client as `user` and reads its welcome.
     pub async fn connect(&self, user: &str) -> WsClient {
         let mut c = WsClient::connect(&self.ws_url(user)).await;
@@ -365,12 +371,8 @@ impl Node {
 
     /// Calls the server API (`POST /api`, dev mode) and returns the JSON-RPC answer.
     pub async fn api(&self, method: &str, params: Value) -> Value {
-        http_post_json(
-            self.addr,
-            "/api",
-            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
-        )
-        .await
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        http_post(&self.http_url("/api"), &body.to_string(), &[]).await.json()
     }
 
     /// Sends a signal (`"USR1"`, `"TERM"`, …) to the process.
@@ -396,48 +398,94 @@ impl Drop for Node {
     }
 }
 
-/// POSTs JSON to `path` and parses the JSON answer (`null` for an empty body).
-pub async fn http_post_json(addr: SocketAddr, path: &str, body: &Value) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = body.to_string();
-    let mut stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&response);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    if body.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(body.trim()).unwrap_or(Value::Null)
+/// An HTTP response as a test reads it: the status, the headers, and the
+/// whole body as text.
+#[derive(Debug)]
+pub struct HttpReply {
+    /// The status code.
+    pub status: u16,
+    /// The response headers.
+    pub headers: http::HeaderMap,
+    /// The body, which must be UTF-8.
+    pub body: String,
+}
+
+impl HttpReply {
+    /// The value of header `name` (any case), if present and printable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON: `null` for an empty body, and a panic naming the
+    /// body for anything that is not JSON.
+    pub fn json(&self) -> Value {
+        if self.body.trim().is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
     }
 }
 
-/// The HTTP status of `GET path` (0 when the connection fails).
-pub async fn http_get_status(addr: SocketAddr, path: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(Ok(mut stream)) = tokio::time::timeout(WAIT, TcpStream::connect(addr)).await else {
-        return 0;
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return 0;
+/// A client builder for the tests' HTTP requests: proxies from the
+/// environment are ignored, because the gateway is always on loopback, and
+/// every request must finish within [`WAIT`]. Tests that need more (a
+/// certificate to trust) add it and send through [`http_send`].
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().no_proxy().timeout(WAIT)
+}
+
+/// Sends `request` and reads the whole response; panics if there is none in time.
+pub async fn http_send(request: reqwest::RequestBuilder) -> HttpReply {
+    let response = request.send().await.unwrap_or_else(|e| panic!("HTTP request: {e}"));
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap_or_else(|e| panic!("HTTP body: {e}"));
+    HttpReply {
+        status,
+        headers,
+        body: String::from_utf8(bytes.to_vec()).expect("UTF-8 body"),
     }
-    let mut response = Vec::new();
-    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await;
-    String::from_utf8_lossy(&response)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+}
+
+/// Builds a request on a fresh client, with `headers` added.
+fn http_request(method: reqwest::Method, url: &str, headers: &[(&str, &str)]) -> reqwest::RequestBuilder {
+    let client = http_client_builder().build().expect("HTTP client");
+    headers
+        .iter()
+        .fold(client.request(method, url), |r, (name, value)| r.header(*name, *value))
+}
+
+/// `GET url` with `headers`.
+pub async fn http_get(url: &str, headers: &[(&str, &str)]) -> HttpReply {
+    http_send(http_request(reqwest::Method::GET, url, headers)).await
+}
+
+/// `POST url` with `body` sent exactly as given, as `application/json`
+/// unless `headers` name another content type.
+pub async fn http_post(url: &str, body: &str, headers: &[(&str, &str)]) -> HttpReply {
+    let mut request = http_request(reqwest::Method::POST, url, headers);
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        request = request.header("content-type", "application/json");
+    }
+    http_send(request.body(body.to_owned())).await
+}
+
+/// [`http_get`] for code that is not async. It runs on a thread and runtime
+/// of its own, because the caller may be inside a runtime (where blocking on
+/// another would panic) or outside any.
+pub fn http_get_blocking(url: &str) -> HttpReply {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(http_get(url, &[]))
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }

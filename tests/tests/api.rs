@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_server::{ApiKey, Config, protocol::api::Scope};
-use switchboard_tests::{TestServer, WAIT, WsClient, within};
+use switchboard_tests::{TestServer, WAIT, WsClient, http_post, within};
 
 const KEY: &str = "k-full-0123456789";
 const NOTIFY_ONLY: &str = "k-notify-0123456789";
@@ -29,21 +29,10 @@ fn config() -> Config {
 }
 
 async fn api(server: &TestServer, key: Option<&str>, body: Value) -> (u16, Value) {
-    let mut request = reqwest::Client::new().post(server.http_url("/api")).json(&body);
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().await.expect("api request");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (
-        status,
-        if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).expect("json body")
-        },
-    )
+    let bearer = key.map(|key| format!("Bearer {key}"));
+    let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("authorization", b.as_str())).collect();
+    let reply = http_post(&server.http_url("/api"), &body.to_string(), &headers).await;
+    (reply.status, reply.json())
 }
 
 fn rpc(id: u64, method: &str, params: Value) -> Value {
@@ -122,14 +111,9 @@ async fn call_collects_one_entry_per_session() {
                 "call",
                 json!({"target": {"user": "worker"}, "method": "work", "params": [2], "timeout_ms": 5000}),
             );
-            let r = reqwest::Client::new()
-                .post(addr)
-                .bearer_auth(KEY)
-                .json(&body)
-                .send()
+            http_post(&addr, &body.to_string(), &[("authorization", &format!("Bearer {KEY}"))])
                 .await
-                .expect("send");
-            r.json::<Value>().await.expect("json")
+                .json()
         });
         for (c, answer) in [(&mut w1, 4), (&mut w2, 6)] {
             let req = c.recv().await;

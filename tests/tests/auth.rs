@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use switchboard_server::auth::{AuthConfig, Authorization, ConnectHook, JwksSource, JwtKey};
 use switchboard_server::{ApiKey, Config};
-use switchboard_tests::{TestServer, WAIT, WsClient, within};
+use switchboard_tests::{TestServer, WAIT, WsClient, http_get, http_post, within};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 
@@ -415,33 +415,19 @@ async fn http_rpc_and_metrics_need_credentials() {
             scopes: vec![],
         }];
         let server = TestServer::start_with(cfg, vec![]).await;
-        let http = reqwest::Client::new();
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "whoami"});
-        let r = http
-            .post(server.http_url("/rpc"))
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(r.status().as_u16(), 401);
-        assert_eq!(r.json::<Value>().await.expect("json")["error"]["code"], -32000);
-        let r = http
-            .post(server.http_url("/rpc"))
-            .bearer_auth(hs256(claims("hank")))
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(r.json::<Value>().await.expect("json")["result"]["user"], "hank");
-        let r = http.get(server.http_url("/metrics")).send().await.expect("send");
-        assert_eq!(r.status().as_u16(), 401);
-        let r = http
-            .get(server.http_url("/metrics"))
-            .bearer_auth("api-key-0123456789")
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(r.status().as_u16(), 200);
+        let rpc = server.http_url("/rpc");
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "whoami"}).to_string();
+        let r = http_post(&rpc, &body, &[]).await;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.json()["error"]["code"], -32000);
+        let bearer = format!("Bearer {}", hs256(claims("hank")));
+        let r = http_post(&rpc, &body, &[("authorization", &bearer)]).await;
+        assert_eq!(r.json()["result"]["user"], "hank");
+        let metrics = server.http_url("/metrics");
+        let r = http_get(&metrics, &[]).await;
+        assert_eq!(r.status, 401);
+        let r = http_get(&metrics, &[("authorization", "Bearer api-key-0123456789")]).await;
+        assert_eq!(r.status, 200);
         server.stop().await;
     })
     .await;

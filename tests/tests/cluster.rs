@@ -102,16 +102,14 @@ async fn every_hub_operation_on_node_a_reaches_sessions_on_node_b() {
 
         // a multicast call to a user with sessions on both nodes: every result, no waiting out the timeout
         let mut bob_a = a.connect("bob").await;
-        let api_addr = a.addr;
+        let api_url = a.http_url("/api");
         let started = Instant::now();
         let call = tokio::spawn(async move {
-            switchboard_tests::http_post_json(
-                api_addr,
-                "/api",
-                &json!({"jsonrpc": "2.0", "id": 1, "method": "call",
-                        "params": {"target": {"user": "bob"}, "method": "where", "timeout_ms": 8000}}),
-            )
-            .await
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "call",
+                              "params": {"target": {"user": "bob"}, "method": "where", "timeout_ms": 8000}});
+            switchboard_tests::http_post(&api_url, &body.to_string(), &[])
+                .await
+                .json()
         });
         for (c, answer) in [(&mut bob_a, "on a"), (&mut bob_b, "on b")] {
             let req = until(c, |v| v["method"] == "where").await;
@@ -334,7 +332,7 @@ async fn a_redis_restart_loses_no_recoverable_message() {
         }
         // Nodes come back: ready again.
         let deadline = Instant::now() + WAIT;
-        while switchboard_tests::http_get_status(a.addr, "/readyz").await != 200 {
+        while switchboard_tests::http_get(&a.http_url("/readyz"), &[]).await.status != 200 {
             assert!(Instant::now() < deadline, "node A never became ready again");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -395,7 +393,10 @@ async fn a_draining_node_sends_its_sessions_elsewhere_and_joins_and_leaves_are_a
             .find(|f| f["method"] == "rpc.disconnect")
             .expect("rpc.disconnect first");
         assert_eq!(notice["params"]["reconnect"], true);
-        assert_eq!(switchboard_tests::http_get_status(a.addr, "/readyz").await, 503);
+        assert_eq!(
+            switchboard_tests::http_get(&a.http_url("/readyz"), &[]).await.status,
+            503
+        );
         let leave = until(&mut watcher, |v| v["method"] == "rpc.leave").await;
         assert_eq!(leave["params"]["user"], "gus");
         // The drained session left presence; the client reconnects to node B.

@@ -13,9 +13,9 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use switchboard_server::{Config, Error, Gateway, Limits, Target};
 use switchboard_tests::{
-    RpcModule, TestServer, WAIT, WsClient, config_with, error_code, hang_up_and_stop, probe, result, within,
+    RpcModule, TestServer, WAIT, WsClient, config_with, error_code, hang_up_and_stop, http_get, http_post, probe,
+    result, within,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -32,83 +32,6 @@ fn raw_id(text: &str) -> String {
         .id
         .get()
         .to_owned()
-}
-
-/// A response read from a raw HTTP/1.1 exchange.
-struct HttpResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`), read to the end.
-async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(body) = body {
-        request.push_str("Content-Type: application/json\r\n");
-        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    request.push_str("\r\n");
-    request.push_str(body.unwrap_or_default());
-    stream.write_all(request.as_bytes()).await.expect("write request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read response");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    HttpResponse {
-        status,
-        headers,
-        body: String::from_utf8(body).expect("UTF-8 body"),
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
-        data = &data[line_end + 2..];
-        if size == 0 || data.len() < size {
-            break;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = data.get(size + 2..).unwrap_or_default();
-    }
-    out
 }
 
 // --- Notifications -----------------------------------------------------------
@@ -464,19 +387,18 @@ async fn graceful_shutdown_disconnects_with_1001() {
 async fn http_endpoints() {
     within(WAIT, async {
         let server = TestServer::start().await;
-        let addr = server.addr;
+        let rpc = server.http_url("/rpc");
 
-        let single = http(addr, "POST", "/rpc", Some(r#"{"jsonrpc":"2.0","id":1.50,"method":"echo","params":["hi"]}"#)).await;
+        let single = http_post(&rpc, r#"{"jsonrpc":"2.0","id":1.50,"method":"echo","params":["hi"]}"#, &[]).await;
         assert_eq!(single.status, 200, "{}", single.body);
         assert!(single.header("content-type").is_some_and(|v| v.starts_with("application/json")));
         assert_eq!(single.json(), result(json!(1.5), json!(["hi"])));
         assert_eq!(raw_id(&single.body), "1.50");
 
-        let batch = http(
-            addr,
-            "POST",
-            "/rpc",
-            Some(r#"[{"jsonrpc":"2.0","id":1,"method":"echo","params":[1]},{"jsonrpc":"2.0","method":"echo","params":[2]},{"jsonrpc":"2.0","id":2,"method":"demo.sleep","params":[1]}]"#),
+        let batch = http_post(
+            &rpc,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"echo","params":[1]},{"jsonrpc":"2.0","method":"echo","params":[2]},{"jsonrpc":"2.0","id":2,"method":"demo.sleep","params":[1]}]"#,
+            &[],
         )
         .await;
         assert_eq!(batch.status, 200, "{}", batch.body);
@@ -484,36 +406,39 @@ async fn http_endpoints() {
         answers.sort_by_key(|v| v["id"].as_i64());
         assert_eq!(answers, vec![result(json!(1), json!([1])), result(json!(2), json!(1))]);
 
-        let notification = http(addr, "POST", "/rpc", Some(r#"{"jsonrpc":"2.0","method":"echo","params":[1]}"#)).await;
+        let notification = http_post(&rpc, r#"{"jsonrpc":"2.0","method":"echo","params":[1]}"#, &[]).await;
         assert_eq!(notification.status, 204, "{}", notification.body);
         assert!(notification.body.is_empty());
 
-        let who = http(addr, "POST", "/rpc?user=hank", Some(r#"{"jsonrpc":"2.0","id":1,"method":"whoami"}"#)).await;
+        let who = http_post(
+            &server.http_url("/rpc?user=hank"),
+            r#"{"jsonrpc":"2.0","id":1,"method":"whoami"}"#,
+            &[],
+        )
+        .await;
         assert_eq!(who.json()["result"], json!({"session": null, "user": "hank"}));
 
         // Without a session there is nobody to call back, and no session to subscribe.
-        let callback = http(
-            addr,
-            "POST",
-            "/rpc",
-            Some(r#"{"jsonrpc":"2.0","id":3,"method":"demo.callback","params":{"method":"ui.ask"}}"#),
+        let callback = http_post(
+            &rpc,
+            r#"{"jsonrpc":"2.0","id":3,"method":"demo.callback","params":{"method":"ui.ask"}}"#,
+            &[],
         )
         .await;
         assert_eq!(error_code(&callback.json()), Some(-32005), "{}", callback.body);
-        let subscribe = http(
-            addr,
-            "POST",
-            "/rpc",
-            Some(r#"{"jsonrpc":"2.0","id":4,"method":"rpc.subscribe","params":{"topics":[{"topic":"t"}]}}"#),
+        let subscribe = http_post(
+            &rpc,
+            r#"{"jsonrpc":"2.0","id":4,"method":"rpc.subscribe","params":{"topics":[{"topic":"t"}]}}"#,
+            &[],
         )
         .await;
         assert_eq!(error_code(&subscribe.json()), Some(-32600), "{}", subscribe.body);
 
-        let health = http(addr, "GET", "/healthz", None).await;
+        let health = http_get(&server.http_url("/healthz"), &[]).await;
         assert_eq!(health.status, 200);
         assert_eq!(health.body, "ok");
 
-        let metrics = http(addr, "GET", "/metrics", None).await;
+        let metrics = http_get(&server.http_url("/metrics"), &[]).await;
         assert_eq!(metrics.status, 200);
         assert!(metrics.body.contains("switchboard_"), "{}", metrics.body);
 
@@ -534,13 +459,12 @@ async fn http_body_over_the_message_limit_is_refused() {
             r#"{{"jsonrpc":"2.0","id":1,"method":"echo","params":["{}"]}}"#,
             "x".repeat(2000)
         );
-        let response = http(server.addr, "POST", "/rpc", Some(&big)).await;
+        let response = http_post(&server.http_url("/rpc"), &big, &[]).await;
         assert_eq!(response.status, 413, "{}", response.body);
-        let small = http(
-            server.addr,
-            "POST",
-            "/rpc",
-            Some(r#"{"jsonrpc":"2.0","id":1,"method":"rpc.ping"}"#),
+        let small = http_post(
+            &server.http_url("/rpc"),
+            r#"{"jsonrpc":"2.0","id":1,"method":"rpc.ping"}"#,
+            &[],
         )
         .await;
         assert_eq!(small.json(), result(json!(1), json!("pong")));

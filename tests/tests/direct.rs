@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use switchboard_server::protocol::{ErrorObject, codes};
 use switchboard_server::{Config, Error, Gateway, GatewayBuilder, Limits};
-use switchboard_tests::{RpcModule, TestServer, WAIT, error_code, http_post_json, result, within};
+use switchboard_tests::{RpcModule, TestServer, WAIT, error_code, http_post, result, within};
 
 /// A gateway with the test's direct methods (and the demo ones).
 fn builder(config: Config) -> GatewayBuilder {
@@ -199,22 +199,31 @@ async fn asynchronous_direct_methods_wait_and_answer_later() {
 async fn direct_methods_answer_over_http_and_are_discovered() {
     within(WAIT, async {
         let server = server().await;
-        let answer = http_post_json(
-            server.addr,
-            "/rpc",
-            &json!({"jsonrpc": "2.0", "id": 1, "method": "add", "params": [20, 22]}),
+        let rpc = server.http_url("/rpc");
+        let answer = http_post(
+            &rpc,
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "add", "params": [20, 22]}).to_string(),
+            &[],
         )
-        .await;
+        .await
+        .json();
         assert_eq!(answer, result(json!(1), json!(42)));
-        let me = http_post_json(server.addr, "/rpc", &json!({"jsonrpc": "2.0", "id": 2, "method": "me"})).await;
+        let me = http_post(
+            &rpc,
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "me"}).to_string(),
+            &[],
+        )
+        .await
+        .json();
         assert_eq!(me["result"]["session"], Value::Null, "no session over HTTP: {me}");
         // Over HTTP there is no client to call back.
-        let ask = http_post_json(
-            server.addr,
-            "/rpc",
-            &json!({"jsonrpc": "2.0", "id": 3, "method": "ask", "params": ["anyone?"]}),
+        let ask = http_post(
+            &rpc,
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "ask", "params": ["anyone?"]}).to_string(),
+            &[],
         )
-        .await;
+        .await
+        .json();
         assert_eq!(error_code(&ask), Some(-32005), "session gone: {ask}");
 
         let mut c = server.connect("curious").await;

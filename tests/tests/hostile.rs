@@ -690,6 +690,8 @@ async fn half_open_connections_and_unfinished_handshakes_are_closed() {
         );
         let baseline = node.open_fds();
         let addr = node.addr();
+        // Raw TCP throughout: each exchange is left unfinished on purpose,
+        // which no HTTP or WebSocket client would do.
 
         // A TCP connection that sends nothing.
         let started = Instant::now();
@@ -850,6 +852,7 @@ async fn bad_upgrade_headers_get_4xx() {
         let node = small_limits("bad-upgrade");
         let mut bystander = node.connect("bystander").await;
         let addr = node.addr();
+        // Raw bytes, because every request here is malformed on purpose.
         let head = |lines: &str| format!("GET /ws?user=bad HTTP/1.1\r\nHost: {addr}\r\n{lines}\r\n");
         let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
         let cases: Vec<(&str, String)> = vec![

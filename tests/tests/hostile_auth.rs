@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use switchboard_protocol::codes::close;
-use switchboard_tests::{WAIT, WsClient, switchboard_binary, within};
+use switchboard_tests::{WAIT, WsClient, http_get, http_post, switchboard_binary, within};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -58,16 +58,14 @@ async fn connect(addr: std::net::SocketAddr, token: &str) -> WsClient {
 
 /// `stats` of the server API, with the key.
 async fn sessions(addr: std::net::SocketAddr) -> u64 {
-    let r = reqwest::Client::new()
-        .post(format!("http://{addr}/api"))
-        .bearer_auth(API_KEY)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "stats"}))
-        .send()
-        .await
-        .expect("send")
-        .json::<Value>()
-        .await
-        .expect("JSON");
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "stats"}).to_string();
+    let r = http_post(
+        &format!("http://{addr}/api"),
+        &body,
+        &[("authorization", &format!("Bearer {API_KEY}"))],
+    )
+    .await
+    .json();
     r["result"]["sessions"].as_u64().unwrap_or_else(|| panic!("stats: {r}"))
 }
 
@@ -242,30 +240,28 @@ async fn tokens_keys_and_secrets_never_reach_the_log() {
             let t = token(json!({"sub": "admin", "exp": now() + 600}));
             format!("{}forged", &t[..t.len() - 6])
         };
-        let http = reqwest::Client::new();
 
         // Refused upgrades: token in the query, the header, the subprotocol.
         for bad in [&expired, &forged] {
-            let status = http
-                .get(format!("http://{addr}/ws?token={bad}&room=1"))
-                .header("upgrade", "websocket")
-                .header("connection", "upgrade")
-                .header("sec-websocket-version", "13")
-                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-                .send()
-                .await
-                .expect("send")
-                .status();
-            assert_eq!(status.as_u16(), 401);
-            let status = http
-                .post(format!("http://{addr}/rpc"))
-                .bearer_auth(bad)
-                .body(r#"{"jsonrpc":"2.0","id":1,"method":"rpc.ping"}"#)
-                .send()
-                .await
-                .expect("send")
-                .status();
-            assert_eq!(status.as_u16(), 401);
+            let bearer = format!("Bearer {bad}");
+            let upgrade = http_get(
+                &format!("http://{addr}/ws?token={bad}&room=1"),
+                &[
+                    ("upgrade", "websocket"),
+                    ("connection", "upgrade"),
+                    ("sec-websocket-version", "13"),
+                    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ],
+            )
+            .await;
+            assert_eq!(upgrade.status, 401);
+            let rpc = http_post(
+                &format!("http://{addr}/rpc"),
+                r#"{"jsonrpc":"2.0","id":1,"method":"rpc.ping"}"#,
+                &[("authorization", &bearer)],
+            )
+            .await;
+            assert_eq!(rpc.status, 401);
             let mut request = format!("ws://{addr}/ws").into_client_request().expect("request");
             request.headers_mut().insert(
                 "sec-websocket-protocol",
@@ -288,13 +284,13 @@ async fn tokens_keys_and_secrets_never_reach_the_log() {
         by_protocol.welcome().await;
         // The server API with a wrong key and the right one.
         for key in ["wrong-key-0123456789", API_KEY] {
-            let _ = http
-                .post(format!("http://{addr}/api"))
-                .bearer_auth(key)
-                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "stats"}))
-                .send()
-                .await
-                .expect("send");
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "stats"}).to_string();
+            http_post(
+                &format!("http://{addr}/api"),
+                &body,
+                &[("authorization", &format!("Bearer {key}"))],
+            )
+            .await;
         }
         drop((c, by_protocol));
         assert!(sessions_become(addr, 0).await);

@@ -85,8 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 // README library example: end
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -97,7 +96,7 @@ use std::time::Instant;
 use serde_json::Value;
 use switchboard_server::protocol::codes::{self, CloseClass, close};
 use switchboard_server::{ApiKey, StreamConfig, TlsConfig, UpstreamConfig, WebhookConfig};
-use switchboard_tests::{TestServer, WAIT, WsClient, within};
+use switchboard_tests::{TestServer, WAIT, WsClient, http_get_blocking, within};
 
 /// The address the README's recipes use.
 const README_ADDR: &str = "127.0.0.1:8080";
@@ -359,8 +358,8 @@ impl Binary {
                 binary.stderr.lock().expect("stderr lock")
             ),
         }
-        let health = binary.get("/healthz");
-        assert!(health.starts_with("HTTP/1.1 200"), "GET /healthz answered:\n{health}");
+        let health = http_get_blocking(&format!("http://{}/healthz", binary.addr));
+        assert_eq!(health.status, 200, "GET /healthz answered:\n{health:?}");
         binary.wait_for_sigterm_handler();
         binary
     }
@@ -392,21 +391,6 @@ impl Binary {
             );
             std::thread::sleep(Duration::from_millis(1));
         }
-    }
-
-    /// A plain HTTP/1.1 `GET` of `path`; the whole response.
-    fn get(&self, path: &str) -> String {
-        let mut stream = TcpStream::connect(&self.addr).expect("the binary accepts connections");
-        stream.set_read_timeout(Some(WAIT)).expect("a read timeout");
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        )
-        .expect("the request is sent");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("the response is read");
-        response
     }
 
     /// Replaces the README's address with the real one.

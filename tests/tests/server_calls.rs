@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use switchboard_server::{CallError, Caller, Config, Limits, SessionHandle, Target};
 use switchboard_tests::{
-    RpcModule, TestServer, WAIT, config_with, error_code, hang_up_and_stop, http_post_json, probe, result, within,
+    RpcModule, TestServer, WAIT, config_with, error_code, hang_up_and_stop, http_post, probe, result, within,
 };
 
 #[tokio::test]
@@ -93,7 +93,7 @@ async fn answers_complete_only_calls_made_on_their_own_session() {
             .await;
         probe(&mut other).await;
         let body = json!({"jsonrpc": "2.0", "id": id, "result": "impostor"});
-        let over_http = http_post_json(server.addr, "/rpc", &body).await;
+        let over_http = http_post(&server.http_url("/rpc"), &body.to_string(), &[]).await.json();
         assert_eq!(over_http, Value::Null, "nothing is answered over HTTP: {over_http}");
         probe(&mut asked).await;
         asked

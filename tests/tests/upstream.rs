@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
 use switchboard_server::{Config, Limits, UpstreamConfig};
-use switchboard_tests::{TestServer, WAIT, error_code, within};
+use switchboard_tests::{TestServer, WAIT, error_code, http_post, within};
 use tokio::sync::{Notify, mpsc};
 
 const SECRET: &str = "upstream-secret-0123456789";
@@ -167,15 +167,8 @@ async fn next_seen(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
 }
 
 async fn http_rpc(server: &TestServer, user: &str, body: &str) -> (u16, String) {
-    let response = reqwest::Client::new()
-        .post(server.http_url(&format!("/rpc?user={user}")))
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
+    let reply = http_post(&server.http_url(&format!("/rpc?user={user}")), body, &[]).await;
+    (reply.status, reply.body)
 }
 
 #[tokio::test]

@@ -45,8 +45,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use switchboard_server::protocol::ErrorObject;
 use switchboard_server::{Config, Gateway, Request};
-use switchboard_tests::{TestServer, WAIT, WsClient, within};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use switchboard_tests::{TestServer, WAIT, WsClient, http_post, within};
 use tokio_tungstenite::tungstenite::Message;
 
 const PROBE: &str = r#"{"jsonrpc":"2.0","id":"probe","method":"rpc.ping"}"#;
@@ -276,86 +275,8 @@ async fn run_vector_ws(server: &TestServer, vector: &Vector) -> Result<(), Strin
     Ok(())
 }
 
-/// A response read from a raw HTTP/1.1 exchange.
-struct HttpResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`), read to the end.
-async fn http_request(addr: std::net::SocketAddr, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(body) = body {
-        request.push_str("Content-Type: application/json\r\n");
-        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    request.push_str("\r\n");
-    request.push_str(body.unwrap_or_default());
-    stream.write_all(request.as_bytes()).await.expect("write request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read response");
-    parse_http_response(&raw)
-}
-
-fn parse_http_response(raw: &[u8]) -> HttpResponse {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
-    if chunked {
-        body = dechunk(&body);
-    }
-    HttpResponse {
-        status,
-        headers,
-        body: String::from_utf8(body).expect("UTF-8 body"),
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
-        data = &data[line_end + 2..];
-        if size == 0 || data.len() < size {
-            break;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = data.get(size + 2..).unwrap_or_default();
-    }
-    out
-}
-
 async fn run_step_http(server: &TestServer, step: &Step) -> Result<(), String> {
-    let response = http_request(server.addr, "POST", "/rpc?user=vectors", Some(&step.send)).await;
+    let response = http_post(&server.http_url("/rpc?user=vectors"), &step.send, &[]).await;
     match step.expect.as_slice() {
         [] => {
             if response.status != 204 || !response.body.is_empty() {

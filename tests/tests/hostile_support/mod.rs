@@ -1,7 +1,9 @@
 //! Helpers for the hostile-client and slow-consumer suites: the real
 //! `switchboard` binary with a configuration of the test's own, its process
 //! read from `/proc` (resident memory, open file descriptors), raw TCP and
-//! HTTP exchanges, and raw WebSocket frames.
+//! HTTP exchanges, and raw WebSocket frames. Ordinary HTTP requests go
+//! through the shared client of `switchboard_tests`; the raw helpers here
+//! are for bytes that client would never send.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -10,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchboard_tests::{Node, WAIT, WsClient, result};
+use switchboard_tests::{Node, WAIT, WsClient, http_get, result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -71,14 +73,10 @@ impl Binary {
 
     /// The value of a Prometheus metric from `GET /metrics` (0 when absent).
     pub(crate) async fn metric(&self, name: &str) -> f64 {
-        let mut stream = TcpStream::connect(self.addr()).await.expect("connect");
-        let request = format!(
-            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr()
-        );
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let seen = read_until_closed(&mut stream, WAIT).await;
-        String::from_utf8_lossy(&seen.bytes)
+        let metrics = http_get(&self.node.http_url("/metrics"), &[]).await;
+        assert_eq!(metrics.status, 200, "GET /metrics: {}", metrics.body);
+        metrics
+            .body
             .lines()
             .filter_map(|l| l.strip_prefix(name))
             .filter_map(|rest| rest.rsplit(' ').next())
@@ -196,30 +194,19 @@ impl Seen {
     }
 }
 
-/// Reads from `stream` until the server closes it or `limit` passes.
+/// Reads from `stream` until the server closes it or `limit` passes. It is
+/// raw because the connections it watches are left unfinished on purpose.
 pub(crate) async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Seen {
+    read_until(stream, limit, |_| false).await
+}
+
+/// Reads from `stream` until `enough` holds for what was read, the server
+/// closes it, or `limit` passes.
+async fn read_until(stream: &mut TcpStream, limit: Duration, enough: impl Fn(&[u8]) -> bool) -> Seen {
     let mut bytes = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return Seen { bytes, closed: true },
-            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
-            Err(_) => return Seen { bytes, closed: false },
-        }
-    }
-}
-
-/// Sends `request` as raw bytes on a fresh connection and reads until the
-/// answer's head is complete or the server closes the connection.
-pub(crate) async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Seen {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    // The server may answer and close before reading everything.
-    let _ = stream.write_all(request).await;
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !bytes.windows(4).any(|w| w == b"\r\n\r\n") {
+    while !enough(&bytes) {
         match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Seen { bytes, closed: true },
             Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
@@ -227,6 +214,17 @@ pub(crate) async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Seen {
         }
     }
     Seen { bytes, closed: false }
+}
+
+/// Sends `request` as raw bytes on a fresh connection and reads until the
+/// answer's head is complete or the server closes the connection. It is
+/// raw because the requests it carries are malformed on purpose, which no
+/// HTTP client would send.
+pub(crate) async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Seen {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // The server may answer and close before reading everything.
+    let _ = stream.write_all(request).await;
+    read_until(&mut stream, WAIT, |bytes| bytes.windows(4).any(|w| w == b"\r\n\r\n")).await
 }
 
 /// A WebSocket upgrade request for `path`, with `extra` header lines.
@@ -238,7 +236,8 @@ pub(crate) fn upgrade_request(addr: SocketAddr, path: &str, extra: &str) -> Stri
 }
 
 /// Upgrades a raw TCP connection by hand and returns it right after the
-/// `101`, with nothing of the WebSocket read yet.
+/// `101`, with nothing of the WebSocket read yet. It is raw because the
+/// tests then write frames no WebSocket client would, or none at all.
 pub(crate) async fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream
