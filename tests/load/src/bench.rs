@@ -1,5 +1,6 @@
 //! The side-by-side run: start each server pinned to its core, run each
-//! scenario against a fresh process, repeat with the order rotated.
+//! scenario against a fresh process of every server in turn, repeat with the
+//! order rotated.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -14,6 +15,7 @@ use crate::scenario::{
     self, CallKind, CallsParams, CallsResult, FanoutParams, FanoutResult, MemoryParams, MemoryResult, PushParams,
     PushResult, Target,
 };
+use crate::server::Server;
 
 /// Everything a run needs to know.
 #[derive(Debug, Clone)]
@@ -26,6 +28,9 @@ pub struct BenchOptions {
     pub log_dir: PathBuf,
     /// The servers to measure.
     pub servers: Vec<Flavor>,
+    /// A baseline build of switchboard to measure beside the current one
+    /// (see [`BenchOptions::order`]); `None` measures the current one alone.
+    pub baseline_bin: Option<PathBuf>,
     /// The scenarios to run.
     pub scenarios: Vec<Scenario>,
     /// Repetitions of the CPU scenarios (calls, fan-out, reverse).
@@ -74,6 +79,7 @@ impl BenchOptions {
             bin_dir,
             node_dir,
             servers: Flavor::ALL.to_vec(),
+            baseline_bin: None,
             scenarios: Scenario::ALL.to_vec(),
             reps: 3,
             memory_reps: 2,
@@ -113,6 +119,27 @@ impl BenchOptions {
                 measure: Duration::from_secs(4),
             },
         }
+    }
+
+    /// The servers in the order of repetition `rep` (0-based): rotated by
+    /// one place each repetition, so that no server always runs first or
+    /// last, with the baseline (if any) right after the current switchboard.
+    /// The two then run back to back in every scenario, current first, and
+    /// their measurements alternate over the repetitions (current, baseline,
+    /// current, baseline, …), so that a change in the machine's load between
+    /// repetitions falls on both alike.
+    pub fn order(&self, rep: usize) -> Vec<Server> {
+        let mut flavors = self.servers.clone();
+        let n = flavors.len().max(1);
+        flavors.rotate_left(rep % n);
+        let mut order = Vec::with_capacity(flavors.len() + 1);
+        for flavor in flavors {
+            order.push(Server::Current(flavor));
+            if flavor == Flavor::Switchboard && self.baseline_bin.is_some() {
+                order.push(Server::Baseline);
+            }
+        }
+        order
     }
 
     /// The smoke run: tiny numbers, every answer checked, a few seconds.
@@ -195,7 +222,7 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct Run {
     /// The server.
-    pub flavor: Flavor,
+    pub server: Server,
     /// The scenario.
     pub scenario: Scenario,
     /// The repetition (0-based).
@@ -204,40 +231,41 @@ pub struct Run {
     pub outcome: Outcome,
 }
 
-/// Runs every scenario against every server, `reps` times, rotating the
-/// order of the servers each repetition. `log` hears about each step.
+/// Runs every scenario against every server, `reps` times, in the
+/// [order](BenchOptions::order) of each repetition. Within a repetition each
+/// scenario runs against every server before the next scenario starts, so
+/// that the figures a ratio divides are measured minutes apart at most.
+/// `log` hears about each step.
 pub async fn run(options: &BenchOptions, mut log: impl FnMut(&str)) -> Vec<Run> {
     let mut runs = Vec::new();
     let reps = options.reps.max(options.memory_reps);
     for rep in 0..reps {
-        let mut order = options.servers.clone();
-        let n = order.len().max(1);
-        order.rotate_left(rep % n);
-        for &flavor in &order {
-            for &scenario in &options.scenarios {
-                let wanted = if scenario == Scenario::Memory {
-                    options.memory_reps
-                } else {
-                    options.reps
-                };
-                if rep >= wanted || !flavor.supports(scenario) {
-                    continue;
-                }
+        let order = options.order(rep);
+        for &scenario in &options.scenarios {
+            let wanted = if scenario == Scenario::Memory {
+                options.memory_reps
+            } else {
+                options.reps
+            };
+            if rep >= wanted {
+                continue;
+            }
+            for &server in order.iter().filter(|s| s.supports(scenario)) {
                 let started = Instant::now();
-                let outcome = match run_one(options, flavor, scenario).await {
+                let outcome = match run_one(options, server, scenario).await {
                     Ok(outcome) => outcome,
                     Err(e) => Outcome::Failed(e.to_string()),
                 };
                 log(&format!(
-                    "rep {} {:<16} {:<8} {:>5.1}s  {}",
+                    "rep {} {:<20} {:<8} {:>5.1}s  {}",
                     rep + 1,
-                    flavor.name(),
+                    server.name(),
                     scenario.name(),
                     started.elapsed().as_secs_f64(),
                     summary(&outcome)
                 ));
                 runs.push(Run {
-                    flavor,
+                    server,
                     scenario,
                     rep,
                     outcome,
@@ -280,22 +308,22 @@ fn summary(outcome: &Outcome) -> String {
     }
 }
 
-async fn run_one(options: &BenchOptions, flavor: Flavor, scenario: Scenario) -> Result<Outcome, LoadError> {
+async fn run_one(options: &BenchOptions, server: Server, scenario: Scenario) -> Result<Outcome, LoadError> {
     if scenario == Scenario::FanoutRedis {
-        return run_cluster(options, flavor).await;
+        return run_cluster(options, server).await;
     }
-    let server = ServerProcess::start(options, flavor, &[]).await?;
+    let process = ServerProcess::start(options, server, &[]).await?;
     // Let the process finish starting (JIT, lazy statics) before the first reading.
     tokio::time::sleep(options.startup_settle).await;
     let target = Target {
-        addr: server.addr,
-        pid: server.pid,
-        flavor,
+        addr: process.addr,
+        pid: process.pid,
+        flavor: server.flavor(),
         sources: options.sources,
     };
     let outcome = measure(options, &target, scenario).await?;
-    server.check_alive()?;
-    drop(server);
+    process.check_alive()?;
+    drop(process);
     // Give the kernel a moment to tear down thousands of sockets.
     tokio::time::sleep(options.startup_settle).await;
     Ok(outcome)
@@ -310,20 +338,20 @@ pub fn redis_url() -> String {
 /// Two switchboard nodes on one Redis (under a key prefix of their own):
 /// the publisher on the first, the subscribers on the second, whose CPU is
 /// measured. Both nodes are pinned to the servers' CPUs.
-async fn run_cluster(options: &BenchOptions, flavor: Flavor) -> Result<Outcome, LoadError> {
+async fn run_cluster(options: &BenchOptions, server: Server) -> Result<Outcome, LoadError> {
     let prefix = format!("sbload{}", std::process::id());
     let env = [
         ("SWITCHBOARD_BROKER", "redis".to_owned()),
         ("SWITCHBOARD_REDIS__URL", redis_url()),
         ("SWITCHBOARD_REDIS__PREFIX", prefix),
     ];
-    let publishing = ServerProcess::start(options, flavor, &env).await?;
-    let delivering = ServerProcess::start(options, flavor, &env).await?;
+    let publishing = ServerProcess::start(options, server, &env).await?;
+    let delivering = ServerProcess::start(options, server, &env).await?;
     tokio::time::sleep(options.startup_settle).await;
-    let node = |server: &ServerProcess| Target {
-        addr: server.addr,
-        pid: server.pid,
-        flavor,
+    let node = |process: &ServerProcess| Target {
+        addr: process.addr,
+        pid: process.pid,
+        flavor: server.flavor(),
         sources: options.sources,
     };
     let result = scenario::fanout_from(&node(&delivering), Some(&node(&publishing)), &options.fanout).await?;
@@ -391,32 +419,56 @@ pub const SWITCHBOARD_ENV: &[(&str, &str)] = &[
     ("RUST_LOG", "warn"),
 ];
 
+/// What runs a server: a binary that takes `--listen ADDR`, or a Node
+/// peer's script, which `node` runs with the port as its argument.
+enum Program {
+    Binary(PathBuf),
+    Node(PathBuf),
+}
+
+impl Program {
+    fn of(options: &BenchOptions, server: Server) -> Program {
+        let binary = |name: &str| Program::Binary(options.bin_dir.join(name));
+        let script = |name: &str| Program::Node(options.node_dir.join(name));
+        match server {
+            Server::Current(Flavor::Switchboard) => binary("switchboard"),
+            Server::Current(Flavor::Axum) => binary("peer-axum"),
+            Server::Current(Flavor::Jsonrpsee) => binary("peer-jsonrpsee"),
+            Server::Current(Flavor::Echo) => binary("peer-echo"),
+            Server::Current(Flavor::RpcWebsockets) => script("rpc-websockets.js"),
+            Server::Current(Flavor::SocketIo) => script("socketio.js"),
+            // `order` puts the baseline in a run only when it has a binary; an
+            // empty path would fail to start with the server's name in the error.
+            Server::Baseline => Program::Binary(options.baseline_bin.clone().unwrap_or_default()),
+        }
+    }
+
+    /// What must exist before a run: the binary, or the Node peers' `node_modules`.
+    fn requirement(&self, options: &BenchOptions) -> PathBuf {
+        match self {
+            Program::Binary(path) => path.clone(),
+            Program::Node(_) => options.node_dir.join("node_modules"),
+        }
+    }
+
+    /// The program to execute and its arguments, to listen on `addr`.
+    fn command_line(self, addr: SocketAddr) -> (PathBuf, Vec<String>) {
+        match self {
+            Program::Binary(path) => (path, vec!["--listen".to_owned(), addr.to_string()]),
+            Program::Node(script) => (
+                PathBuf::from("node"),
+                vec![script.to_string_lossy().into_owned(), addr.port().to_string()],
+            ),
+        }
+    }
+}
+
 impl ServerProcess {
-    /// Starts `flavor` on a free loopback port and waits until it accepts connections.
-    pub async fn start(options: &BenchOptions, flavor: Flavor, env: &[(&str, String)]) -> Result<Self, LoadError> {
+    /// Starts `server` on a free loopback port and waits until it accepts connections.
+    pub async fn start(options: &BenchOptions, server: Server, env: &[(&str, String)]) -> Result<Self, LoadError> {
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let listen = addr.to_string();
-        let node_script = |script: &str| {
-            (
-                PathBuf::from("node"),
-                vec![
-                    options.node_dir.join(script).to_string_lossy().into_owned(),
-                    port.to_string(),
-                ],
-            )
-        };
-        let (program, args) = match flavor {
-            Flavor::Switchboard => (options.bin_dir.join("switchboard"), vec!["--listen".to_owned(), listen]),
-            Flavor::Axum => (options.bin_dir.join("peer-axum"), vec!["--listen".to_owned(), listen]),
-            Flavor::Jsonrpsee => (
-                options.bin_dir.join("peer-jsonrpsee"),
-                vec!["--listen".to_owned(), listen],
-            ),
-            Flavor::Echo => (options.bin_dir.join("peer-echo"), vec!["--listen".to_owned(), listen]),
-            Flavor::RpcWebsockets => node_script("rpc-websockets.js"),
-            Flavor::SocketIo => node_script("socketio.js"),
-        };
+        let (program, args) = Program::of(options, server).command_line(addr);
         let mut command = match &options.server_cpus {
             Some(cpus) => {
                 let mut c = Command::new("taskset");
@@ -431,12 +483,12 @@ impl ServerProcess {
                 command.env_remove(key);
             }
         }
-        if flavor == Flavor::Switchboard {
+        if server.flavor() == Flavor::Switchboard {
             command.envs(SWITCHBOARD_ENV.iter().copied());
         }
         command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         std::fs::create_dir_all(&options.log_dir)?;
-        let log = options.log_dir.join(format!("{}.log", flavor.name()));
+        let log = options.log_dir.join(format!("{}.log", server.name()));
         let mut log_file = OpenOptions::new().create(true).append(true).open(&log)?;
         writeln!(log_file, "--- {} {}", program.display(), args.join(" "))?;
         let child = command
@@ -445,25 +497,25 @@ impl ServerProcess {
             .stderr(Stdio::from(log_file))
             .spawn()
             .map_err(|e| LoadError::ServerStart {
-                server: flavor.name().to_owned(),
+                server: server.name().to_owned(),
                 detail: format!("{}: {e}", program.display()),
             })?;
         let pid = child.id();
-        let server = Self {
+        let process = Self {
             child,
-            name: flavor.name(),
+            name: server.name(),
             log,
             addr,
             pid,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            server.check_alive()?;
+            process.check_alive()?;
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Ok(server);
+                return Ok(process);
             }
             if Instant::now() > deadline {
-                return Err(server.failure("it did not listen within 20 s"));
+                return Err(process.failure("it did not listen within 20 s"));
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -503,25 +555,43 @@ fn free_port() -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Whether `path` exists and can be run, for a clear message before a long run.
+/// What a run needs and does not find (binaries, the Node peers'
+/// `node_modules`, `taskset`), for a clear message before a long run.
 pub fn missing_programs(options: &BenchOptions) -> Vec<String> {
     let mut missing = Vec::new();
-    for flavor in &options.servers {
-        let path: Option<PathBuf> = match flavor {
-            Flavor::Switchboard => Some(options.bin_dir.join("switchboard")),
-            Flavor::Axum => Some(options.bin_dir.join("peer-axum")),
-            Flavor::Jsonrpsee => Some(options.bin_dir.join("peer-jsonrpsee")),
-            Flavor::Echo => Some(options.bin_dir.join("peer-echo")),
-            Flavor::RpcWebsockets | Flavor::SocketIo => Some(options.node_dir.join("node_modules")),
-        };
-        if let Some(path) = path
-            && !Path::new(&path).exists()
-        {
-            missing.push(format!("{flavor}: {}", path.display()));
+    for server in options.order(0) {
+        let path = Program::of(options, server).requirement(options);
+        if !Path::new(&path).exists() {
+            missing.push(format!("{server}: {}", path.display()));
         }
     }
     if options.server_cpus.is_some() && Command::new("taskset").arg("-V").output().is_err() {
         missing.push("taskset (util-linux)".to_owned());
     }
     missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_baseline_runs_right_after_the_current_switchboard_in_every_repetition() {
+        let mut options = BenchOptions::smoke("bin".into(), "node".into());
+        options.servers = vec![Flavor::Axum, Flavor::Switchboard, Flavor::Jsonrpsee];
+        let current = Server::Current(Flavor::Switchboard);
+        assert_eq!(options.order(0).len(), 3);
+        options.baseline_bin = Some("baseline/switchboard".into());
+        for rep in 0..4 {
+            let order = options.order(rep);
+            assert_eq!(order.len(), 4);
+            let at = order.iter().position(|&s| s == current).unwrap();
+            assert_eq!(
+                order.get(at + 1),
+                Some(&Server::Baseline),
+                "repetition {rep}: {order:?}"
+            );
+        }
+        assert_ne!(options.order(0)[0], options.order(1)[0], "the order rotates");
+    }
 }

@@ -8,7 +8,9 @@
 //! put on a shared machine, unlike wall-clock throughput. It runs the same
 //! scenarios against switchboard and its peers in one run and reports the
 //! ratios (see `BENCHMARKS.md` at the repository root; `tests/load/run` is
-//! the one command).
+//! the one command). Given a baseline build of switchboard (`--baseline-bin`),
+//! it measures that build alternately with the current one and reports the
+//! ratio current / baseline of each figure.
 //!
 //! A scenario runs against any listening server:
 //!
@@ -47,5 +49,6 @@ pub mod peers;
 pub mod procfs;
 pub mod report;
 pub mod scenario;
+pub mod server;
 
 pub use error::LoadError;

@@ -1,6 +1,7 @@
 //! `switchboard-load`: runs switchboard and its peers side by side and
 //! prints the table of BENCHMARKS.md. `tests/load/run` builds everything and
-//! calls it; `--smoke` is a few-second correctness run.
+//! calls it; `--smoke` is a few-second correctness run; `--baseline-bin`
+//! adds another build of switchboard to compare the current one with.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -28,6 +29,14 @@ struct Cli {
     /// Servers to measure, comma-separated (default: all; the Node ones only if installed).
     #[arg(long, value_delimiter = ',')]
     servers: Vec<String>,
+    /// Also measure this switchboard binary, a baseline build such as `tests/load/baseline`
+    /// makes of a fixed commit: in calls, calls-k1, fanout, reverse and memory it runs right
+    /// after the current switchboard in every repetition (current, baseline, current, …), and
+    /// the report gives current / baseline for each figure with its range over the
+    /// repetitions (ask for at least 5 with --reps and --memory-reps). Needs switchboard
+    /// among --servers.
+    #[arg(long, value_name = "PATH", conflicts_with = "addr")]
+    baseline_bin: Option<PathBuf>,
     /// Scenarios to run, comma-separated: calls, calls-k1, fanout, reverse, memory (default: all).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
@@ -114,6 +123,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             .iter()
             .map(|s| Flavor::from_name(s).ok_or_else(|| format!("unknown server {s}")))
             .collect::<Result<_, _>>()?;
+    }
+    if let Some(path) = cli.baseline_bin {
+        if !options.servers.contains(&Flavor::Switchboard) {
+            return Err("--baseline-bin needs switchboard among --servers: it is compared with it".into());
+        }
+        options.baseline_bin = Some(path);
     }
     if !cli.scenarios.is_empty() {
         options.scenarios = cli

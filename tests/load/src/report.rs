@@ -1,10 +1,16 @@
 //! Turning runs into the table of BENCHMARKS.md: medians per server, the
-//! spread between repetitions, and the ratios against the targets.
+//! spread between repetitions, the ratios against the targets, and, when a
+//! baseline build was measured too, the ratios current / baseline.
 
 use std::fmt::Write as _;
 
 use crate::bench::{BenchOptions, Outcome, Run};
 use crate::flavor::{Flavor, Scenario};
+use crate::server::Server;
+
+mod baseline;
+
+pub use baseline::{BASELINE_FIGURES, Comparison};
 
 /// The median, lowest and highest of a metric over the repetitions.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,35 +148,37 @@ impl Summary {
         Self { runs }
     }
 
-    /// The statistic of `metric` for `flavor` over its repetitions.
-    pub fn stat(&self, flavor: Flavor, metric: Metric) -> Option<Stat> {
+    /// The statistic of `metric` for `server` over its repetitions.
+    pub fn stat(&self, server: impl Into<Server>, metric: Metric) -> Option<Stat> {
+        let server = server.into();
         Stat::of(
             self.runs
                 .iter()
-                .filter(|r| r.flavor == flavor)
+                .filter(|r| r.server == server)
                 .filter_map(|r| value(r, metric))
                 .collect(),
         )
     }
 
-    /// The median of `metric` for `flavor`.
-    pub fn median(&self, flavor: Flavor, metric: Metric) -> Option<f64> {
-        self.stat(flavor, metric).map(|s| s.median)
+    /// The median of `metric` for `server`.
+    pub fn median(&self, server: impl Into<Server>, metric: Metric) -> Option<f64> {
+        self.stat(server, metric).map(|s| s.median)
     }
 
     /// Server CPU µs of one server→client call: a callback round less a
     /// client→server call of the same server (an upper bound: the round's
     /// client call runs an asynchronous handler, which costs more than `echo`).
-    pub fn reverse_call(&self, flavor: Flavor) -> Option<f64> {
-        Some(self.median(flavor, Metric::CpuPerRound)? - self.median(flavor, Metric::CpuPerCall)?)
+    pub fn reverse_call(&self, server: impl Into<Server>) -> Option<f64> {
+        let server = server.into();
+        Some(self.median(server, Metric::CpuPerRound)? - self.median(server, Metric::CpuPerCall)?)
     }
 
     /// Runs that failed: server, scenario, repetition, why.
-    pub fn failures(&self) -> Vec<(Flavor, Scenario, usize, String)> {
+    pub fn failures(&self) -> Vec<(Server, Scenario, usize, String)> {
         self.runs
             .iter()
             .filter_map(|r| match &r.outcome {
-                Outcome::Failed(e) => Some((r.flavor, r.scenario, r.rep, e.clone())),
+                Outcome::Failed(e) => Some((r.server, r.scenario, r.rep, e.clone())),
                 _ => None,
             })
             .collect()
@@ -234,9 +242,9 @@ impl Summary {
             1.5,
         ));
         targets.push(Target::new(
-            "server→client call: CPU ≤ 1.25 × our client→server call",
-            ratio(self.reverse_call(Switchboard), sb(CpuPerCall)),
-            1.25,
+            "callback round: CPU/round ≤ 1.1 × axum-minimal's",
+            ratio(sb(CpuPerRound), self.median(Axum, CpuPerRound)),
+            1.1,
         ));
         targets.push(Target::new(
             "server→client call: CPU ≤ 0.4 × Socket.IO's",
@@ -277,20 +285,23 @@ impl Summary {
             c1 = options.calls_serial.connections,
         );
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
-        for &flavor in &options.servers {
-            let m = |metric| self.median(flavor, metric);
+        for server in options.order(0) {
+            let m = |metric| self.median(server, metric);
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                flavor.name(),
+                server.name(),
                 num(m(CpuPerCall), 2),
                 num(m(CpuPerSerialCall), 2),
                 num(m(CpuPerDelivery), 2),
                 num(m(CpuPerRound), 2),
-                num(self.reverse_call(flavor), 2),
+                num(self.reverse_call(server), 2),
                 num(m(KibFresh), 2),
                 num(m(KibAfterBurst), 2),
             );
+        }
+        if let Some(baseline) = &options.baseline_bin {
+            self.write_against_baseline(&mut out, options, baseline);
         }
         let _ = writeln!(
             out,
@@ -306,12 +317,12 @@ impl Summary {
             n = options.fanout.subscribers,
         );
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for &flavor in &options.servers {
-            let m = |metric| self.median(flavor, metric);
+        for server in options.order(0) {
+            let m = |metric| self.median(server, metric);
             let _ = writeln!(
                 out,
                 "| {} | {} | {} / {} / {} | {} | {} / {} | {} | {} | {} | {} / {} |",
-                flavor.name(),
+                server.name(),
                 num(m(CallRate), 0),
                 ms(m(CallP50)),
                 ms(m(CallP99)),
@@ -396,16 +407,16 @@ impl Summary {
             "| server | CPU/call | CPU/call (1 in flight) | CPU/delivery | CPU/callback round | KiB fresh | KiB after burst |"
         );
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
-        for &flavor in &options.servers {
+        for server in options.order(0) {
             let s = |metric| {
-                self.stat(flavor, metric).map_or("—".to_owned(), |s| {
+                self.stat(server, metric).map_or("—".to_owned(), |s| {
                     format!("{:.0}% ({:.2}–{:.2})", s.spread() * 100.0, s.min, s.max)
                 })
             };
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} |",
-                flavor.name(),
+                server.name(),
                 s(CpuPerCall),
                 s(CpuPerSerialCall),
                 s(CpuPerDelivery),
@@ -417,9 +428,9 @@ impl Summary {
         let failures = self.failures();
         if !failures.is_empty() {
             let _ = writeln!(out, "\nFailed runs (not in the medians):\n");
-            for (flavor, scenario, rep, why) in failures {
+            for (server, scenario, rep, why) in failures {
                 let why = why.replace('\n', " ");
-                let _ = writeln!(out, "- {flavor} {} rep {}: {why}", scenario.name(), rep + 1);
+                let _ = writeln!(out, "- {server} {} rep {}: {why}", scenario.name(), rep + 1);
             }
         }
         out
