@@ -18,6 +18,7 @@ use parking_lot::RwLock;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::config::pattern;
 pub use crate::config::{AuthConfig, Authorization, ConnectHook, JwksSource, JwtKey};
 use crate::error::Error;
 
@@ -63,27 +64,39 @@ pub(crate) struct Authenticator {
     http: reqwest::Client,
 }
 
-fn algorithm(name: &str) -> Result<Algorithm, Error> {
-    match name {
+/// How errors name a key's entry of `auth.jwt`: by its `kid`, when it has one.
+fn entry(k: &JwtKey) -> String {
+    match &k.kid {
+        Some(kid) => format!("auth.jwt[{kid:?}]"),
+        None => "auth.jwt[]".to_owned(),
+    }
+}
+
+fn algorithm(k: &JwtKey) -> Result<Algorithm, Error> {
+    match k.algorithm.as_str() {
         "HS256" => Ok(Algorithm::HS256),
         "RS256" => Ok(Algorithm::RS256),
         "ES256" => Ok(Algorithm::ES256),
-        other => Err(Error::Config(format!(
-            "auth.jwt: unsupported algorithm {other:?} (use HS256, RS256 or ES256)"
-        ))),
+        other => Err(Error::invalid(
+            format!("{}.algorithm", entry(k)),
+            format!("unsupported algorithm {other:?} (use HS256, RS256 or ES256)"),
+        )),
     }
 }
 
 fn decoding_key(k: &JwtKey, alg: Algorithm) -> Result<DecodingKey, Error> {
-    let bad = |e: jsonwebtoken::errors::Error| Error::Config(format!("auth.jwt: bad key {:?}: {e}", k.kid));
+    let bad = |source| Error::JwtKey { key: entry(k), source };
     let pem = || -> Result<Vec<u8>, Error> {
         match (&k.public_key_pem, &k.public_key_file) {
             (Some(p), _) => Ok(p.as_bytes().to_vec()),
-            (None, Some(f)) => {
-                std::fs::read(f).map_err(|e| Error::Config(format!("auth.jwt: cannot read {}: {e}", f.display())))
-            }
-            (None, None) => Err(Error::Config(
-                "auth.jwt: RS256/ES256 keys need public_key_pem or public_key_file".into(),
+            (None, Some(f)) => std::fs::read(f).map_err(|source| Error::ReadFile {
+                key: format!("{}.public_key_file", entry(k)),
+                path: f.clone(),
+                source,
+            }),
+            (None, None) => Err(Error::invalid(
+                entry(k),
+                "RS256 and ES256 keys need public_key_pem or public_key_file",
             )),
         }
     };
@@ -92,14 +105,14 @@ fn decoding_key(k: &JwtKey, alg: Algorithm) -> Result<DecodingKey, Error> {
             .secret
             .as_ref()
             .map(|s| DecodingKey::from_secret(s.as_bytes()))
-            .ok_or_else(|| Error::Config("auth.jwt: HS256 keys need a secret".into())),
+            .ok_or_else(|| Error::invalid(format!("{}.secret", entry(k)), "HS256 keys need a secret")),
         Algorithm::RS256 => DecodingKey::from_rsa_pem(&pem()?).map_err(bad),
         _ => DecodingKey::from_ec_pem(&pem()?).map_err(bad),
     }
 }
 
-fn parse_jwks(text: &str) -> Result<KeySet, String> {
-    let set: JwkSet = serde_json::from_str(text).map_err(|e| e.to_string())?;
+fn parse_jwks(text: &str) -> Result<KeySet, serde_json::Error> {
+    let set: JwkSet = serde_json::from_str(text)?;
     let mut keys = KeySet::default();
     for jwk in &set.keys {
         let Some(alg) = jwk
@@ -127,7 +140,7 @@ impl Authenticator {
     pub(crate) fn new(config: &AuthConfig) -> Result<Arc<Self>, Error> {
         let mut static_keys = Vec::new();
         for k in &config.jwt {
-            let alg = algorithm(&k.algorithm)?;
+            let alg = algorithm(k)?;
             static_keys.push((k.kid.clone(), decoding_key(k, alg)?, alg));
         }
         let auth = Arc::new(Self {
@@ -137,9 +150,15 @@ impl Authenticator {
             http: reqwest::Client::new(),
         });
         if let Some(file) = config.jwks.as_ref().and_then(|s| s.file.as_ref()) {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| Error::Config(format!("auth.jwks: cannot read {}: {e}", file.display())))?;
-            *auth.jwks.write() = parse_jwks(&text).map_err(|e| Error::Config(format!("auth.jwks: {e}")))?;
+            let text = std::fs::read_to_string(file).map_err(|source| Error::ReadFile {
+                key: "auth.jwks.file".to_owned(),
+                path: file.clone(),
+                source,
+            })?;
+            *auth.jwks.write() = parse_jwks(&text).map_err(|source| Error::Jwks {
+                path: file.clone(),
+                source,
+            })?;
         }
         Ok(auth)
     }
@@ -166,7 +185,7 @@ impl Authenticator {
                     },
                     (None, None) => return,
                 };
-                match text.and_then(|t: String| parse_jwks(&t)) {
+                match text.and_then(|t: String| parse_jwks(&t).map_err(|e| e.to_string())) {
                     Ok(keys) => *auth.jwks.write() = keys,
                     // Keep the keys we have: a failed refresh must not lock everybody out.
                     Err(e) => tracing::warn!(error = %e, "could not refresh the JWKS"),
@@ -341,30 +360,15 @@ pub(crate) fn token_from(headers: &HeaderMap, query: Option<&str>) -> Option<Str
         .find_map(|p| p.trim().strip_prefix("bearer.").map(str::to_owned))
 }
 
+/// Decodes a query value as a form does: `+` is a space, and `%` followed by
+/// exactly two hex digits is a byte (anything else after a `%`, a sign in
+/// `%+5` included, leaves the `%` as it is). Bytes that are not UTF-8 become
+/// U+FFFD. The `+`s go first, so that an escaped one (`%2B`) stays a `+`.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            // Exactly two hex digits: `u8::from_str_radix` alone would also
-            // take a sign ("%+5"), which is not an escape.
-            b'%' if i + 2 < bytes.len() && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
-                out.push(u8::from_str_radix(hex, 16).unwrap_or(0));
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Replaces `token=…` in a query string so it can be logged.
@@ -402,37 +406,16 @@ impl Authorization {
             .and_then(|c| c.get(&self.claim))
             .and_then(|c| c.get(key))
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        // The configured lists are plain strings in the public
+        // `Authorization`, and the claim's arrive with each request: both are
+        // read in place, by the same rule as every `TopicPattern`.
         list.iter()
-            .chain(from_claims.iter())
-            .any(|p| pattern_matches(p, name, user))
-    }
-}
-
-fn pattern_matches(pattern: &str, name: &str, user: &str) -> bool {
-    // Most patterns name no user: compare them without building a string.
-    fn glob(pattern: &str, name: &str) -> bool {
-        match pattern.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => pattern == name,
-        }
-    }
-    if pattern.contains("{sub}") {
-        // The wildcard is the pattern's, read before the user id goes in: an id
-        // is data, so one ending in `*` (or an empty one after a `*`) must not
-        // turn an exact pattern into a prefix.
-        match pattern.strip_suffix('*') {
-            Some(prefix) => name.starts_with(&prefix.replace("{sub}", user)),
-            None => pattern.replace("{sub}", user) == name,
-        }
-    } else {
-        glob(pattern, name)
+            .map(String::as_str)
+            .chain(from_claims)
+            .any(|p| pattern::matches_for(p, name, user))
     }
 }
 
@@ -456,6 +439,12 @@ mod tests {
         assert_eq!(
             token_from(&HeaderMap::new(), Some("token=a%+5%4")),
             Some("a% 5%4".into())
+        );
+        // `+` is a space, an escaped `+` stays one, and bytes that are not
+        // UTF-8 become U+FFFD.
+        assert_eq!(
+            token_from(&HeaderMap::new(), Some("token=a+b%2Bc%FF")),
+            Some("a b+c\u{FFFD}".into())
         );
     }
 
@@ -483,6 +472,16 @@ mod tests {
             ..a
         };
         assert!(!suffix.allows(Action::Subscribe, "anything", "", None));
+        // `{sub}` before the pattern's own `*`: the user's names, and only theirs.
+        let own = Authorization {
+            subscribe: vec!["inbox:{sub}*".into()],
+            ..suffix
+        };
+        assert!(own.allows(Action::Subscribe, "inbox:u:archive", "u", None));
+        assert!(!own.allows(Action::Subscribe, "inbox:victim", "v*", None));
+        let claims = serde_json::json!({"switchboard": {"subscribe": ["files:{sub}/*"]}});
+        assert!(own.allows(Action::Subscribe, "files:u/a", "u", Some(&claims)));
+        assert!(!own.allows(Action::Subscribe, "files:w/a", "u", Some(&claims)));
     }
 }
 

@@ -112,8 +112,11 @@ fn default_hook_timeout() -> u64 {
 }
 
 /// Which topics and methods users may use. Patterns are exact names or a
-/// prefix followed by `*`; `{sub}` stands for the user's id. Personal topics
-/// `user:{sub}` are always allowed to their user and never to anyone else.
+/// prefix followed by `*`; `{sub}` stands for the user's id. They are read by
+/// the rule of [`TopicPattern`](super::TopicPattern), whose
+/// [`matches_for`](super::TopicPattern::matches_for) documents it. Personal
+/// topics `user:{sub}` are always allowed to their user and never to anyone
+/// else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Authorization {

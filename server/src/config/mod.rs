@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 mod api;
 pub(crate) mod auth;
+pub(crate) mod pattern;
 mod redis;
 mod tls;
 mod upstream;
@@ -21,6 +22,7 @@ mod webhook;
 
 pub use api::ApiKey;
 pub use auth::{AuthConfig, Authorization, ConnectHook, JwksSource, JwtKey};
+pub use pattern::TopicPattern;
 pub use redis::RedisConfig;
 pub use tls::TlsConfig;
 pub use upstream::UpstreamConfig;
@@ -71,7 +73,7 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Topics (names or `prefix*` patterns) whose subscribers are told when a session joins or
     /// leaves: `rpc.join` / `rpc.leave {topic, session, user}`. Default: none.
-    pub join_leave: Vec<String>,
+    pub join_leave: Vec<TopicPattern>,
     /// Which broker connects the nodes: `local` (one node, the default) or `redis`.
     pub broker: BrokerKind,
     /// Settings of the Redis broker.
@@ -93,7 +95,7 @@ pub enum BrokerKind {
 #[serde(deny_unknown_fields)]
 pub struct StreamConfig {
     /// A topic name, or a prefix followed by `*` (for example `chat:*`).
-    pub pattern: String,
+    pub pattern: TopicPattern,
     /// How many publications to keep. Default 100.
     #[serde(default = "default_history_size")]
     pub history_size: usize,
@@ -113,10 +115,7 @@ fn default_history_ttl() -> u64 {
 impl StreamConfig {
     /// Whether the pattern matches `topic`.
     pub fn matches(&self, topic: &str) -> bool {
-        match self.pattern.strip_suffix('*') {
-            Some(prefix) => topic.starts_with(prefix),
-            None => self.pattern == topic,
-        }
+        self.pattern.matches(topic)
     }
 }
 
@@ -129,7 +128,7 @@ impl Default for Config {
             client_publish: true,
             personal_topics: true,
             streams: vec![StreamConfig {
-                pattern: "user:*".to_owned(),
+                pattern: TopicPattern::new("user:*"),
                 history_size: default_history_size(),
                 history_ttl_ms: default_history_ttl(),
             }],
@@ -280,9 +279,13 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, Error> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
-            if !file.exists() {
-                return Err(Error::Config(format!("config file {} not found", file.display())));
-            }
+            // figment reads a missing file as an empty one: a mistyped path
+            // would otherwise start a gateway with the defaults.
+            std::fs::metadata(file).map_err(|source| Error::ReadFile {
+                key: "--config".to_owned(),
+                path: file.to_owned(),
+                source,
+            })?;
             figment = figment.merge(Toml::file(file));
         }
         // SWITCHBOARD_CONFIG names the file itself (see the CLI), and
@@ -292,7 +295,7 @@ impl Config {
             .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
             .split("__");
         figment = figment.merge(env);
-        let config: Config = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
+        let config: Config = figment.extract().map_err(|e| Error::Load(Box::new(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -316,13 +319,16 @@ impl Config {
         ];
         for (key, value) in positive {
             if value == 0 {
-                return Err(Error::Config(format!("{key} must be greater than 0")));
+                return Err(Error::invalid(key, "must be greater than 0"));
             }
         }
-        if l.ping_interval_ms == 0 || l.pong_timeout_ms == 0 {
-            return Err(Error::Config(
-                "limits.ping_interval_ms and limits.pong_timeout_ms must be greater than 0".into(),
-            ));
+        for (key, value) in [
+            ("limits.ping_interval_ms", l.ping_interval_ms),
+            ("limits.pong_timeout_ms", l.pong_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(Error::invalid(key, "must be greater than 0"));
+            }
         }
         for upstream in &self.upstreams {
             upstream.validate()?;
@@ -331,13 +337,28 @@ impl Config {
             webhook.validate()?;
         }
         if self.dev_mode() && !self.listen.ip().is_loopback() {
-            return Err(Error::Config(format!(
-                "dev mode (no authentication configured) refuses to listen on the non-loopback address {}; \
-                 configure authentication or listen on 127.0.0.1",
-                self.listen
-            )));
+            return Err(Error::invalid(
+                "listen",
+                format!(
+                    "dev mode (no authentication configured) refuses to listen on the non-loopback address {}; \
+                     configure authentication or listen on 127.0.0.1",
+                    self.listen
+                ),
+            ));
         }
         Ok(())
+    }
+}
+
+/// Reads the `http://` or `https://` URL a configuration key holds.
+pub(crate) fn http_url(key: String, url: &str) -> Result<url::Url, Error> {
+    match url::Url::parse(url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url),
+        Ok(_) => Err(Error::Invalid {
+            key,
+            why: "must be an http:// or https:// URL".to_owned(),
+        }),
+        Err(source) => Err(Error::Url { key, source }),
     }
 }
 
@@ -353,6 +374,75 @@ mod tests {
         };
         assert!(config.validate().is_err());
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let mut config = Config::default();
+        config.limits.pong_timeout_ms = 0;
+        let error = config.validate().expect_err("a pong timeout of 0 is refused");
+        assert!(
+            matches!(&error, Error::Invalid { key, why } if key == "limits.pong_timeout_ms" && why == "must be greater than 0"),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration: limits.pong_timeout_ms: must be greater than 0"
+        );
+
+        let config = Config {
+            upstreams: vec![UpstreamConfig {
+                prefix: "billing.".into(),
+                url: "not a url".into(),
+                timeout_ms: 1000,
+                secret: "s".into(),
+            }],
+            ..Config::default()
+        };
+        let error = config.validate().expect_err("the URL does not parse");
+        assert!(
+            matches!(&error, Error::Url { key, .. } if key == r#"upstreams["billing."].url"#),
+            "{error:?}"
+        );
+        let source = std::error::Error::source(&error).expect("the parse error is kept");
+        assert!(source.downcast_ref::<url::ParseError>().is_some(), "{source:?}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_keeps_figments_error() {
+        let dir = std::env::temp_dir().join(format!("sb-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[limits]\nmax_batch = \"many\"\n").unwrap();
+        let error = Config::load(Some(&file)).expect_err("max_batch is a number");
+        let Error::Load(figment) = &error else {
+            panic!("{error:?}")
+        };
+        assert!(figment.to_string().contains("max_batch"), "{figment}");
+        let source = std::error::Error::source(&error).expect("figment's error is kept");
+        assert_eq!(source.to_string(), figment.to_string());
+
+        let missing = dir.join("missing.toml");
+        let error = Config::load(Some(&missing)).expect_err("the file is missing");
+        assert!(
+            matches!(&error, Error::ReadFile { key, path, .. } if key == "--config" && *path == missing),
+            "{error:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn patterns_are_read_at_load() {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(
+                "join_leave = [\"room:*\"]\n[[streams]]\npattern = \"chat:*\"\n",
+            ))
+            .extract()
+            .unwrap();
+        assert!(config.join_leave[0].is_prefix());
+        assert!(config.join_leave[0].matches("room:1"));
+        assert_eq!(config.stream_for("chat:x").map(|s| s.pattern.as_str()), Some("chat:*"));
+        assert_eq!(config.stream_for("news"), None);
     }
 
     #[test]

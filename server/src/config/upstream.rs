@@ -46,24 +46,29 @@ impl std::fmt::Debug for UpstreamConfig {
 }
 
 impl UpstreamConfig {
+    /// How errors name this entry's keys: the list's entry by its prefix
+    /// (`upstreams["billing."].url`).
+    pub(crate) fn key(&self, field: &str) -> String {
+        format!("upstreams[{:?}].{field}", self.prefix)
+    }
+
     /// Checks what serde cannot.
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        let fail = |why: &str| Err(Error::Config(format!("upstream {:?}: {why}", self.prefix)));
         if self.prefix.is_empty() {
-            return fail("prefix must not be empty");
+            return Err(Error::invalid(self.key("prefix"), "must not be empty"));
         }
         if switchboard_protocol::methods::is_reserved(&self.prefix) {
-            return fail("prefix must not start with rpc. (those methods are the gateway's own)");
+            return Err(Error::invalid(
+                self.key("prefix"),
+                "must not start with rpc. (those methods are the gateway's own)",
+            ));
         }
-        match reqwest::Url::parse(&self.url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            _ => return fail("url must be an http:// or https:// URL"),
-        }
+        super::http_url(self.key("url"), &self.url)?;
         if self.timeout_ms == 0 {
-            return fail("timeout_ms must be greater than 0");
+            return Err(Error::invalid(self.key("timeout_ms"), "must be greater than 0"));
         }
         if self.secret.is_empty() {
-            return fail("secret must not be empty");
+            return Err(Error::invalid(self.key("secret"), "must not be empty"));
         }
         Ok(())
     }

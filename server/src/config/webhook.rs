@@ -108,19 +108,21 @@ impl std::fmt::Debug for WebhookConfig {
 impl WebhookConfig {
     /// Checks what serde cannot.
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        let fail = |why: &str| Err(Error::Config(format!("webhook: {why}")));
-        match reqwest::Url::parse(&self.url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            _ => return fail("url must be an http:// or https:// URL"),
-        }
+        super::http_url("webhook.url".to_owned(), &self.url)?;
         if self.secret.is_empty() {
-            return fail("secret must not be empty");
+            return Err(Error::invalid("webhook.secret", "must not be empty"));
         }
-        if self.queue_size == 0 || self.timeout_ms == 0 {
-            return fail("queue_size and timeout_ms must be greater than 0");
+        if self.queue_size == 0 {
+            return Err(Error::invalid("webhook.queue_size", "must be greater than 0"));
+        }
+        if self.timeout_ms == 0 {
+            return Err(Error::invalid("webhook.timeout_ms", "must be greater than 0"));
         }
         if self.backoff_min_ms > self.backoff_max_ms {
-            return fail("backoff_min_ms must not exceed backoff_max_ms");
+            return Err(Error::invalid(
+                "webhook.backoff_min_ms",
+                "must not exceed webhook.backoff_max_ms",
+            ));
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::join_all;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use subtle::ConstantTimeEq;
 use switchboard_protocol::api::{
     CallParams, DisconnectParams, NotifyParams, PresenceParams, Scope, TargetTopicsParams, method,
 };
@@ -27,13 +28,12 @@ use crate::hub::{Hub, HubError};
 use crate::rpc::builtins::{check_topic, parse_params};
 use crate::state::GatewayShared;
 
-/// Compares without leaking, through timing, how much of a key matched.
+/// Compares without leaking, through timing, how much of a key matched or
+/// how long it is. `ConstantTimeEq` on slices returns at once when their
+/// lengths differ, so both sides are hashed to 32 bytes first.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
-    }
-    diff == 0
+    let digest = |bytes: &[u8]| ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest(a).as_ref().ct_eq(digest(b).as_ref()).into()
 }
 
 /// The scopes the request's key grants, or why it is refused.

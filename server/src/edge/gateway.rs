@@ -12,11 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use jsonrpsee::core::RegisterMethodError;
 use jsonrpsee::core::server::Methods;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::codes::close;
-use switchboard_protocol::{ErrorObject, codes, frame, methods};
+use switchboard_protocol::{ErrorObject, codes, frame};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,8 +26,9 @@ use crate::config::BrokerKind;
 use crate::config::Config;
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::rpc::direct::{DirectMethods, Request};
+use crate::rpc::direct::Request;
 use crate::rpc::dispatch::{Dispatcher, Origin, Outcome};
+use crate::rpc::table::MethodTable;
 use crate::session::{SessionHandle, SessionId};
 use crate::state::GatewayShared;
 use crate::ws::{SocketConfig, WsUpgrade};
@@ -36,24 +36,18 @@ use crate::ws::{SocketConfig, WsUpgrade};
 /// Builds a [`Gateway`].
 pub struct GatewayBuilder {
     config: Config,
-    methods: Methods,
-    direct: DirectMethods,
+    methods: MethodTable,
     broker: Option<Arc<dyn Broker>>,
 }
 
 impl GatewayBuilder {
     /// Adds the methods of a jsonrpsee module (an `RpcModule` or anything
     /// that converts into `Methods`, such as an `#[rpc(server)]` trait's
-    /// `into_rpc()`). Names starting with `rpc.` are refused.
+    /// `into_rpc()`), unchanged: they join the one method table beside the
+    /// direct methods. Names starting with `rpc.` are refused, and so is a
+    /// name registered before (then none of the module's methods is added).
     pub fn module(mut self, module: impl Into<Methods>) -> Result<Self, Error> {
-        let module: Methods = module.into();
-        if let Some(name) = module.method_names().find(|n| methods::is_reserved(n)) {
-            return Err(Error::ReservedMethod(name.to_owned()));
-        }
-        if let Some(name) = module.method_names().find(|n| self.direct.contains(n)) {
-            return Err(RegisterMethodError::AlreadyRegistered(name.to_owned()).into());
-        }
-        self.methods.merge(module)?;
+        self.methods.add_module(module.into())?;
         Ok(self)
     }
 
@@ -131,13 +125,7 @@ impl GatewayBuilder {
     }
 
     fn add_direct(mut self, name: &str, handler: crate::rpc::direct::Handler) -> Result<Self, Error> {
-        if methods::is_reserved(name) {
-            return Err(Error::ReservedMethod(name.to_owned()));
-        }
-        if self.direct.contains(name) || self.methods.method(name).is_some() {
-            return Err(RegisterMethodError::AlreadyRegistered(name.to_owned()).into());
-        }
-        self.direct.insert(name, handler);
+        self.methods.add_direct(name, handler)?;
         Ok(self)
     }
 
@@ -160,11 +148,11 @@ impl GatewayBuilder {
             (Some(b), _) => b,
             (None, BrokerKind::Local) => Arc::new(LocalBroker::new()),
             (None, BrokerKind::Redis) => {
-                Arc::new(RedisBroker::new(config.redis.clone()).map_err(|e| Error::Config(format!("redis: {e}")))?)
+                Arc::new(RedisBroker::new(config.redis.clone()).map_err(|e| Error::Broker(Box::new(e)))?)
             }
         };
         let hub = Hub::new(broker, &config);
-        let discover = crate::rpc::discover::document(&self.methods, &self.direct);
+        let discover = crate::rpc::discover::document(&self.methods);
         let limits_per_ip = config.limits.upgrades_per_ip_per_minute;
         let auth = config.auth.as_ref().map(Authenticator::new).transpose()?;
         if let Some(auth) = &auth
@@ -174,7 +162,6 @@ impl GatewayBuilder {
         }
         let dispatcher = Dispatcher {
             methods: self.methods,
-            direct: self.direct,
             config: config.clone(),
             hub: hub.clone(),
             discover,
@@ -228,8 +215,7 @@ impl Gateway {
     pub fn builder(config: Config) -> GatewayBuilder {
         GatewayBuilder {
             config,
-            methods: Methods::new(),
-            direct: DirectMethods::default(),
+            methods: MethodTable::default(),
             broker: None,
         }
     }

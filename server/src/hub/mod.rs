@@ -30,7 +30,7 @@ pub(crate) use registry::{Registry, SubscribeError};
 
 use crate::broker::{Broker, BrokerError, Envelope, History, NodeId, PresenceEntry, SharedFrame, StreamPolicy};
 use crate::config::WebhookEvent;
-use crate::config::{Config, Limits, StreamConfig};
+use crate::config::{Config, Limits, StreamConfig, TopicPattern};
 use crate::session::{Delivery, SessionHandle};
 use crate::webhook::Webhook;
 
@@ -74,7 +74,7 @@ pub(crate) struct HubInner {
     broker: Arc<dyn Broker>,
     limits: Limits,
     streams: Vec<StreamConfig>,
-    join_leave: Vec<String>,
+    join_leave: Vec<TopicPattern>,
     calls: DashMap<u64, mpsc::Sender<CallEvent>>,
     frames_serialised: AtomicU64,
     deliveries: AtomicU64,
@@ -378,7 +378,7 @@ impl Hub {
 
     /// Tells a topic's subscribers that `session` joined or left, if the topic announces it.
     fn announce(&self, method: &'static str, session: &SessionHandle, topic: &str) {
-        if !self.inner.join_leave.iter().any(|p| pattern_matches(p, topic)) {
+        if !self.inner.join_leave.iter().any(|p| p.matches(topic)) {
             return;
         }
         let member = methods::TopicMember {
@@ -417,13 +417,6 @@ impl HubInner {
         {
             webhook.emit(event, session, topic);
         }
-    }
-}
-
-fn pattern_matches(pattern: &str, topic: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => topic.starts_with(prefix),
-        None => pattern == topic,
     }
 }
 

@@ -14,7 +14,6 @@
 //! task, like any asynchronous method, and writes its result when it is
 //! done.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -224,29 +223,4 @@ where
         let future = handler(request)?;
         Ok(async move { owes.answer(AssertUnwindSafe(future).catch_unwind().await) }.boxed())
     }))
-}
-
-/// The direct methods of a gateway, by name.
-#[derive(Default)]
-pub(crate) struct DirectMethods {
-    by_name: HashMap<Arc<str>, Handler>,
-}
-
-impl DirectMethods {
-    /// The method called `name`, with its name to keep.
-    pub(crate) fn get(&self, name: &str) -> Option<(&Arc<str>, &Handler)> {
-        self.by_name.get_key_value(name)
-    }
-
-    pub(crate) fn contains(&self, name: &str) -> bool {
-        self.by_name.contains_key(name)
-    }
-
-    pub(crate) fn insert(&mut self, name: &str, handler: Handler) {
-        self.by_name.insert(name.into(), handler);
-    }
-
-    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
-        self.by_name.keys().map(|name| &**name)
-    }
 }

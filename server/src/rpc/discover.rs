@@ -1,17 +1,13 @@
 //! The document `rpc.discover` answers: the gateway's OpenRPC document, with
 //! the application's methods added by name.
 
-use jsonrpsee::core::server::Methods;
 use serde_json::value::RawValue;
 
-use crate::rpc::direct::DirectMethods;
+use crate::rpc::table::MethodTable;
 
-pub(crate) fn document(methods: &Methods, direct: &DirectMethods) -> Box<RawValue> {
+pub(crate) fn document(methods: &MethodTable) -> Box<RawValue> {
     let mut doc = switchboard_protocol::openrpc::document();
-    let mut names: Vec<&str> = direct.names().collect();
-    for name in methods.method_names() {
-        names.push(name);
-    }
+    let mut names: Vec<&str> = methods.names().collect();
     names.sort_unstable();
     if let Some(list) = doc.get_mut("methods").and_then(|m| m.as_array_mut()) {
         for name in names {

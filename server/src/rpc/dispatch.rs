@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, join_all};
 use http::Extensions;
-use jsonrpsee::core::server::{MethodCallback, MethodResponse, Methods};
+use jsonrpsee::core::server::{MethodCallback, MethodResponse};
 use jsonrpsee::types::{Id, Params};
 use serde_json::value::RawValue;
 use switchboard_protocol::frame::{self, Frame, Message};
@@ -22,7 +22,8 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::rpc::builtins;
 use crate::rpc::caller::Caller;
-use crate::rpc::direct::{AsyncHandler, DirectMethods, Handler, Owes, Request};
+use crate::rpc::direct::{AsyncHandler, Handler, Owes, Request};
+use crate::rpc::table::{Method, MethodTable};
 use crate::session::SessionHandle;
 
 /// What a frame calls for.
@@ -58,9 +59,8 @@ impl Origin<'_> {
 
 /// Shared by every session of a gateway.
 pub(crate) struct Dispatcher {
-    pub(crate) methods: Methods,
-    /// Methods the gateway calls itself (`direct.rs`).
-    pub(crate) direct: DirectMethods,
+    /// The application's methods, direct and jsonrpsee alike.
+    pub(crate) methods: MethodTable,
     pub(crate) config: Arc<Config>,
     pub(crate) hub: Hub,
     /// The OpenRPC document answered by `rpc.discover`.
@@ -198,15 +198,18 @@ impl Dispatcher {
                 ),
             );
         }
-        if let Some((name, handler)) = self.direct.get(method) {
-            return self.call_direct(origin, id, name, params, handler);
-        }
-        let Some((name, callback)) = self.methods.method_with_name(method) else {
-            return match self.upstreams.route(method) {
-                Some(route) => self.forward(origin, id, method, params, route),
-                None => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
-            };
+        let callback = match self.methods.get(method) {
+            Some((name, Method::Direct(handler))) => return self.call_direct(origin, id, name, params, handler),
+            Some((name, Method::Jsonrpsee(callback))) => (name, callback),
+            None => {
+                return match self.upstreams.route(method) {
+                    Some(route) => self.forward(origin, id, method, params, route),
+                    None => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
+                };
+            }
         };
+        let (name, callback) = callback;
+        let name = Arc::clone(name);
         let max = self.config.limits.max_response_size;
         let extensions = self.extensions(origin);
         match callback {
@@ -266,7 +269,7 @@ impl Dispatcher {
                             }
                             Ok(response) => Some(splice(&id_text(), &response)),
                             Err(_) => {
-                                tracing::error!(method = name, "method handler panicked");
+                                tracing::error!(method = &*name, "method handler panicked");
                                 Some(frame::write_error(
                                     Some(&id_text()),
                                     &ErrorObject::new(codes::INTERNAL_ERROR),

@@ -12,4 +12,5 @@ pub(crate) mod caller;
 pub(crate) mod direct;
 pub(crate) mod discover;
 pub(crate) mod dispatch;
+pub(crate) mod table;
 pub(crate) mod upstream;

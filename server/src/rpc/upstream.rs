@@ -147,14 +147,11 @@ impl Upstreams {
         for c in configs {
             c.validate()?;
             if routes.iter().any(|r: &Arc<Route>| r.prefix == c.prefix) {
-                return Err(Error::Config(format!(
-                    "upstream prefix {:?} is configured twice",
-                    c.prefix
-                )));
+                return Err(Error::invalid(c.key("prefix"), "is configured twice"));
             }
             routes.push(Arc::new(Route {
                 prefix: c.prefix.clone(),
-                url: reqwest::Url::parse(&c.url).map_err(|e| Error::Config(format!("upstream url: {e}")))?,
+                url: crate::config::http_url(c.key("url"), &c.url)?,
                 timeout: Duration::from_millis(c.timeout_ms),
                 signer: Signer::new(&c.secret),
             }));
@@ -163,7 +160,7 @@ impl Upstreams {
         let client = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| Error::Config(format!("upstream HTTP client: {e}")))?;
+            .map_err(Error::HttpClient)?;
         Ok(Self {
             routes,
             client,

@@ -1,0 +1,120 @@
+//! The method table: every application method a gateway serves, by name,
+//! whichever way it was written. Direct methods (`GatewayBuilder::method`,
+//! `::method_async`) and jsonrpsee methods (an `RpcModule` or an
+//! `#[rpc(server)]` trait, mounted unchanged through `GatewayBuilder::module`)
+//! go into one table with one name check, and a call is looked up once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jsonrpsee::core::RegisterMethodError;
+use jsonrpsee::core::server::{MethodCallback, Methods};
+use switchboard_protocol::methods;
+
+use crate::error::Error;
+use crate::rpc::direct::Handler;
+
+/// How a method is run.
+pub(crate) enum Method {
+    /// A direct method: called by the gateway with the borrowed request.
+    Direct(Handler),
+    /// A jsonrpsee method: its callback, called through jsonrpsee's adapter in `dispatch.rs`.
+    Jsonrpsee(MethodCallback),
+}
+
+/// Application methods by name.
+#[derive(Default)]
+pub(crate) struct MethodTable {
+    by_name: HashMap<Arc<str>, Method>,
+}
+
+impl MethodTable {
+    /// The method called `name`, with its name to keep.
+    pub(crate) fn get(&self, name: &str) -> Option<(&Arc<str>, &Method)> {
+        self.by_name.get_key_value(name)
+    }
+
+    /// Every method's name, in no particular order.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(|name| &**name)
+    }
+
+    /// The one name check: `rpc.*` is the gateway's own, and a name is
+    /// registered once, whichever way.
+    fn check(&self, name: &str) -> Result<(), Error> {
+        if methods::is_reserved(name) {
+            return Err(Error::ReservedMethod(name.to_owned()));
+        }
+        if self.by_name.contains_key(name) {
+            return Err(RegisterMethodError::AlreadyRegistered(name.to_owned()).into());
+        }
+        Ok(())
+    }
+
+    /// Adds a direct method.
+    pub(crate) fn add_direct(&mut self, name: &str, handler: Handler) -> Result<(), Error> {
+        self.check(name)?;
+        self.by_name.insert(name.into(), Method::Direct(handler));
+        Ok(())
+    }
+
+    /// Adds every method of a jsonrpsee module, or none if one name is
+    /// refused.
+    pub(crate) fn add_module(&mut self, module: Methods) -> Result<(), Error> {
+        let names: Vec<&'static str> = module.method_names().collect();
+        for (i, name) in names.iter().enumerate() {
+            self.check(name)?;
+            if names[..i].contains(name) {
+                return Err(RegisterMethodError::AlreadyRegistered((*name).to_owned()).into());
+            }
+        }
+        for name in names {
+            if let Some(callback) = module.method(name) {
+                self.by_name.insert(name.into(), Method::Jsonrpsee(callback.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonrpsee::RpcModule;
+
+    use super::MethodTable;
+    use crate::error::Error;
+    use crate::rpc::direct::erase;
+
+    fn module(names: &[&'static str]) -> RpcModule<()> {
+        let mut m = RpcModule::new(());
+        for name in names {
+            m.register_method(name, |_, _, _| "ok").expect("distinct names");
+        }
+        m
+    }
+
+    #[test]
+    fn one_name_check_for_both_kinds() {
+        let mut table = MethodTable::default();
+        table.add_module(module(&["a", "b"]).into()).expect("new names");
+        table
+            .add_direct("c", erase(|_| Ok::<_, switchboard_protocol::ErrorObject>(1)))
+            .expect("a new name");
+        assert!(matches!(
+            table.add_direct("a", erase(|_| Ok::<_, switchboard_protocol::ErrorObject>(1))),
+            Err(Error::Register(_))
+        ));
+        assert!(matches!(
+            table.add_module(module(&["d", "c"]).into()),
+            Err(Error::Register(_))
+        ));
+        assert!(table.get("d").is_none(), "a refused module adds nothing");
+        assert!(matches!(
+            table.add_direct("rpc.mine", erase(|_| Ok::<_, switchboard_protocol::ErrorObject>(1))),
+            Err(Error::ReservedMethod(_))
+        ));
+        let mut names: Vec<&str> = table.names().collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+}
