@@ -105,6 +105,14 @@ pub fn reference(raw: &RawValue) -> Option<Kind> {
     let id = obj.get("id").filter(|id| legal_id(id)).cloned();
     let bad_id = obj.contains_key("id") && id.is_none();
     let has_answer = obj.contains_key("result") || obj.contains_key("error");
+    // Neither a request nor a response, whatever "jsonrpc" says: an invalid
+    // request to answer (under its id when that is legal).
+    if !obj.contains_key("method") && !has_answer {
+        return Some(Kind::Invalid {
+            id,
+            was_response: false,
+        });
+    }
     if obj.get("jsonrpc") != Some(&Value::from("2.0")) {
         return Some(Kind::Invalid {
             id,
