@@ -93,7 +93,7 @@ pub(crate) fn register(builder: GatewayBuilder) -> Result<GatewayBuilder, Error>
                 .timeout_ms
                 .map_or_else(|| req.hub().default_call_timeout(), Duration::from_millis);
             // Sent now, from the request's own bytes: the future keeps only the call.
-            let call = req.call_client_raw(&p.method, Some(&structured(p.params)?), timeout);
+            let call = req.call_raw(&p.method, Some(&structured(p.params)?), timeout);
             // The client's answer is handed back as it came.
             Ok(async move { call.await.map_err(|e| e.to_error_object()) })
         })?

@@ -37,7 +37,7 @@ fn builder(config: Config) -> GatewayBuilder {
         .method_async("ask", |req| {
             let (question,): (&str,) = req.params()?;
             // Sent now, from the borrowed params; the future keeps only the call.
-            let asked = req.call_client::<_, String>("ui.ask", &[question], std::time::Duration::from_secs(5));
+            let asked = req.call::<_, String>("ui.ask", &[question], std::time::Duration::from_secs(5));
             Ok(async move {
                 let answer = asked.await.map_err(|e| e.to_error_object())?;
                 if answer == "boom" {

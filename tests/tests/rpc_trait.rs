@@ -1,13 +1,16 @@
 //! A jsonrpsee `#[rpc(server)]` trait mounts unchanged beside direct
 //! methods: its methods answer at the wire (positional and named params,
 //! synchronous and asynchronous, errors and bad params), `rpc.discover`
-//! lists them, and one name cannot be registered in both.
+//! lists them, and one name cannot be registered in both. Both kinds get
+//! the same request context, `Caller`: who called, and the way back to
+//! their client.
 
+use jsonrpsee::Extensions;
 use jsonrpsee::core::{RpcResult, async_trait};
 use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::types::ErrorObjectOwned;
 use serde_json::json;
-use switchboard_server::{Config, Error, Gateway, Request};
+use switchboard_server::{Caller, Config, Error, Gateway, Request};
 use switchboard_tests::{TestServer, WAIT, error_code, within};
 
 #[rpc(server, namespace = "calc", namespace_separator = ".")]
@@ -23,6 +26,21 @@ trait Calc {
     /// Always fails with an application error.
     #[method(name = "fail")]
     fn fail(&self) -> RpcResult<()>;
+
+    /// Who called, and what their client answers to `ui.name`.
+    #[method(name = "who", with_extensions)]
+    async fn who(&self) -> RpcResult<serde_json::Value>;
+}
+
+/// What a handler learns from its `Caller`, and what the caller's client answers when asked back.
+async fn describe(caller: Caller, asked: Result<String, switchboard_server::CallError>) -> serde_json::Value {
+    json!({
+        "user": caller.user(),
+        "session": caller.session_id().map(ToString::to_string),
+        "claims": caller.claims().map(|c| (*c).clone()),
+        "node": !caller.hub().node().is_empty(),
+        "answered": asked.map_err(|e| e.to_string()),
+    })
 }
 
 struct Calculator;
@@ -40,6 +58,12 @@ impl CalcServer for Calculator {
 
     fn fail(&self) -> RpcResult<()> {
         Err(ErrorObjectOwned::owned(7, "no", Some(json!({"why": "always"}))))
+    }
+
+    async fn who(&self, ext: &Extensions) -> RpcResult<serde_json::Value> {
+        let caller = ext.get::<Caller>().expect("the gateway sets the caller").clone();
+        let asked = caller.call::<_, String>("ui.name", &json!([]), WAIT).await;
+        Ok(describe(caller, asked).await)
     }
 }
 
@@ -78,6 +102,53 @@ async fn an_rpc_server_trait_answers_at_the_wire_beside_direct_methods() {
             .collect();
         for name in ["calc.add", "calc.double", "calc.fail", "calc.negate"] {
             assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn direct_and_jsonrpsee_handlers_get_the_same_caller() {
+    within(WAIT, async {
+        let gateway = Gateway::builder(Config::default())
+            .module(Calculator.into_rpc())
+            .and_then(|b| {
+                b.method_async("direct.who", |req| {
+                    // Started in the first step, from the borrowed request.
+                    let asked = req.call::<_, String>("ui.name", &json!([]), WAIT);
+                    let caller = req.caller().clone();
+                    Ok(async move { Ok(describe(caller, asked.await).await) })
+                })
+            })
+            .expect("both register")
+            .build()
+            .expect("gateway builds");
+        let server = TestServer::serve(gateway).await;
+        let mut client = server.connect("carol").await;
+        let session = client.session.clone();
+
+        let mut answers = Vec::new();
+        for (id, method) in [(1, "calc.who"), (2, "direct.who")] {
+            client
+                .send_json(&json!({"jsonrpc": "2.0", "id": id, "method": method}))
+                .await;
+            let asked = client.recv().await;
+            assert_eq!(asked["method"], "ui.name", "{asked}");
+            client
+                .send_json(&json!({"jsonrpc": "2.0", "id": asked["id"], "result": format!("carol via {method}")}))
+                .await;
+            let answer = client.recv().await;
+            assert_eq!(answer["id"], id, "{answer}");
+            answers.push(answer["result"].clone());
+        }
+        for (answer, method) in answers.iter().zip(["calc.who", "direct.who"]) {
+            assert_eq!(
+                *answer,
+                json!({"user": "carol", "session": session, "claims": null, "node": true,
+                       "answered": {"Ok": format!("carol via {method}")}}),
+                "{method}"
+            );
         }
         server.stop().await;
     })

@@ -5,20 +5,33 @@
 //! other and with the socket, at most `limits.max_in_flight` of them (the
 //! dispatcher refuses more with `-32003`).
 
+use std::any::Any;
 use std::panic::AssertUnwindSafe;
+use std::task::{Context, Poll};
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, CatchUnwind, Map};
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, Stream};
 
 /// A handler's future: the answer frame to send, if any.
 pub(crate) type Handler = BoxFuture<'static, Option<String>>;
+
+/// A handler whose panic ends it without an answer (no second box).
+type Guarded =
+    Map<CatchUnwind<AssertUnwindSafe<Handler>>, fn(Result<Option<String>, Box<dyn Any + Send>>) -> Option<String>>;
+
+fn unless_panicked(ended: Result<Option<String>, Box<dyn Any + Send>>) -> Option<String> {
+    ended.unwrap_or_else(|_| {
+        tracing::error!("a method handler panicked; its call gets no answer");
+        None
+    })
+}
 
 /// The running handlers of one session. Holds no memory until the first
 /// one starts, and gives it back once none is running ([`trim`](Self::trim)).
 #[derive(Default)]
 pub(crate) struct Handlers {
-    running: Option<FuturesUnordered<Handler>>,
+    running: Option<FuturesUnordered<Guarded>>,
 }
 
 impl Handlers {
@@ -27,15 +40,8 @@ impl Handlers {
         // Should anything in a handler's future panic (the dispatcher already
         // answers a panicking method with -32603), that one call gets no
         // answer and the session lives on.
-        let guarded = AssertUnwindSafe(handler).catch_unwind().map(|answer| {
-            answer.unwrap_or_else(|_| {
-                tracing::error!("a method handler panicked; its call gets no answer");
-                None
-            })
-        });
-        self.running
-            .get_or_insert_with(FuturesUnordered::new)
-            .push(guarded.boxed());
+        let guarded: Guarded = AssertUnwindSafe(handler).catch_unwind().map(unless_panicked);
+        self.running.get_or_insert_with(FuturesUnordered::new).push(guarded);
     }
 
     /// How many handlers have not answered yet.
@@ -43,14 +49,21 @@ impl Handlers {
         self.running.as_ref().map_or(0, FuturesUnordered::len)
     }
 
-    /// The next answer (`None` for a handler that answers nothing, such as a
-    /// notification's). Pending for ever while none is running: select it
-    /// only when [`len`](Self::len) is not zero.
-    pub(crate) async fn next(&mut self) -> Option<String> {
-        match self.running.as_mut() {
-            Some(running) => running.next().await.flatten(),
-            None => std::future::pending().await,
+    /// Runs the handlers that can go on and hands each answer to `answer`
+    /// (a handler that answers nothing, such as a notification's, ends
+    /// without a call). Ready once at least one handler ended; pending while
+    /// none can go on, and for ever while none is running: select it only
+    /// when [`len`](Self::len) is not zero.
+    pub(crate) fn poll_answers(&mut self, cx: &mut Context<'_>, mut answer: impl FnMut(String)) -> Poll<()> {
+        let Some(running) = self.running.as_mut() else {
+            return Poll::Pending;
+        };
+        let mut ended = false;
+        while let Poll::Ready(Some(frame)) = std::pin::Pin::new(&mut *running).poll_next(cx) {
+            ended = true;
+            frame.into_iter().for_each(&mut answer);
         }
+        if ended { Poll::Ready(()) } else { Poll::Pending }
     }
 
     /// Gives the memory back when no handler is running.
@@ -68,6 +81,13 @@ mod tests {
 
     use super::Handlers;
 
+    /// The answers of the handlers that end in the next turn that ends any.
+    async fn next(handlers: &mut Handlers) -> Vec<String> {
+        let mut answers = Vec::new();
+        std::future::poll_fn(|cx| handlers.poll_answers(cx, |a| answers.push(a))).await;
+        answers
+    }
+
     #[tokio::test]
     async fn answers_come_as_handlers_finish_and_a_panic_answers_nothing() {
         let mut handlers = Handlers::default();
@@ -76,14 +96,14 @@ mod tests {
         handlers.push(async { Some("at once".to_owned()) }.boxed());
         handlers.push(async { panic!("a handler panics") }.boxed());
         assert_eq!(handlers.len(), 3);
-        assert_eq!(handlers.next().await, Some("at once".to_owned()));
         assert_eq!(
-            handlers.next().await,
-            None,
-            "the panic ends its handler without an answer"
+            next(&mut handlers).await,
+            ["at once"],
+            "both end at once; the panic ends its handler without an answer"
         );
+        assert_eq!(handlers.len(), 1);
         tx.send("later".to_owned()).unwrap();
-        assert_eq!(handlers.next().await, Some("later".to_owned()));
+        assert_eq!(next(&mut handlers).await, ["later"]);
         assert_eq!(handlers.len(), 0);
         handlers.trim();
         assert!(handlers.running.is_none(), "no memory kept while none runs");

@@ -23,7 +23,8 @@ use switchboard_protocol::{ErrorObject, codes, frame, methods};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::rpc::dispatch::{Origin, Outcome};
+use crate::rpc::caller::Caller;
+use crate::rpc::dispatch::Outcome;
 use handlers::Handlers;
 
 use crate::session::{CloseRequest, Delivery, OutboundQueue, SessionHandle};
@@ -206,6 +207,8 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
     }
 
     let queue = &session.shared.queue;
+    // Lent to every frame this session dispatches.
+    let caller = Caller::for_session(session.clone(), gw.hub.clone(), conn_id);
     let mut handlers = Handlers::default();
     let mut bucket = Bucket::new(limits.rate_per_second, limits.rate_burst);
     let warn_before = gw.auth.as_ref().map(|a| a.expiry_warning());
@@ -284,11 +287,10 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
             // A call made elsewhere is due before the timer: the loop sets it again.
             () = std::future::poll_fn(|cx| queue.poll_deadline_moved(cx)) => {}
             // Handlers before the socket, so that what they answer leaves in the next write.
-            answer = handlers.next(), if handlers.len() > 0 => {
-                if let Some(answer) = answer {
-                    let _ = session.send_frame(answer.into());
-                }
-            }
+            // Every handler that can go on runs, and all that end answer in this turn.
+            () = std::future::poll_fn(|cx| handlers.poll_answers(cx, |answer| {
+                let _ = session.send_frame(answer.into());
+            })), if handlers.len() > 0 => {}
             ready = std::future::poll_fn(|cx| poll_socket(socket, queue, cx)) => {
                 if let Err(e) = ready {
                     return classify_error(e);
@@ -317,7 +319,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                                         session.release_hold(topic);
                                     }
                                 }
-                                handle_text(session, gw, conn_id, text, &mut handlers);
+                                handle_text(session, gw, &caller, text, &mut handlers);
                             }
                         }
                         Ok(Incoming::Binary(_)) => {
@@ -360,14 +362,8 @@ fn over_rate(session: &SessionHandle, text: &str) -> bool {
     false
 }
 
-fn handle_text(session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize, text: &str, handlers: &mut Handlers) {
-    let origin = Origin {
-        session: Some(session),
-        user: &session.shared.user,
-        conn_id,
-        claims: None,
-    };
-    match gw.dispatcher.handle_text(&origin, text) {
+fn handle_text(session: &SessionHandle, gw: &GatewayShared, caller: &Caller, text: &str, handlers: &mut Handlers) {
+    match gw.dispatcher.handle_text(caller, text) {
         Outcome::Reply(reply) => {
             let _ = session.send_frame(reply.into());
         }
@@ -376,29 +372,32 @@ fn handle_text(session: &SessionHandle, gw: &Arc<GatewayShared>, conn_id: usize,
     }
 }
 
-/// The socket's side of the session, as one event source: queued frames go
-/// into the socket's outbox (once the last write is out: frames a slow
-/// client has not taken yet stay in the queue, which is bounded), the outbox
-/// is written, and then the socket is read until a whole frame has arrived.
-/// Ready when the client's next frame (or the end of the connection) can be
-/// taken with [`Socket::try_next`], or with a write error; a write that
-/// cannot go on waits without holding the reading up.
+/// The socket's side of the session, as one event source: what is queued
+/// is written out ([`poll_write_queued`]), and then the socket is read until
+/// a whole frame has arrived. Ready when the client's next frame (or the end
+/// of the connection) can be taken with [`Socket::try_next`], or with a write
+/// error; a write that cannot go on waits without holding the reading up.
 fn poll_socket(socket: &mut Socket, queue: &OutboundQueue, cx: &mut Context<'_>) -> Poll<Result<(), ReadError>> {
+    if let Poll::Ready(Err(e)) = poll_write_queued(socket, queue, cx) {
+        return Poll::Ready(Err(ReadError::Io(e)));
+    }
+    socket.poll_ready(cx).map(Ok)
+}
+
+/// Queued frames go into the socket's outbox once the last write is out
+/// (frames a slow client has not taken yet stay in the queue, which is
+/// bounded), and the outbox is written. Ready once both are empty.
+fn poll_write_queued(socket: &mut Socket, queue: &OutboundQueue, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
     loop {
         if socket.is_flushed() && queue.poll_frames(cx).is_ready() {
             queue.drain(|frame| socket.push_text(frame));
         }
         if socket.is_flushed() {
-            break;
+            return Poll::Ready(Ok(()));
         }
-        match socket.poll_flush(cx) {
-            // Written: frames queued meanwhile go next.
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(ReadError::Io(e))),
-            Poll::Pending => break,
-        }
+        // Written: frames queued meanwhile go next.
+        std::task::ready!(socket.poll_flush(cx))?;
     }
-    socket.poll_ready(cx).map(Ok)
 }
 
 /// Times out the server's calls whose deadline has passed and tells their
@@ -413,19 +412,7 @@ fn expire_calls(session: &SessionHandle, now: Instant) {
 
 /// Writes every queued frame and the outbox, until both are empty.
 async fn write_queued(socket: &mut Socket, session: &SessionHandle) -> std::io::Result<()> {
-    let queue = &session.shared.queue;
-    std::future::poll_fn(|cx| {
-        loop {
-            if socket.is_flushed() {
-                queue.drain(|frame| socket.push_text(frame));
-            }
-            if socket.is_flushed() {
-                return Poll::Ready(Ok(()));
-            }
-            std::task::ready!(socket.poll_flush(cx))?;
-        }
-    })
-    .await
+    std::future::poll_fn(|cx| poll_write_queued(socket, &session.shared.queue, cx)).await
 }
 
 fn classify_error(error: ReadError) -> Ending {

@@ -26,8 +26,9 @@ use crate::config::BrokerKind;
 use crate::config::Config;
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::rpc::caller::Caller;
 use crate::rpc::direct::Request;
-use crate::rpc::dispatch::{Dispatcher, Origin, Outcome};
+use crate::rpc::dispatch::{Dispatcher, Outcome};
 use crate::rpc::table::MethodTable;
 use crate::session::{SessionHandle, SessionId};
 use crate::state::GatewayShared;
@@ -102,7 +103,7 @@ impl GatewayBuilder {
     /// let gateway = Gateway::builder(Config::default())
     ///     .method_async("confirm", |req| {
     ///         let (question,): (String,) = req.params()?;
-    ///         let caller = req.caller();
+    ///         let caller = req.caller().clone();
     ///         Ok(async move {
     ///             // Ask the caller's own client before answering.
     ///             let yes: bool = caller
@@ -522,13 +523,8 @@ async fn http_rpc(
         Err(other) => return other.into_response(),
     };
     let claims = shared.auth.is_some().then_some(identity.claims);
-    let origin = Origin {
-        session: None,
-        user: &identity.user,
-        conn_id: 0,
-        claims,
-    };
-    let reply = match shared.dispatcher.handle_text(&origin, &body) {
+    let caller = Caller::for_http(identity.user, claims, shared.hub.clone());
+    let reply = match shared.dispatcher.handle_text(&caller, &body) {
         Outcome::Reply(s) => Some(s),
         Outcome::Silent => None,
         Outcome::Later(f) => f.await,

@@ -14,12 +14,13 @@ use crate::auth::{Action, AuthError};
 use crate::config::WebhookEvent;
 use crate::hub::Hub;
 use crate::hub::SubscribeError;
-use crate::rpc::dispatch::{Dispatcher, IdText, Origin, Outcome, reply_error, reply_result};
+use crate::rpc::caller::Caller;
+use crate::rpc::dispatch::{Dispatcher, IdText, Outcome, reply_error, reply_result};
 use crate::session::Delivery;
 
 pub(crate) fn call(
     d: &Dispatcher,
-    origin: &Origin<'_>,
+    caller: &Caller,
     id: Option<&RawValue>,
     method: &str,
     params: Option<&RawValue>,
@@ -30,13 +31,13 @@ pub(crate) fn call(
             Some(id) => Outcome::Reply(switchboard_protocol::frame::write_result(id.get(), d.discover.get())),
             None => Outcome::Silent,
         },
-        methods::SUBSCRIBE => subscribe(d, origin, id, params),
-        methods::UNSUBSCRIBE => unsubscribe(d, origin, id, params),
-        methods::PUBLISH => publish(d, origin, id, params),
+        methods::SUBSCRIBE => subscribe(d, caller, id, params),
+        methods::UNSUBSCRIBE => unsubscribe(d, caller, id, params),
+        methods::PUBLISH => publish(d, caller, id, params),
         // The client gave up on one of its requests. Handlers run to completion
         // and their late answers are harmless, so there is nothing to undo.
         methods::CANCEL => reply_result(id, &true),
-        methods::REFRESH => refresh(d, origin, id, params),
+        methods::REFRESH => refresh(d, caller, id, params),
         _ => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
     }
 }
@@ -108,8 +109,8 @@ fn check_allowed(
     ))
 }
 
-fn refresh(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
-    let Some(session) = origin.session else {
+fn refresh(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
+    let Some(session) = caller.session() else {
         return needs_session(id);
     };
     let Some(auth) = &d.auth else {
@@ -163,8 +164,8 @@ fn needs_session(id: Option<&RawValue>) -> Outcome {
     )
 }
 
-fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
-    let Some(session) = origin.session else {
+fn subscribe(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
+    let Some(session) = caller.session() else {
         return needs_session(id);
     };
     let params: SubscribeParams = match parse_params(params) {
@@ -172,11 +173,11 @@ fn subscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params:
         Err(e) => return reply_error(id, e),
     };
     let limits = &d.config.limits;
-    let claims = origin.claims();
+    let claims = caller.claims();
     for t in &params.topics {
         if let Err(e) = check_topic(&t.topic, limits.max_topic_len)
-            .and_then(|()| check_personal(&t.topic, origin.user))
-            .and_then(|()| check_allowed(d, Action::Subscribe, &t.topic, origin.user, claims.as_deref()))
+            .and_then(|()| check_personal(&t.topic, caller.user()))
+            .and_then(|()| check_allowed(d, Action::Subscribe, &t.topic, caller.user(), claims.as_deref()))
         {
             return reply_error(id, e);
         }
@@ -338,8 +339,8 @@ async fn recover_topic(hub: &Hub, t: &TopicRequest, max_replay: usize) -> (Topic
     (result, replay)
 }
 
-fn unsubscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
-    let Some(session) = origin.session else {
+fn unsubscribe(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
+    let Some(session) = caller.session() else {
         return needs_session(id);
     };
     let params: UnsubscribeParams = match parse_params(params) {
@@ -354,7 +355,7 @@ fn unsubscribe(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, param
     reply_result(id, &serde_json::json!({}))
 }
 
-fn publish(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
+fn publish(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
     if !d.config.client_publish {
         return reply_error(
             id,
@@ -378,8 +379,16 @@ fn publish(d: &Dispatcher, origin: &Origin<'_>, id: Option<&RawValue>, params: O
         return reply_error(id, ErrorObject::new(codes::INVALID_PARAMS));
     };
     if let Err(e) = check_topic(&raw.topic, d.config.limits.max_topic_len)
-        .and_then(|()| check_personal(&raw.topic, origin.user))
-        .and_then(|()| check_allowed(d, Action::Publish, &raw.topic, origin.user, origin.claims().as_deref()))
+        .and_then(|()| check_personal(&raw.topic, caller.user()))
+        .and_then(|()| {
+            check_allowed(
+                d,
+                Action::Publish,
+                &raw.topic,
+                caller.user(),
+                caller.claims().as_deref(),
+            )
+        })
     {
         return reply_error(id, e);
     }

@@ -1,4 +1,10 @@
-//! [`Caller`]: what a method handler knows about who called it.
+//! [`Caller`]: the one request context every method handler gets — who
+//! called (session, user, claims), the way back to that client, and the hub.
+//!
+//! A direct method finds it behind its [`Request`](crate::Request) (which
+//! adds the borrowed params); a jsonrpsee method finds it in its
+//! `Extensions`. A session builds its `Caller` once and lends it to every
+//! frame it dispatches; an HTTP request (`POST /rpc`) builds one for itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +15,9 @@ use serde_json::value::RawValue;
 
 use crate::error::CallError;
 use crate::hub::Hub;
-use crate::session::{SessionHandle, SessionId};
+use crate::session::{ClientCall, ClientCallOf, SessionHandle, SessionId};
 
-/// The caller of a method, found in the handler's `Extensions`.
+/// Who called a method, and the way back to them.
 ///
 /// ```
 /// use std::time::Duration;
@@ -33,24 +39,35 @@ use crate::session::{SessionHandle, SessionId};
 /// ```
 #[derive(Clone, Debug)]
 pub struct Caller {
-    session: Option<SessionHandle>,
-    user: Arc<str>,
+    pub(crate) session: Option<SessionHandle>,
+    pub(crate) user: Arc<str>,
+    /// The claims of an HTTP request's token (a session keeps its own, which `rpc.refresh` may replace).
     claims: Option<Arc<serde_json::Value>>,
     hub: Hub,
+    /// jsonrpsee's connection id for this session (0 over HTTP).
+    pub(crate) conn_id: usize,
 }
 
 impl Caller {
-    pub(crate) fn new(
-        session: Option<SessionHandle>,
-        user: Arc<str>,
-        claims: Option<Arc<serde_json::Value>>,
-        hub: Hub,
-    ) -> Self {
+    /// The caller of every frame a session sends.
+    pub(crate) fn for_session(session: SessionHandle, hub: Hub, conn_id: usize) -> Self {
         Self {
-            session,
+            user: session.shared.user.clone(),
+            session: Some(session),
+            claims: None,
+            hub,
+            conn_id,
+        }
+    }
+
+    /// The caller of an HTTP request, with its token's claims.
+    pub(crate) fn for_http(user: Arc<str>, claims: Option<Arc<serde_json::Value>>, hub: Hub) -> Self {
+        Self {
+            session: None,
             user,
             claims,
             hub,
+            conn_id: 0,
         }
     }
 
@@ -69,7 +86,7 @@ impl Caller {
         &self.user
     }
 
-    /// The claims of the caller's token (`None` in dev mode and over HTTP in dev mode).
+    /// The claims of the caller's token (`None` in dev mode).
     pub fn claims(&self) -> Option<Arc<serde_json::Value>> {
         self.claims
             .clone()
@@ -81,31 +98,46 @@ impl Caller {
         &self.hub
     }
 
-    /// Calls `method` back on the caller's own session.
+    /// Calls `method` on the caller's own client: the request frame is sent
+    /// now, and the returned future of the client's answer borrows nothing,
+    /// so an asynchronous method's first step can start the call from the
+    /// params it borrows and its future keep only the call. Over HTTP, where
+    /// there is no client to call, the future fails with
+    /// [`CallError::SessionGone`]. Dropping it before the answer tells the
+    /// client `rpc.cancel`.
     ///
-    /// Fails with [`CallError::SessionGone`] over HTTP, where there is no session to call.
-    pub async fn call<P, R>(&self, method: &str, params: &P, timeout: Duration) -> Result<R, CallError>
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_server::{Config, Gateway};
+    ///
+    /// # fn build() -> Result<(), switchboard_server::Error> {
+    /// let gateway = Gateway::builder(Config::default())
+    ///     .method_async("delete", |req| {
+    ///         let (name,): (&str,) = req.params()?;
+    ///         // Sent now, from the borrowed name; the future keeps only the call.
+    ///         let confirmed = req.call::<_, bool>("ui.confirm", &[name], Duration::from_secs(5));
+    ///         Ok(async move { Ok(confirmed.await.unwrap_or(false)) })
+    ///     })?
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn call<P, R>(&self, method: &str, params: &P, timeout: Duration) -> ClientCallOf<R>
     where
         P: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        match &self.session {
-            Some(session) => session.call(method, params, timeout).await,
-            None => Err(CallError::SessionGone),
-        }
+        ClientCallOf::new(match crate::session::encode_params(params) {
+            Ok(params) => self.call_raw(method, Some(&params), timeout),
+            Err(error) => ClientCall::failed(error),
+        })
     }
 
-    /// Like [`call`](Self::call) with raw JSON params and result: nothing is
-    /// parsed or serialised on the way (the params must be an array or an object).
-    pub async fn call_raw(
-        &self,
-        method: &str,
-        params: &RawValue,
-        timeout: Duration,
-    ) -> Result<Box<RawValue>, CallError> {
+    /// Like [`call`](Self::call) with raw JSON params (an array or an object,
+    /// written into the request as they are) and the raw result.
+    pub fn call_raw(&self, method: &str, params: Option<&RawValue>, timeout: Duration) -> ClientCall {
         match &self.session {
-            Some(session) => session.call_raw(method, Some(params), timeout).await,
-            None => Err(CallError::SessionGone),
+            Some(session) => session.start_call_raw(method, params, timeout),
+            None => ClientCall::failed(CallError::SessionGone),
         }
     }
 }

@@ -17,23 +17,21 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, codes};
 
-use crate::error::CallError;
-use crate::hub::Hub;
 use crate::rpc::caller::Caller;
-use crate::rpc::dispatch::{IdText, InFlight, Origin, write_answer};
-use crate::session::{ClientCall, ClientCallOf, SessionHandle};
+use crate::rpc::dispatch::{IdText, InFlight, write_answer};
 
-/// A call to a direct method: its params and who made it, borrowed for the
-/// length of the call.
+/// A call to a direct method: its params, borrowed from the frame, and its
+/// [`Caller`] (who made it, the way back to their client, the hub), borrowed
+/// from the session for the length of the call. The caller's methods are
+/// the request's own (`req.user()`, `req.call(…)`); keep `req.caller().clone()`
+/// to use it beyond the call.
 ///
 /// ```
 /// use switchboard_server::{Config, Gateway};
@@ -50,13 +48,12 @@ use crate::session::{ClientCall, ClientCallOf, SessionHandle};
 /// ```
 pub struct Request<'a> {
     params: Option<&'a RawValue>,
-    origin: &'a Origin<'a>,
-    hub: &'a Hub,
+    caller: &'a Caller,
 }
 
 impl<'a> Request<'a> {
-    pub(crate) fn new(params: Option<&'a RawValue>, origin: &'a Origin<'a>, hub: &'a Hub) -> Self {
-        Self { params, origin, hub }
+    pub(crate) fn new(params: Option<&'a RawValue>, caller: &'a Caller) -> Self {
+        Self { params, caller }
     }
 
     /// The params parsed as `T` (absent params parse as `null`). On failure
@@ -73,78 +70,18 @@ impl<'a> Request<'a> {
         self.params
     }
 
-    /// The caller's user id.
-    pub fn user(&self) -> &str {
-        self.origin.user
+    /// Who made the call: clone it to keep it beyond the call (for example
+    /// in a task that calls the client back later).
+    pub fn caller(&self) -> &'a Caller {
+        self.caller
     }
+}
 
-    /// The caller's session; `None` for calls over HTTP (`POST /rpc`).
-    pub fn session(&self) -> Option<&SessionHandle> {
-        self.origin.session
-    }
+impl std::ops::Deref for Request<'_> {
+    type Target = Caller;
 
-    /// The claims of the caller's token (`None` in dev mode).
-    pub fn claims(&self) -> Option<Arc<serde_json::Value>> {
-        self.origin.claims()
-    }
-
-    /// The hub, to push to or call any target.
-    pub fn hub(&self) -> &Hub {
-        self.hub
-    }
-
-    /// Calls `method` on the caller's own client: the request frame is sent
-    /// now, written from `params` as they are, and the returned future of
-    /// the client's answer borrows nothing of this request. So an
-    /// asynchronous method's first step can start the call and its future
-    /// keep only the call. Over HTTP, where there is no client to call, the
-    /// future fails with [`CallError::SessionGone`]. Dropping it before the
-    /// answer tells the client `rpc.cancel`.
-    pub fn call_client_raw(&self, method: &str, params: Option<&RawValue>, timeout: Duration) -> ClientCall {
-        match self.origin.session {
-            Some(session) => session.start_call_raw(method, params, timeout),
-            None => ClientCall::failed(CallError::SessionGone),
-        }
-    }
-
-    /// Like [`call_client_raw`](Self::call_client_raw) with typed params
-    /// and result.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use switchboard_server::{Config, Gateway};
-    ///
-    /// # fn build() -> Result<(), switchboard_server::Error> {
-    /// let gateway = Gateway::builder(Config::default())
-    ///     .method_async("delete", |req| {
-    ///         let (name,): (&str,) = req.params()?;
-    ///         // Sent now, from the borrowed name; the future keeps only the call.
-    ///         let confirmed = req.call_client::<_, bool>("ui.confirm", &[name], Duration::from_secs(5));
-    ///         Ok(async move { Ok(confirmed.await.unwrap_or(false)) })
-    ///     })?
-    ///     .build()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn call_client<P, R>(&self, method: &str, params: &P, timeout: Duration) -> ClientCallOf<R>
-    where
-        P: Serialize + ?Sized,
-        R: DeserializeOwned,
-    {
-        ClientCallOf::new(match crate::session::encode_params(params) {
-            Ok(params) => self.call_client_raw(method, Some(&params), timeout),
-            Err(error) => ClientCall::failed(error),
-        })
-    }
-
-    /// The caller as an owned [`Caller`], to keep beyond the call (for
-    /// example in a task that calls the client back later).
-    pub fn caller(&self) -> Caller {
-        Caller::new(
-            self.origin.session.cloned(),
-            self.origin.user.clone(),
-            self.origin.claims.clone(),
-            self.hub.clone(),
-        )
+    fn deref(&self) -> &Caller {
+        self.caller
     }
 }
 

@@ -36,27 +36,6 @@ pub(crate) enum Outcome {
     Later(BoxFuture<'static, Option<String>>),
 }
 
-/// Who sent the frame.
-pub(crate) struct Origin<'a> {
-    /// The session, for WebSocket frames; `None` over HTTP.
-    pub(crate) session: Option<&'a SessionHandle>,
-    /// The user id.
-    pub(crate) user: &'a Arc<str>,
-    /// jsonrpsee's connection id for this session.
-    pub(crate) conn_id: usize,
-    /// The claims of an HTTP request's token (a session keeps its own).
-    pub(crate) claims: Option<Arc<serde_json::Value>>,
-}
-
-impl Origin<'_> {
-    /// The caller's claims, wherever they are kept.
-    pub(crate) fn claims(&self) -> Option<Arc<serde_json::Value>> {
-        self.claims
-            .clone()
-            .or_else(|| self.session.and_then(SessionHandle::claims))
-    }
-}
-
 /// Shared by every session of a gateway.
 pub(crate) struct Dispatcher {
     /// The application's methods, direct and jsonrpsee alike.
@@ -75,7 +54,7 @@ const PLACEHOLDER_PREFIX: &str = r#"{"jsonrpc":"2.0","id":null,"#;
 
 impl Dispatcher {
     /// Handles one text frame.
-    pub(crate) fn handle_text(&self, origin: &Origin<'_>, text: &str) -> Outcome {
+    pub(crate) fn handle_text(&self, caller: &Caller, text: &str) -> Outcome {
         crate::metrics::hot().messages_in.increment(1);
         self.hub.count_message_in();
         if let Some(n) = frame::batch_len(text)
@@ -95,16 +74,16 @@ impl Dispatcher {
                 None,
                 &frame::invalid_request("a batch must not be empty"),
             )),
-            Frame::Single(message) => self.handle_message(origin, message),
-            Frame::Batch(messages) => self.handle_batch(origin, messages),
+            Frame::Single(message) => self.handle_message(caller, message),
+            Frame::Batch(messages) => self.handle_batch(caller, messages),
         }
     }
 
-    fn handle_batch(&self, origin: &Origin<'_>, messages: Vec<Message<'_>>) -> Outcome {
+    fn handle_batch(&self, caller: &Caller, messages: Vec<Message<'_>>) -> Outcome {
         let mut ready = Vec::with_capacity(messages.len());
         let mut later = Vec::new();
         for message in messages {
-            match self.handle_message(origin, message) {
+            match self.handle_message(caller, message) {
                 Outcome::Reply(s) => ready.push(Some(s)),
                 Outcome::Silent => {}
                 Outcome::Later(f) => {
@@ -135,12 +114,12 @@ impl Dispatcher {
     }
 
     /// Handles one classified message.
-    pub(crate) fn handle_message(&self, origin: &Origin<'_>, message: Message<'_>) -> Outcome {
+    pub(crate) fn handle_message(&self, caller: &Caller, message: Message<'_>) -> Outcome {
         match message {
-            Message::Request { id, method, params } => self.call(origin, Some(id), &method, params),
-            Message::Notification { method, params } => self.call(origin, None, &method, params),
+            Message::Request { id, method, params } => self.call(caller, Some(id), &method, params),
+            Message::Notification { method, params } => self.call(caller, None, &method, params),
             Message::Response { id, outcome } => {
-                let known = match (origin.session, frame::our_id(id)) {
+                let known = match (caller.session(), frame::our_id(id)) {
                     (Some(session), Some(n)) => session.shared.pending.complete(n, outcome.map(|r| r.to_owned())),
                     _ => false,
                 };
@@ -157,7 +136,7 @@ impl Dispatcher {
                 if was_response {
                     // A malformed answer to one of our calls fails that call at once
                     // instead of leaving its caller to wait for the timeout.
-                    let failed = match (origin.session, id.and_then(frame::our_id)) {
+                    let failed = match (caller.session(), id.and_then(frame::our_id)) {
                         (Some(session), Some(n)) => session.shared.pending.complete(
                             n,
                             Err(ErrorObject::with_data(
@@ -180,15 +159,15 @@ impl Dispatcher {
         }
     }
 
-    fn call(&self, origin: &Origin<'_>, id: Option<&RawValue>, method: &str, params: Option<&RawValue>) -> Outcome {
+    fn call(&self, caller: &Caller, id: Option<&RawValue>, method: &str, params: Option<&RawValue>) -> Outcome {
         if methods::is_reserved(method) {
-            return builtins::call(self, origin, id, method, params);
+            return builtins::call(self, caller, id, method, params);
         }
         if !self.config.dev_mode()
             && !self
                 .config
                 .authorization
-                .allows(Action::Call, method, origin.user, origin.claims().as_deref())
+                .allows(Action::Call, method, caller.user(), caller.claims().as_deref())
         {
             return reply_error(
                 id,
@@ -199,11 +178,11 @@ impl Dispatcher {
             );
         }
         let callback = match self.methods.get(method) {
-            Some((name, Method::Direct(handler))) => return self.call_direct(origin, id, name, params, handler),
+            Some((name, Method::Direct(handler))) => return self.call_direct(caller, id, name, params, handler),
             Some((name, Method::Jsonrpsee(callback))) => (name, callback),
             None => {
                 return match self.upstreams.route(method) {
-                    Some(route) => self.forward(origin, id, method, params, route),
+                    Some(route) => self.forward(caller, id, method, params, route),
                     None => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
                 };
             }
@@ -211,7 +190,7 @@ impl Dispatcher {
         let (name, callback) = callback;
         let name = Arc::clone(name);
         let max = self.config.limits.max_response_size;
-        let extensions = self.extensions(origin);
+        let extensions = Self::extensions(caller);
         match callback {
             MethodCallback::Sync(f) => {
                 let params = Params::new(params.map(RawValue::get));
@@ -239,7 +218,7 @@ impl Dispatcher {
                     id.map(|i| IdText::new(i.get()))
                 };
                 let answered = id.is_some();
-                let slot = match self.take_slot(origin) {
+                let slot = match self.take_slot(caller) {
                     Ok(slot) => slot,
                     Err(error) => return reply_error(id, error),
                 };
@@ -247,7 +226,7 @@ impl Dispatcher {
                 let future = f(
                     faithful.clone().unwrap_or(Id::Null),
                     params,
-                    jsonrpsee::ConnectionId(origin.conn_id),
+                    jsonrpsee::ConnectionId(caller.conn_id),
                     max,
                     extensions,
                 );
@@ -294,17 +273,17 @@ impl Dispatcher {
     /// client's id, byte for byte as it came.
     fn call_direct(
         &self,
-        origin: &Origin<'_>,
+        caller: &Caller,
         id: Option<&RawValue>,
         method: &Arc<str>,
         params: Option<&RawValue>,
         handler: &Handler,
     ) -> Outcome {
         let id = id.map(RawValue::get);
-        let request = Request::new(params, origin, &self.hub);
+        let request = Request::new(params, caller);
         let handler = match handler {
             Handler::Sync(handler) => handler,
-            Handler::Async(handler) => return self.start_direct(origin, id, method, request, handler),
+            Handler::Async(handler) => return self.start_direct(caller, id, method, request, handler),
         };
         // A notification's handler runs too; what it writes is dropped.
         let hint = 2 * params.map_or(0, |p| p.get().len()) + 16;
@@ -329,13 +308,13 @@ impl Dispatcher {
     /// future on the session's task, holding one of its in-flight slots.
     fn start_direct(
         &self,
-        origin: &Origin<'_>,
+        caller: &Caller,
         id: Option<&str>,
         method: &Arc<str>,
         request: Request<'_>,
         handler: &AsyncHandler,
     ) -> Outcome {
-        let slot = match self.take_slot(origin) {
+        let slot = match self.take_slot(caller) {
             Ok(slot) => slot,
             Err(error) => return reply_error_text(id, error),
         };
@@ -357,8 +336,8 @@ impl Dispatcher {
 
     /// One of the session's in-flight slots for a call that answers later
     /// (none over HTTP), or `-32003` when all are taken.
-    fn take_slot(&self, origin: &Origin<'_>) -> Result<Option<InFlight>, ErrorObject> {
-        match origin.session {
+    fn take_slot(&self, caller: &Caller) -> Result<Option<InFlight>, ErrorObject> {
+        match caller.session() {
             Some(session) if !session.try_begin_request() => {
                 metrics::counter!("switchboard_overloaded_total").increment(1);
                 Err(ErrorObject::with_data(
@@ -371,14 +350,9 @@ impl Dispatcher {
         }
     }
 
-    fn extensions(&self, origin: &Origin<'_>) -> Extensions {
+    fn extensions(caller: &Caller) -> Extensions {
         let mut extensions = Extensions::new();
-        extensions.insert(Caller::new(
-            origin.session.cloned(),
-            origin.user.clone(),
-            origin.claims.clone(),
-            self.hub.clone(),
-        ));
+        extensions.insert(caller.clone());
         extensions
     }
 }
@@ -389,20 +363,20 @@ impl Dispatcher {
     /// or is answered `-32003` at once when there is none.
     fn forward(
         &self,
-        origin: &Origin<'_>,
+        caller: &Caller,
         id: Option<&RawValue>,
         method: &str,
         params: Option<&RawValue>,
         route: &Arc<crate::rpc::upstream::Route>,
     ) -> Outcome {
-        let slot = match self.take_slot(origin) {
+        let slot = match self.take_slot(caller) {
             Ok(slot) => slot,
             Err(error) => return reply_error(id, error),
         };
         let identity = crate::rpc::upstream::Identity {
-            user: origin.user.clone(),
-            session: origin.session.map(|s| s.id().to_string()),
-            claims: origin.claims(),
+            user: caller.user.clone(),
+            session: caller.session_id().map(ToString::to_string),
+            claims: caller.claims(),
         };
         let answer = self
             .upstreams
