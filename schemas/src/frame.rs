@@ -224,6 +224,34 @@ pub fn our_id(id: &RawValue) -> Option<u64> {
     id.get().parse().ok()
 }
 
+/// A request id as a key that compares ids by JSON value, as `rpc.cancel`
+/// matches them: `1` and `"1"` differ, `"\u0031"` and `"1"` are the same,
+/// and so are ids written with different white space. Integers and strings
+/// without escapes (almost every id) are their own key; other ids are
+/// parsed and written again (a number keeps serde_json's form: `1.0` ≠ `1`).
+pub fn id_key(raw: &str) -> Cow<'_, str> {
+    let raw = raw.trim_matches([' ', '\t', '\n', '\r']);
+    let bytes = raw.as_bytes();
+    let plain_integer = {
+        let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+        !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+    };
+    let plain_string = bytes.len() >= 2 && bytes[0] == b'"' && !bytes[1..].contains(&b'\\');
+    if plain_integer || plain_string {
+        return Cow::Borrowed(raw);
+    }
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(value) => Cow::Owned(value_key(&value)),
+        Err(_) => Cow::Borrowed(raw),
+    }
+}
+
+/// The key of an id already parsed (`rpc.cancel`'s params): the same as
+/// [`id_key`] of its text.
+pub fn value_key(id: &serde_json::Value) -> String {
+    id.to_string()
+}
+
 /// Appends a JSON string literal for `s` to `out`.
 pub fn push_json_str(out: &mut String, s: &str) {
     if !needs_escaping(s) {
@@ -351,6 +379,25 @@ mod tests {
         match parse(text) {
             Frame::Single(m) => m,
             other => panic!("not single: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn id_keys_compare_ids_by_json_value() {
+        let key = |raw: &str| id_key(raw).into_owned();
+        assert_eq!(key("1"), "1");
+        assert_ne!(key("1"), key("\"1\""));
+        assert_eq!(key("\"\\u0031\""), key("\"1\""));
+        assert_eq!(key(" 7 "), key("7"));
+        assert_eq!(key("\"a\\\"b\""), value_key(&serde_json::json!("a\"b")));
+        assert_eq!(key("1e2"), value_key(&serde_json::from_str("1e2").unwrap()));
+        for value in [
+            serde_json::json!(12),
+            serde_json::json!("x y"),
+            serde_json::json!(-3),
+            serde_json::json!(null),
+        ] {
+            assert_eq!(key(&value.to_string()), value_key(&value), "{value}");
         }
     }
 

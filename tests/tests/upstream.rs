@@ -31,6 +31,17 @@ struct Seen {
 struct Backend {
     seen: mpsc::UnboundedSender<Seen>,
     release: Notify,
+    /// Notified when a `billing.abandon` request is dropped: its HTTP client went away.
+    abandoned: Arc<Notify>,
+}
+
+/// Notifies when dropped.
+struct OnDrop(Arc<Notify>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -106,6 +117,10 @@ async fn handle(State(backend): State<Arc<Backend>>, headers: HeaderMap, body: S
             answer(json!({"result": "released"}))
         }
         "slow.wait" => std::future::pending().await,
+        "billing.abandon" => {
+            let _dropped = OnDrop(backend.abandoned.clone());
+            std::future::pending().await
+        }
         _ if id.is_none() => StatusCode::NO_CONTENT.into_response(),
         _ => answer(json!({"error": {"code": -32601, "message": "Method not found"}})),
     }
@@ -117,6 +132,7 @@ async fn start_backend() -> (String, Arc<Backend>, mpsc::UnboundedReceiver<Seen>
     let backend = Arc::new(Backend {
         seen: tx,
         release: Notify::new(),
+        abandoned: Arc::new(Notify::new()),
     });
     let app = axum::Router::new()
         .route("/rpc", axum::routing::post(handle))
@@ -358,6 +374,36 @@ async fn forwarded_calls_count_against_the_in_flight_limit() {
                 c.call(3, "billing.echo", json!([])).await["result"]["params"],
                 json!([])
             );
+        }),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_cancelled_call_aborts_its_http_request_to_the_backend() {
+    within(
+        WAIT,
+        Box::pin(async {
+            let (url, backend, mut seen) = start_backend().await;
+            let server = gateway(&url, 1).await;
+            let mut alice = server.connect("alice").await;
+            alice
+                .send(r#"{"jsonrpc":"2.0","id":"a","method":"billing.abandon"}"#)
+                .await;
+            assert_eq!(next_seen(&mut seen).await.method, "billing.abandon");
+            alice
+                .send(r#"{"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":"a"}}"#)
+                .await;
+            assert_eq!(
+                alice.recv().await,
+                json!({"jsonrpc": "2.0", "id": "a", "error": {"code": -32011, "message": "Cancelled"}})
+            );
+            // The backend sees its client go: the request to it was aborted.
+            backend.abandoned.notified().await;
+            // And the session's only slot is free again.
+            let echoed = alice.call(2, "billing.echo", json!([1])).await;
+            assert_eq!(echoed["result"]["params"], json!([1]), "{echoed}");
+            server.stop().await;
         }),
     )
     .await;

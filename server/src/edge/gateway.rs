@@ -118,7 +118,7 @@ impl GatewayBuilder {
     /// ```
     pub fn method_async<R, F, Fut>(self, name: &str, handler: F) -> Result<Self, Error>
     where
-        R: Serialize,
+        R: Serialize + 'static,
         F: Fn(Request<'_>) -> Result<Fut, ErrorObject> + Send + Sync + 'static,
         Fut: Future<Output = Result<R, ErrorObject>> + Send + 'static,
     {

@@ -7,7 +7,7 @@ use switchboard_protocol::methods::{
     self, Expiry, PublishParams, PublishResult, RecoveryGap, RefreshParams, SubscribeParams, TopicRequest, TopicResult,
     UnsubscribeParams,
 };
-use switchboard_protocol::{ErrorObject, codes};
+use switchboard_protocol::{ErrorObject, codes, frame};
 use tungstenite::Utf8Bytes;
 
 use crate::auth::{Action, AuthError};
@@ -34,12 +34,25 @@ pub(crate) fn call(
         methods::SUBSCRIBE => subscribe(d, caller, id, params),
         methods::UNSUBSCRIBE => unsubscribe(d, caller, id, params),
         methods::PUBLISH => publish(d, caller, id, params),
-        // The client gave up on one of its requests. Handlers run to completion
-        // and their late answers are harmless, so there is nothing to undo.
-        methods::CANCEL => reply_result(id, &true),
+        methods::CANCEL => cancel(caller, id, params),
         methods::REFRESH => refresh(d, caller, id, params),
         _ => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
     }
+}
+
+/// `rpc.cancel {id}`: the client gave up on its request `id`. If it is still
+/// running, its work is dropped and it is answered `-32011` (its only
+/// answer); a cancel for an unknown or finished request changes nothing.
+/// Answered `true` when sent with an id of its own.
+fn cancel(caller: &Caller, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
+    let request = match parse_params::<methods::Cancel>(params) {
+        Ok(request) => request,
+        Err(error) => return reply_error(id, error),
+    };
+    if let Some(session) = caller.session() {
+        session.shared.requests.cancel(&frame::value_key(&request.id));
+    }
+    reply_result(id, &true)
 }
 
 /// Parses params into `T`, or explains in `data` what was wrong.

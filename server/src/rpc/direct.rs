@@ -24,8 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, codes};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::rpc::caller::Caller;
-use crate::rpc::dispatch::{IdText, InFlight, write_answer};
+use crate::rpc::dispatch::{Cancellable, IdText, InFlight, unless_cancelled, write_answer};
 
 /// A call to a direct method: its params, borrowed from the frame, and its
 /// [`Caller`] (who made it, the way back to their client, the hub), borrowed
@@ -49,11 +51,42 @@ use crate::rpc::dispatch::{IdText, InFlight, write_answer};
 pub struct Request<'a> {
     params: Option<&'a RawValue>,
     caller: &'a Caller,
+    cancel: Option<CancellationToken>,
 }
 
 impl<'a> Request<'a> {
-    pub(crate) fn new(params: Option<&'a RawValue>, caller: &'a Caller) -> Self {
-        Self { params, caller }
+    pub(crate) fn new(params: Option<&'a RawValue>, caller: &'a Caller, cancel: Option<CancellationToken>) -> Self {
+        Self { params, caller, cancel }
+    }
+
+    /// Fires when the client cancels this call (`rpc.cancel {id}`). The
+    /// gateway then drops the method's future and answers `-32011` itself;
+    /// the token is for clean-up, and for work the future handed elsewhere
+    /// (a spawned task, a thread) to stop. A synchronous method, a
+    /// notification and a call over HTTP are never cancelled.
+    ///
+    /// ```
+    /// use switchboard_server::{Config, Gateway};
+    ///
+    /// # fn build() -> Result<(), switchboard_server::Error> {
+    /// let gateway = Gateway::builder(Config::default())
+    ///     .method_async("report", |req| {
+    ///         let cancelled = req.cancellation();
+    ///         // Work on a thread of its own stops when the client gives up.
+    ///         let work = tokio::task::spawn_blocking(move || {
+    ///             let mut rows = 0u64;
+    ///             while rows < 1_000_000 && !cancelled.is_cancelled() {
+    ///                 rows += 1;
+    ///             }
+    ///             rows
+    ///         });
+    ///         Ok(async move { work.await.map_err(|_| switchboard_server::protocol::ErrorObject::new(-32603)) })
+    ///     })?
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cancellation(&self) -> CancellationToken {
+        self.cancel.clone().unwrap_or_default()
     }
 
     /// The params parsed as `T` (absent params parse as `null`). On failure
@@ -99,24 +132,39 @@ pub(crate) type Later = BoxFuture<'static, Option<String>>;
 pub(crate) type AsyncHandler = Box<dyn Fn(Request<'_>, Owes) -> Result<Later, ErrorObject> + Send + Sync>;
 
 /// The answer an asynchronous direct method owes its client: what its
-/// future needs to write it, and the session's in-flight slot it holds
-/// until then.
+/// future needs to write it, the session's in-flight slot it holds until
+/// then, and its entry among the session's running requests (for
+/// `rpc.cancel`).
 pub(crate) struct Owes {
     pub(crate) id: Option<IdText>,
     pub(crate) max: usize,
     pub(crate) method: Arc<str>,
     pub(crate) slot: Option<InFlight>,
+    pub(crate) cancel: Option<Cancellable>,
 }
 
 impl Owes {
-    /// The answer frame for how the method's future ended.
-    fn answer<R: Serialize>(self, ended: std::thread::Result<Result<R, ErrorObject>>) -> Option<String> {
-        let Self { id, max, method, slot } = self;
+    /// Runs the method's future, unless its request is cancelled first, and
+    /// writes the answer frame for how it ended.
+    async fn run<R: Serialize>(self, future: impl Future<Output = Result<R, ErrorObject>>) -> Option<String> {
+        let ended = unless_cancelled(self.cancel.as_ref(), AssertUnwindSafe(future).catch_unwind()).await;
+        let Self {
+            id,
+            max,
+            method,
+            slot,
+            cancel,
+        } = self;
         drop(slot);
-        let answered = ended.unwrap_or_else(|_| {
-            tracing::error!(method = &*method, "method handler panicked");
-            Err(ErrorObject::new(codes::INTERNAL_ERROR))
-        });
+        let answered = match ended {
+            Some(Ok(answered)) => answered,
+            Some(Err(_)) => {
+                tracing::error!(method = &*method, "method handler panicked");
+                Err(ErrorObject::new(codes::INTERNAL_ERROR))
+            }
+            // Cancelled: the future was dropped, and the answer says so.
+            None => return cancel.as_ref().map(Cancellable::answer),
+        };
         let id = id?;
         Some(write_answer(id.as_str(), max, 64, |out| {
             serialise_into(out, &answered?)
@@ -152,12 +200,12 @@ where
 /// answer frame itself.
 pub(crate) fn erase_async<R, F, Fut>(handler: F) -> Handler
 where
-    R: Serialize,
+    R: Serialize + 'static,
     F: Fn(Request<'_>) -> Result<Fut, ErrorObject> + Send + Sync + 'static,
     Fut: Future<Output = Result<R, ErrorObject>> + Send + 'static,
 {
     Handler::Async(Box::new(move |request, owes| {
         let future = handler(request)?;
-        Ok(async move { owes.answer(AssertUnwindSafe(future).catch_unwind().await) }.boxed())
+        Ok(owes.run(future).boxed())
     }))
 }

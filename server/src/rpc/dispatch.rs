@@ -5,6 +5,7 @@
 //! the method registry only: the gateway invokes the callbacks itself with a
 //! placeholder id and splices the client's id, byte for byte, into the answer.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use jsonrpsee::types::{Id, Params};
 use serde_json::value::RawValue;
 use switchboard_protocol::frame::{self, Frame, Message};
 use switchboard_protocol::{ErrorObject, codes, methods};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Action;
 use crate::config::Config;
@@ -218,10 +220,21 @@ impl Dispatcher {
                     id.map(|i| IdText::new(i.get()))
                 };
                 let answered = id.is_some();
-                let slot = match self.take_slot(caller) {
-                    Ok(slot) => slot,
+                let mut extensions = extensions;
+                match self.take_slot(caller) {
+                    // The slot travels with the handler's extensions: a blocking
+                    // method (run on a thread of its own) keeps it until it
+                    // really ends, even when its call was cancelled.
+                    Ok(Some(slot)) => {
+                        extensions.insert(Arc::new(slot));
+                    }
+                    Ok(None) => {}
                     Err(error) => return reply_error(id, error),
-                };
+                }
+                let cancel = Cancellable::start(caller, id);
+                if let Some(cancel) = &cancel {
+                    extensions.insert(cancel.token.clone());
+                }
                 let params = Params::new(params.map(RawValue::get)).into_owned();
                 let future = f(
                     faithful.clone().unwrap_or(Id::Null),
@@ -232,7 +245,6 @@ impl Dispatcher {
                 );
                 Outcome::Later(
                     async move {
-                        let _slot = slot;
                         if !answered {
                             let _ = AssertUnwindSafe(future).catch_unwind().await;
                             return None;
@@ -242,7 +254,12 @@ impl Dispatcher {
                             (Some(id), None) => serde_json::to_string(id).unwrap_or_else(|_| "null".into()),
                             (None, None) => "null".into(),
                         };
-                        match AssertUnwindSafe(future).catch_unwind().await {
+                        let Some(ended) =
+                            unless_cancelled(cancel.as_ref(), AssertUnwindSafe(future).catch_unwind()).await
+                        else {
+                            return cancel.as_ref().map(Cancellable::answer);
+                        };
+                        match ended {
                             Ok(response) if faithful.is_some() && !is_oversized(&response) => {
                                 Some(Box::<str>::from(response.into_json()).into_string())
                             }
@@ -279,12 +296,12 @@ impl Dispatcher {
         params: Option<&RawValue>,
         handler: &Handler,
     ) -> Outcome {
-        let id = id.map(RawValue::get);
-        let request = Request::new(params, caller);
         let handler = match handler {
             Handler::Sync(handler) => handler,
-            Handler::Async(handler) => return self.start_direct(caller, id, method, request, handler),
+            Handler::Async(handler) => return self.start_direct(caller, id, method, params, handler),
         };
+        let request = Request::new(params, caller, None);
+        let id = id.map(RawValue::get);
         // A notification's handler runs too; what it writes is dropped.
         let hint = 2 * params.map_or(0, |p| p.get().len()) + 16;
         let reply = write_answer(
@@ -309,20 +326,24 @@ impl Dispatcher {
     fn start_direct(
         &self,
         caller: &Caller,
-        id: Option<&str>,
+        raw_id: Option<&RawValue>,
         method: &Arc<str>,
-        request: Request<'_>,
+        params: Option<&RawValue>,
         handler: &AsyncHandler,
     ) -> Outcome {
+        let id = raw_id.map(RawValue::get);
         let slot = match self.take_slot(caller) {
             Ok(slot) => slot,
             Err(error) => return reply_error_text(id, error),
         };
+        let cancel = Cancellable::start(caller, raw_id);
+        let request = Request::new(params, caller, cancel.as_ref().map(|c| c.token.clone()));
         let owes = Owes {
             id: id.map(IdText::new),
             max: self.config.limits.max_response_size,
             method: method.clone(),
             slot,
+            cancel,
         };
         match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request, owes))) {
             Ok(Ok(future)) => Outcome::Later(future),
@@ -378,13 +399,18 @@ impl Dispatcher {
             session: caller.session_id().map(ToString::to_string),
             claims: caller.claims(),
         };
+        let cancel = Cancellable::start(caller, id);
         let answer = self
             .upstreams
             .forward(route, identity, id.map(|i| IdText::new(i.get())), method, params);
         Outcome::Later(
             async move {
                 let _slot = slot;
-                answer.await
+                // Cancelled: the HTTP request to the backend is dropped, which aborts it.
+                match unless_cancelled(cancel.as_ref(), answer).await {
+                    Some(answer) => answer,
+                    None => cancel.as_ref().map(Cancellable::answer),
+                }
             }
             .boxed(),
         )
@@ -397,6 +423,47 @@ pub(crate) struct InFlight(SessionHandle);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.end_request();
+    }
+}
+
+/// A request of the session's client that answers later, entered in the
+/// session's table of running requests (for `rpc.cancel`) until it ends.
+pub(crate) struct Cancellable {
+    session: SessionHandle,
+    id: IdText,
+    pub(crate) token: CancellationToken,
+}
+
+impl Cancellable {
+    /// Enters request `id` of `caller`'s session; none over HTTP or for a notification.
+    pub(crate) fn start(caller: &Caller, id: Option<&RawValue>) -> Option<Self> {
+        let (session, id) = (caller.session()?, id?);
+        let token = session.shared.requests.start(&frame::id_key(id.get()));
+        Some(Self {
+            session: session.clone(),
+            id: IdText::new(id.get()),
+            token,
+        })
+    }
+
+    /// The answer to the request, cancelled: `-32011`.
+    pub(crate) fn answer(&self) -> String {
+        frame::write_error(Some(self.id.as_str()), &ErrorObject::new(codes::CANCELLED))
+    }
+}
+
+impl Drop for Cancellable {
+    fn drop(&mut self) {
+        self.session.shared.requests.end(&frame::id_key(self.id.as_str()));
+    }
+}
+
+/// Runs `work` to its end, unless its request is cancelled first: then the
+/// work is dropped (`None`).
+pub(crate) async fn unless_cancelled<F: Future>(cancel: Option<&Cancellable>, work: F) -> Option<F::Output> {
+    match cancel {
+        Some(cancel) => cancel.token.run_until_cancelled(work).await,
+        None => Some(work.await),
     }
 }
 

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) user: Arc<str>,
     pub(crate) queue: OutboundQueue,
     pub(crate) pending: PendingCalls,
+    /// The client's requests still running, for `rpc.cancel`.
+    pub(crate) requests: super::requests::Requests,
     pub(crate) in_flight: AtomicUsize,
     /// The session's credentials: claims and expiry, replaced by `rpc.refresh`.
     pub(crate) auth: parking_lot::Mutex<SessionAuth>,
@@ -106,6 +108,7 @@ impl SessionHandle {
                 user,
                 queue: OutboundQueue::new(limits.max_queue_bytes),
                 pending: PendingCalls::new(limits.max_pending_calls),
+                requests: super::requests::Requests::default(),
                 in_flight: AtomicUsize::new(0),
                 topics: parking_lot::Mutex::new(Vec::new()),
                 auth: parking_lot::Mutex::new(SessionAuth::default()),

@@ -1,6 +1,7 @@
 //! A session as the rest of the gateway sees it: its handle, its bounded
 //! outbound queue (the mailbox the session actor drains), its table of
-//! calls waiting for the client's answer, and its topic subscriptions.
+//! calls waiting for the client's answer, the client's requests it is
+//! working on (for `rpc.cancel`), and its topic subscriptions.
 //!
 //! Everything here is shared between the session actor (`crate::actor`),
 //! which owns the socket, and whoever sends to the session (the hub,
@@ -10,6 +11,7 @@
 mod handle;
 mod pending;
 mod queue;
+mod requests;
 mod topics;
 
 pub use handle::{ClientCall, ClientCallOf, SessionHandle, SessionId};
