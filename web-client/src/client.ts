@@ -284,8 +284,9 @@ export class Client implements SubscriptionOwner {
    * yet (within the timeout). Rejects with {@link RpcError} when the server
    * answers an error, {@link TimeoutError} when no answer comes in time,
    * {@link DisconnectedError} when the connection closes first, or the
-   * signal's reason when aborted; a call given up after it was sent is
-   * cancelled on the server with `rpc.cancel`.
+   * signal's reason when aborted; for a call given up after it was sent,
+   * the server is sent `rpc.cancel`, which stops the method's work if it
+   * is still running.
    */
   call<M extends Builtin>(method: M, ...args: BuiltinArgs<M>): Promise<BuiltinMethods[M]["result"]>;
   call<R = unknown, M extends string = string>(

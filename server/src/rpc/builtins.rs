@@ -15,8 +15,9 @@ use crate::config::WebhookEvent;
 use crate::hub::Hub;
 use crate::hub::SubscribeError;
 use crate::rpc::caller::Caller;
-use crate::rpc::dispatch::{Dispatcher, IdText, Outcome, reply_error, reply_result};
+use crate::rpc::dispatch::{Dispatcher, Outcome, reply_error, reply_result};
 use crate::session::Delivery;
+use crate::session::IdText;
 
 pub(crate) fn call(
     d: &Dispatcher,

@@ -27,7 +27,8 @@ use switchboard_protocol::{ErrorObject, codes};
 use tokio_util::sync::CancellationToken;
 
 use crate::rpc::caller::Caller;
-use crate::rpc::dispatch::{Cancellable, IdText, InFlight, unless_cancelled, write_answer};
+use crate::rpc::dispatch::{Cancellable, InFlight, unless_cancelled, write_answer};
+use crate::session::IdText;
 
 /// A call to a direct method: its params, borrowed from the frame, and its
 /// [`Caller`] (who made it, the way back to their client, the hub), borrowed
@@ -51,11 +52,11 @@ use crate::rpc::dispatch::{Cancellable, IdText, InFlight, unless_cancelled, writ
 pub struct Request<'a> {
     params: Option<&'a RawValue>,
     caller: &'a Caller,
-    cancel: Option<CancellationToken>,
+    cancel: Option<&'a Cancellable>,
 }
 
 impl<'a> Request<'a> {
-    pub(crate) fn new(params: Option<&'a RawValue>, caller: &'a Caller, cancel: Option<CancellationToken>) -> Self {
+    pub(crate) fn new(params: Option<&'a RawValue>, caller: &'a Caller, cancel: Option<&'a Cancellable>) -> Self {
         Self { params, caller, cancel }
     }
 
@@ -86,7 +87,7 @@ impl<'a> Request<'a> {
     /// # Ok(()) }
     /// ```
     pub fn cancellation(&self) -> CancellationToken {
-        self.cancel.clone().unwrap_or_default()
+        self.cancel.map_or_else(CancellationToken::new, Cancellable::token)
     }
 
     /// The params parsed as `T` (absent params parse as `null`). On failure
@@ -129,7 +130,8 @@ pub(crate) type Later = BoxFuture<'static, Option<String>>;
 /// An asynchronous direct method with its result type erased: its first
 /// step runs with the request, and the future it returns writes the answer
 /// it [`Owes`].
-pub(crate) type AsyncHandler = Box<dyn Fn(Request<'_>, Owes) -> Result<Later, ErrorObject> + Send + Sync>;
+pub(crate) type AsyncHandler =
+    Box<dyn Fn(Option<&RawValue>, &Caller, Owes) -> Result<Later, ErrorObject> + Send + Sync>;
 
 /// The answer an asynchronous direct method owes its client: what its
 /// future needs to write it, the session's in-flight slot it holds until
@@ -147,14 +149,15 @@ impl Owes {
     /// Runs the method's future, unless its request is cancelled first, and
     /// writes the answer frame for how it ended.
     async fn run<R: Serialize>(self, future: impl Future<Output = Result<R, ErrorObject>>) -> Option<String> {
-        let ended = unless_cancelled(self.cancel.as_ref(), AssertUnwindSafe(future).catch_unwind()).await;
+        let mut this = self;
+        let ended = unless_cancelled(this.cancel.as_mut(), AssertUnwindSafe(future).catch_unwind()).await;
         let Self {
             id,
             max,
             method,
             slot,
             cancel,
-        } = self;
+        } = this;
         drop(slot);
         let answered = match ended {
             Some(Ok(answered)) => answered,
@@ -204,8 +207,9 @@ where
     F: Fn(Request<'_>) -> Result<Fut, ErrorObject> + Send + Sync + 'static,
     Fut: Future<Output = Result<R, ErrorObject>> + Send + 'static,
 {
-    Handler::Async(Box::new(move |request, owes| {
-        let future = handler(request)?;
+    Handler::Async(Box::new(move |params, caller, owes| {
+        // The request borrows the params, the caller and the entry for `rpc.cancel` for the first step only.
+        let future = handler(Request::new(params, caller, owes.cancel.as_ref()))?;
         Ok(owes.run(future).boxed())
     }))
 }

@@ -10,7 +10,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, join_all};
+use futures_util::future::{AbortRegistration, Abortable, BoxFuture, join_all};
 use http::Extensions;
 use jsonrpsee::core::server::{MethodCallback, MethodResponse};
 use jsonrpsee::types::{Id, Params};
@@ -26,7 +26,7 @@ use crate::rpc::builtins;
 use crate::rpc::caller::Caller;
 use crate::rpc::direct::{AsyncHandler, Handler, Owes, Request};
 use crate::rpc::table::{Method, MethodTable};
-use crate::session::SessionHandle;
+use crate::session::{IdText, SessionHandle};
 
 /// What a frame calls for.
 pub(crate) enum Outcome {
@@ -231,9 +231,9 @@ impl Dispatcher {
                     Ok(None) => {}
                     Err(error) => return reply_error(id, error),
                 }
-                let cancel = Cancellable::start(caller, id);
+                let mut cancel = Cancellable::start(caller, id);
                 if let Some(cancel) = &cancel {
-                    extensions.insert(cancel.token.clone());
+                    extensions.insert(cancel.token());
                 }
                 let params = Params::new(params.map(RawValue::get)).into_owned();
                 let future = f(
@@ -255,7 +255,7 @@ impl Dispatcher {
                             (None, None) => "null".into(),
                         };
                         let Some(ended) =
-                            unless_cancelled(cancel.as_ref(), AssertUnwindSafe(future).catch_unwind()).await
+                            unless_cancelled(cancel.as_mut(), AssertUnwindSafe(future).catch_unwind()).await
                         else {
                             return cancel.as_ref().map(Cancellable::answer);
                         };
@@ -337,7 +337,6 @@ impl Dispatcher {
             Err(error) => return reply_error_text(id, error),
         };
         let cancel = Cancellable::start(caller, raw_id);
-        let request = Request::new(params, caller, cancel.as_ref().map(|c| c.token.clone()));
         let owes = Owes {
             id: id.map(IdText::new),
             max: self.config.limits.max_response_size,
@@ -345,7 +344,7 @@ impl Dispatcher {
             slot,
             cancel,
         };
-        match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request, owes))) {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| handler(params, caller, owes))) {
             Ok(Ok(future)) => Outcome::Later(future),
             Ok(Err(error)) => reply_error_text(id, error),
             Err(_) => {
@@ -399,7 +398,7 @@ impl Dispatcher {
             session: caller.session_id().map(ToString::to_string),
             claims: caller.claims(),
         };
-        let cancel = Cancellable::start(caller, id);
+        let mut cancel = Cancellable::start(caller, id);
         let answer = self
             .upstreams
             .forward(route, identity, id.map(|i| IdText::new(i.get())), method, params);
@@ -407,7 +406,7 @@ impl Dispatcher {
             async move {
                 let _slot = slot;
                 // Cancelled: the HTTP request to the backend is dropped, which aborts it.
-                match unless_cancelled(cancel.as_ref(), answer).await {
+                match unless_cancelled(cancel.as_mut(), answer).await {
                     Some(answer) => answer,
                     None => cancel.as_ref().map(Cancellable::answer),
                 }
@@ -430,20 +429,27 @@ impl Drop for InFlight {
 /// session's table of running requests (for `rpc.cancel`) until it ends.
 pub(crate) struct Cancellable {
     session: SessionHandle,
+    /// The id as the client wrote it, for the answer.
     id: IdText,
-    pub(crate) token: CancellationToken,
+    /// Taken by [`unless_cancelled`] for the request's future.
+    abort: Option<AbortRegistration>,
 }
 
 impl Cancellable {
     /// Enters request `id` of `caller`'s session; none over HTTP or for a notification.
     pub(crate) fn start(caller: &Caller, id: Option<&RawValue>) -> Option<Self> {
         let (session, id) = (caller.session()?, id?);
-        let token = session.shared.requests.start(&frame::id_key(id.get()));
+        let abort = session.shared.requests.start(&frame::id_key(id.get()));
         Some(Self {
             session: session.clone(),
             id: IdText::new(id.get()),
-            token,
+            abort: Some(abort),
         })
+    }
+
+    /// A token that fires when the request is cancelled, for its handler.
+    pub(crate) fn token(&self) -> CancellationToken {
+        self.session.shared.requests.token(&frame::id_key(self.id.as_str()))
     }
 
     /// The answer to the request, cancelled: `-32011`.
@@ -460,9 +466,9 @@ impl Drop for Cancellable {
 
 /// Runs `work` to its end, unless its request is cancelled first: then the
 /// work is dropped (`None`).
-pub(crate) async fn unless_cancelled<F: Future>(cancel: Option<&Cancellable>, work: F) -> Option<F::Output> {
-    match cancel {
-        Some(cancel) => cancel.token.run_until_cancelled(work).await,
+pub(crate) async fn unless_cancelled<F: Future>(cancel: Option<&mut Cancellable>, work: F) -> Option<F::Output> {
+    match cancel.and_then(|cancel| cancel.abort.take()) {
+        Some(abort) => Abortable::new(work, abort).await.ok(),
         None => Some(work.await),
     }
 }
@@ -496,37 +502,6 @@ pub(crate) fn write_answer(
                 .unwrap_or_else(|_| frame::write_error(Some(id), &ErrorObject::new(codes::INTERNAL_ERROR)))
         }
         Err(error) => frame::write_error(Some(id), &error),
-    }
-}
-
-/// A request's id as the client wrote it, kept for an answer that comes
-/// later. Most ids are short numbers or strings, kept without an allocation.
-pub(crate) enum IdText {
-    Inline { len: u8, bytes: [u8; 22] },
-    Long(Box<str>),
-}
-
-impl IdText {
-    pub(crate) fn new(id: &str) -> Self {
-        let mut bytes = [0; 22];
-        match bytes.get_mut(..id.len()) {
-            Some(inline) => {
-                inline.copy_from_slice(id.as_bytes());
-                Self::Inline {
-                    len: id.len() as u8,
-                    bytes,
-                }
-            }
-            None => Self::Long(id.into()),
-        }
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            // Whole characters of a `str` were copied.
-            Self::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("null"),
-            Self::Long(id) => id,
-        }
     }
 }
 

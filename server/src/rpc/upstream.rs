@@ -67,7 +67,7 @@ use switchboard_protocol::{ErrorObject, codes};
 
 use crate::config::UpstreamConfig;
 use crate::error::Error;
-use crate::rpc::dispatch::IdText;
+use crate::session::IdText;
 use crate::signing::{Signer, unix_ms};
 
 /// The configured backends and the one HTTP client they share.

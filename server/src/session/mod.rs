@@ -19,4 +19,5 @@ pub(crate) use handle::{encode_params, truncate_reason};
 pub(crate) use pending::next_call_id;
 pub use queue::SendError;
 pub(crate) use queue::{CloseRequest, OutboundQueue};
+pub(crate) use requests::IdText;
 pub(crate) use topics::{Delivery, Subscription};

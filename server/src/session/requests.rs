@@ -4,88 +4,150 @@
 //! Every request that answers later (an asynchronous method, an upstream
 //! call) is entered here with its id's key (`frame::id_key`: ids match by
 //! JSON value) while it runs, and leaves when it ends, however it ends. A
-//! cancel fires the request's token: the future running it is dropped and
-//! the request answered `-32011`. A client that reuses an id while a
-//! request with it still runs shares that request's token: the id stays in
-//! use until its answer has been sent.
+//! cancel aborts the future running the request, which is then answered
+//! `-32011`, and fires the request's `CancellationToken` if a handler asked
+//! for one. A client that reuses an id while a request with it still runs
+//! gets both cancelled by one cancel: the id stays in use until its answer
+//! has been sent. The table is a short vector: it holds at most
+//! `limits.max_in_flight` entries, each looked at only when a request starts,
+//! ends or is cancelled.
 
-use std::collections::HashMap;
-
+use futures_util::future::{AbortHandle, AbortRegistration};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+/// A request's id as the client wrote it, kept for an answer that comes
+/// later. Most ids are short numbers or strings, kept without an allocation.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum IdText {
+    Inline { len: u8, bytes: [u8; 22] },
+    Long(Box<str>),
+}
+
+impl IdText {
+    pub(crate) fn new(id: &str) -> Self {
+        let mut bytes = [0; 22];
+        match bytes.get_mut(..id.len()) {
+            Some(inline) => {
+                inline.copy_from_slice(id.as_bytes());
+                Self::Inline {
+                    len: id.len() as u8,
+                    bytes,
+                }
+            }
+            None => Self::Long(id.into()),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Whole characters of a `str` were copied.
+            Self::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("null"),
+            Self::Long(id) => id,
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Requests {
-    by_id: Mutex<HashMap<Box<str>, Entry>>,
+    running: Mutex<Vec<Entry>>,
 }
 
 struct Entry {
-    token: CancellationToken,
-    /// Requests running with this id.
-    count: usize,
+    key: IdText,
+    /// Stops the future running the request.
+    abort: AbortHandle,
+    /// For the handler, to see the cancellation; made when it asks.
+    token: Option<CancellationToken>,
+    cancelled: bool,
 }
+
+/// Entries kept between bursts; a larger vector is freed once empty.
+const KEPT_CAPACITY: usize = 8;
 
 impl Requests {
     /// Enters a request with id key `key`; it must [`end`](Self::end) once.
-    pub(crate) fn start(&self, key: &str) -> CancellationToken {
-        let mut by_id = self.by_id.lock();
-        if let Some(entry) = by_id.get_mut(key) {
-            entry.count += 1;
-            return entry.token.clone();
-        }
-        let token = CancellationToken::new();
-        by_id.insert(
-            key.into(),
-            Entry {
-                token: token.clone(),
-                count: 1,
-            },
-        );
-        token
+    /// Its future runs as `futures_util::future::Abortable` with what this returns.
+    pub(crate) fn start(&self, key: &str) -> AbortRegistration {
+        let (abort, registration) = AbortHandle::new_pair();
+        self.running.lock().push(Entry {
+            key: IdText::new(key),
+            abort,
+            token: None,
+            cancelled: false,
+        });
+        registration
     }
 
     /// A request with id key `key` ended.
     pub(crate) fn end(&self, key: &str) {
-        let mut by_id = self.by_id.lock();
-        if let Some(entry) = by_id.get_mut(key) {
-            entry.count -= 1;
-            if entry.count == 0 {
-                by_id.remove(key);
-                if by_id.is_empty() && by_id.capacity() > 16 {
-                    // After a burst, an idle session keeps no large table.
-                    *by_id = HashMap::new();
+        let mut running = self.running.lock();
+        if let Some(i) = running.iter().position(|e| e.key.as_str() == key) {
+            running.swap_remove(i);
+        }
+        if running.is_empty() && running.capacity() > KEPT_CAPACITY {
+            // After a burst, an idle session keeps no large table.
+            *running = Vec::new();
+        }
+    }
+
+    /// The token that fires when the request with id key `key` is cancelled.
+    pub(crate) fn token(&self, key: &str) -> CancellationToken {
+        let mut running = self.running.lock();
+        match running.iter_mut().find(|e| e.key.as_str() == key) {
+            Some(entry) => {
+                let token = entry.token.get_or_insert_with(CancellationToken::new);
+                if entry.cancelled {
+                    token.cancel();
                 }
+                token.clone()
             }
+            None => CancellationToken::new(),
         }
     }
 
     /// Cancels the requests running with id key `key`; false when there is
     /// none (unknown, or already answered).
     pub(crate) fn cancel(&self, key: &str) -> bool {
-        match self.by_id.lock().get(key) {
-            Some(entry) => {
-                entry.token.cancel();
-                true
+        let mut found = false;
+        for entry in self.running.lock().iter_mut().filter(|e| e.key.as_str() == key) {
+            found = true;
+            entry.cancelled = true;
+            entry.abort.abort();
+            if let Some(token) = &entry.token {
+                token.cancel();
             }
-            None => false,
         }
+        found
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
+    use futures_util::future::{AbortRegistration, Abortable};
+
     use super::Requests;
+
+    fn aborted(registration: AbortRegistration) -> bool {
+        matches!(
+            Abortable::new(std::future::pending::<()>(), registration).now_or_never(),
+            Some(Err(_))
+        )
+    }
 
     #[test]
     fn a_cancel_reaches_every_request_with_the_id_until_the_last_ends() {
         let requests = Requests::default();
         let first = requests.start("1");
+        let token = requests.token("1");
         let again = requests.start("1");
         let other = requests.start("\"1\"");
-        requests.end("1");
         assert!(requests.cancel("1"));
-        assert!(first.is_cancelled() && again.is_cancelled());
-        assert!(!other.is_cancelled(), "\"1\" is another id");
+        assert!(token.is_cancelled());
+        assert!(aborted(first) && aborted(again), "both futures end");
+        assert!(!aborted(other), "\"1\" is another id");
+        requests.end("1");
         requests.end("1");
         assert!(!requests.cancel("1"), "ended: nothing left to cancel");
         requests.end("\"1\"");
