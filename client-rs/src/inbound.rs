@@ -240,6 +240,9 @@ impl Connection<'_> {
                     *self.shared.welcome.lock() = Some(w);
                 }
             }
+            // The gateway's own notifications this client does not use (such as
+            // `rpc.progress`) are not the application's.
+            _ if methods::is_reserved(method) => {}
             _ => self.on_push(method, params),
         }
     }

@@ -18,6 +18,8 @@ pub const WELCOME: &str = "rpc.welcome";
 pub const MESSAGE: &str = "rpc.message";
 /// Both directions: the caller gave up on request `id`.
 pub const CANCEL: &str = "rpc.cancel";
+/// Both directions: progress of request `id`, sent by the side running it, before its answer.
+pub const PROGRESS: &str = "rpc.progress";
 /// Server → client: sent just before a deliberate close.
 pub const DISCONNECT: &str = "rpc.disconnect";
 /// Client → server: subscribe to topics.
@@ -101,6 +103,15 @@ pub struct Publication {
 pub struct Cancel {
     /// The id of the request the caller gave up on.
     pub id: serde_json::Value,
+}
+
+/// Params of `rpc.progress`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Progress {
+    /// The id of the request still running.
+    pub id: serde_json::Value,
+    /// How far it got: any JSON value the method documents.
+    pub progress: serde_json::Value,
 }
 
 /// Params of `rpc.disconnect`.

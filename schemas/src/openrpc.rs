@@ -223,7 +223,7 @@ pub fn document() -> Value {
     let params = b.params::<Cancel>();
     b.method(
         methods::CANCEL,
-        "The client gave up on one of its requests.",
+        "The client gave up on one of its requests: if it is still running, its work stops and it is answered -32011.",
         params,
         json!({"type": "boolean"}),
         &[],
@@ -241,6 +241,10 @@ pub fn document() -> Value {
     b.notification::<Welcome>(methods::WELCOME, "Sent first on every session.");
     b.notification::<Publication>(methods::MESSAGE, "A publication on a subscribed topic.");
     b.notification::<Cancel>(methods::CANCEL, "The server gave up on one of its requests.");
+    b.notification::<Progress>(
+        methods::PROGRESS,
+        "Progress of one of the client's requests, sent before its answer and never after it.",
+    );
     b.notification::<Disconnect>(methods::DISCONNECT, "Sent just before a deliberate close.");
     b.notification::<Expiry>(
         methods::EXPIRING,

@@ -4,7 +4,9 @@
 //! * `whoami` — the caller's session and user.
 //! * `demo.callback {method, params?, timeout_ms?}` — calls `method` back on the
 //!   caller's own session and answers with what the client answered.
-//! * `demo.sleep {ms}` — answers `ms` after `ms` milliseconds (for concurrency).
+//! * `demo.sleep {ms}` — answers `ms` after `ms` milliseconds (for concurrency),
+//!   reporting `rpc.progress {id, progress: {elapsed_ms, ms}}` about every 100 ms;
+//!   `rpc.cancel` stops it (answered `-32011`).
 //! * `chat.join {room}` — subscribes the caller to `chat:{room}`.
 //! * `chat.send {room, text}` — publishes `{from, text}` on `chat:{room}`.
 //! * `chat.dm {user, text}` — sends `chat.dm {from, text}` to every session of a user.
@@ -22,7 +24,7 @@ use serde_json::value::RawValue;
 use switchboard_protocol::{Target, codes};
 
 use crate::rpc::caller::Caller;
-use crate::{Error, GatewayBuilder};
+use crate::{Error, GatewayBuilder, Progress};
 
 fn caller(ext: &http::Extensions) -> Caller {
     ext.get::<Caller>()
@@ -103,7 +105,7 @@ pub(crate) fn register(builder: GatewayBuilder) -> Result<GatewayBuilder, Error>
 /// The demo methods that wait.
 fn module() -> RpcModule<()> {
     let mut m = RpcModule::new(());
-    m.register_async_method("demo.sleep", |params, _, _| async move {
+    m.register_async_method("demo.sleep", |params, _, ext| async move {
         let (ms,): (u64,) = params.parse().or_else(|_| {
             #[derive(Deserialize)]
             struct P {
@@ -111,7 +113,19 @@ fn module() -> RpcModule<()> {
             }
             params.parse::<P>().map(|p| (p.ms,))
         })?;
-        tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+        let ms = ms.min(60_000);
+        let progress = ext.get::<Progress>().cloned();
+        let mut elapsed = 0;
+        while elapsed < ms {
+            let step = (ms - elapsed).min(100);
+            tokio::time::sleep(Duration::from_millis(step)).await;
+            elapsed += step;
+            if elapsed < ms
+                && let Some(progress) = &progress
+            {
+                progress.report(&serde_json::json!({"elapsed_ms": elapsed, "ms": ms}));
+            }
+        }
         Ok::<_, ErrorObjectOwned>(ms)
     })
     .expect("fresh module");

@@ -54,6 +54,7 @@ pub use error::{CallError, Error};
 pub use hub::{CallEntry, Hub, HubError, HubStats, personal_topic};
 pub use rpc::caller::Caller;
 pub use rpc::direct::Request;
+pub use rpc::progress::Progress;
 pub use session::{ClientCall, ClientCallOf, SendError, SessionHandle, SessionId};
 pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::Target;

@@ -358,6 +358,8 @@ async fn graceful_shutdown_disconnects_with_1001() {
         let mut before = Vec::new();
         let closed = c.closed(&mut before).await;
         assert_eq!(closed.code, Some(1001), "{closed:?}, frames before: {before:?}");
+        // demo.sleep reports its progress before it answers.
+        before.retain(|frame| frame["method"] != "rpc.progress");
         assert_eq!(
             before.first(),
             Some(&result(json!("slow"), json!(300))),

@@ -43,6 +43,14 @@ export interface Limits {
   ping_interval_ms: number;
 }
 
+/** Params of `rpc.progress`. */
+export interface Progress {
+  /** The id of the request still running. */
+  id: unknown;
+  /** How far it got: any JSON value the method documents. */
+  progress: unknown;
+}
+
 /** Params of `rpc.message`: one publication on a topic. */
 export interface Publication {
   /** The payload, as published. */
@@ -197,7 +205,7 @@ export interface BuiltinMethods {
     };
     result: PublishResult;
   };
-  /** The client gave up on one of its requests. */
+  /** The client gave up on one of its requests: if it is still running, its work stops and it is answered -32011. */
   "rpc.cancel": {
     params: {
       /** The id of the request the caller gave up on. */
@@ -243,6 +251,13 @@ export interface BuiltinNotifications {
   "rpc.cancel": {
     /** The id of the request the caller gave up on. */
     id: unknown;
+  };
+  /** Progress of one of the client's requests, sent before its answer and never after it. */
+  "rpc.progress": {
+    /** The id of the request still running. */
+    id: unknown;
+    /** How far it got: any JSON value the method documents. */
+    progress: unknown;
   };
   /** Sent just before a deliberate close. */
   "rpc.disconnect": {

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::rpc::caller::Caller;
 use crate::rpc::dispatch::{Cancellable, InFlight, unless_cancelled, write_answer};
+use crate::rpc::progress::Progress;
 use crate::session::IdText;
 
 /// A call to a direct method: its params, borrowed from the frame, and its
@@ -88,6 +89,13 @@ impl<'a> Request<'a> {
     /// ```
     pub fn cancellation(&self) -> CancellationToken {
         self.cancel.map_or_else(CancellationToken::new, Cancellable::token)
+    }
+
+    /// Reports progress to the client before the answer (`rpc.progress`);
+    /// see [`Progress`]. A synchronous method, a notification and a call
+    /// over HTTP get one that reports nothing.
+    pub fn progress(&self) -> Progress {
+        Progress::new(self.caller.session(), self.cancel.map(Cancellable::id))
     }
 
     /// The params parsed as `T` (absent params parse as `null`). On failure

@@ -25,6 +25,7 @@ use crate::hub::Hub;
 use crate::rpc::builtins;
 use crate::rpc::caller::Caller;
 use crate::rpc::direct::{AsyncHandler, Handler, Owes, Request};
+use crate::rpc::progress::Progress;
 use crate::rpc::table::{Method, MethodTable};
 use crate::session::{IdText, SessionHandle};
 
@@ -234,6 +235,7 @@ impl Dispatcher {
                 let mut cancel = Cancellable::start(caller, id);
                 if let Some(cancel) = &cancel {
                     extensions.insert(cancel.token());
+                    extensions.insert(Progress::new(caller.session(), Some(cancel.id())));
                 }
                 let params = Params::new(params.map(RawValue::get)).into_owned();
                 let future = f(
@@ -445,6 +447,11 @@ impl Cancellable {
             id: IdText::new(id.get()),
             abort: Some(abort),
         })
+    }
+
+    /// The request's id as the client wrote it.
+    pub(crate) fn id(&self) -> &str {
+        self.id.as_str()
     }
 
     /// A token that fires when the request is cancelled, for its handler.

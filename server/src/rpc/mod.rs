@@ -12,5 +12,6 @@ pub(crate) mod caller;
 pub(crate) mod direct;
 pub(crate) mod discover;
 pub(crate) mod dispatch;
+pub(crate) mod progress;
 pub(crate) mod table;
 pub(crate) mod upstream;

@@ -106,6 +106,15 @@ impl Requests {
         }
     }
 
+    /// Runs `f` if a request with id key `key` is running and not
+    /// cancelled, holding the table so that the request cannot end meanwhile
+    /// (its answer is queued after it ends): what `f` queues comes before
+    /// the answer. `None` when there is no such request.
+    pub(crate) fn while_running<R>(&self, key: &str, f: impl FnOnce() -> R) -> Option<R> {
+        let running = self.running.lock();
+        running.iter().any(|e| e.key.as_str() == key && !e.cancelled).then(f)
+    }
+
     /// Cancels the requests running with id key `key`; false when there is
     /// none (unknown, or already answered).
     pub(crate) fn cancel(&self, key: &str) -> bool {
