@@ -95,7 +95,7 @@ impl<'a> Request<'a> {
     /// see [`Progress`]. A synchronous method, a notification and a call
     /// over HTTP get one that reports nothing.
     pub fn progress(&self) -> Progress {
-        Progress::new(self.caller.session(), self.cancel.map(Cancellable::id))
+        Progress::new(self.cancel)
     }
 
     /// The params parsed as `T` (absent params parse as `null`). On failure

@@ -235,7 +235,7 @@ impl Dispatcher {
                 let mut cancel = Cancellable::start(caller, id);
                 if let Some(cancel) = &cancel {
                     extensions.insert(cancel.token());
-                    extensions.insert(Progress::new(caller.session(), Some(cancel.id())));
+                    extensions.insert(Progress::new(Some(cancel)));
                 }
                 let params = Params::new(params.map(RawValue::get)).into_owned();
                 let future = f(
@@ -433,6 +433,8 @@ pub(crate) struct Cancellable {
     session: SessionHandle,
     /// The id as the client wrote it, for the answer.
     id: IdText,
+    /// The request's own number in the session's table.
+    serial: u64,
     /// Taken by [`unless_cancelled`] for the request's future.
     abort: Option<AbortRegistration>,
 }
@@ -441,22 +443,23 @@ impl Cancellable {
     /// Enters request `id` of `caller`'s session; none over HTTP or for a notification.
     pub(crate) fn start(caller: &Caller, id: Option<&RawValue>) -> Option<Self> {
         let (session, id) = (caller.session()?, id?);
-        let abort = session.shared.requests.start(&frame::id_key(id.get()));
+        let started = session.shared.requests.start(&frame::id_key(id.get()));
         Some(Self {
             session: session.clone(),
             id: IdText::new(id.get()),
-            abort: Some(abort),
+            serial: started.serial,
+            abort: Some(started.abort),
         })
     }
 
-    /// The request's id as the client wrote it.
-    pub(crate) fn id(&self) -> &str {
-        self.id.as_str()
+    /// What a progress report needs: the session, the id as the client wrote it, the request's number.
+    pub(crate) fn progress_to(&self) -> (SessionHandle, IdText, u64) {
+        (self.session.clone(), self.id.clone(), self.serial)
     }
 
     /// A token that fires when the request is cancelled, for its handler.
     pub(crate) fn token(&self) -> CancellationToken {
-        self.session.shared.requests.token(&frame::id_key(self.id.as_str()))
+        self.session.shared.requests.token(self.serial)
     }
 
     /// The answer to the request, cancelled: `-32011`.
@@ -467,7 +470,7 @@ impl Cancellable {
 
 impl Drop for Cancellable {
     fn drop(&mut self) {
-        self.session.shared.requests.end(&frame::id_key(self.id.as_str()));
+        self.session.shared.requests.end(self.serial);
     }
 }
 

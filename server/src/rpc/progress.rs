@@ -3,6 +3,7 @@
 use serde::Serialize;
 use switchboard_protocol::{frame, methods};
 
+use crate::rpc::dispatch::Cancellable;
 use crate::session::{IdText, SessionHandle};
 
 /// Reports the progress of one running request to the client that made it,
@@ -33,23 +34,24 @@ use crate::session::{IdText, SessionHandle};
 /// ```
 #[derive(Clone)]
 pub struct Progress {
-    /// The session and the request's id as the client wrote it; none for a
-    /// call that cannot get progress (over HTTP, or a notification).
-    to: Option<(SessionHandle, IdText)>,
+    /// The session, the request's id as the client wrote it and its number
+    /// in the session's table; none for a call that cannot get progress
+    /// (over HTTP, or a notification).
+    to: Option<(SessionHandle, IdText, u64)>,
 }
 
 impl std::fmt::Debug for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Progress")
-            .field("request", &self.to.as_ref().map(|(_, id)| id.as_str()))
+            .field("request", &self.to.as_ref().map(|(_, id, _)| id.as_str()))
             .finish()
     }
 }
 
 impl Progress {
-    pub(crate) fn new(session: Option<&SessionHandle>, id: Option<&str>) -> Self {
+    pub(crate) fn new(request: Option<&Cancellable>) -> Self {
         Self {
-            to: session.zip(id).map(|(session, id)| (session.clone(), IdText::new(id))),
+            to: request.map(Cancellable::progress_to),
         }
     }
 
@@ -58,7 +60,7 @@ impl Progress {
     /// answered or cancelled already, the session is gone, or the call
     /// cannot get progress (over HTTP, or a notification).
     pub fn report<P: Serialize + ?Sized>(&self, progress: &P) -> bool {
-        let Some((session, id)) = &self.to else {
+        let Some((session, id, serial)) = &self.to else {
             return false;
         };
         let Ok(progress) = serde_json::to_string(progress) else {
@@ -66,11 +68,10 @@ impl Progress {
         };
         let params = format!(r#"{{"id":{},"progress":{progress}}}"#, id.as_str());
         let frame = frame::write_notification(methods::PROGRESS, Some(&params));
-        let key = frame::id_key(id.as_str());
         session
             .shared
             .requests
-            .while_running(&key, || session.send_frame(frame.into()).is_ok())
+            .while_running(*serial, || session.send_frame(frame.into()).is_ok())
             .unwrap_or(false)
     }
 }

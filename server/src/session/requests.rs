@@ -50,10 +50,19 @@ impl IdText {
 
 #[derive(Default)]
 pub(crate) struct Requests {
-    running: Mutex<Vec<Entry>>,
+    running: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    entries: Vec<Entry>,
+    /// Numbers the requests, so that each ends its own entry even when ids repeat.
+    next: u64,
 }
 
 struct Entry {
+    /// The request's own number.
+    serial: u64,
     key: IdText,
     /// Stops the future running the request.
     abort: AbortHandle,
@@ -62,39 +71,52 @@ struct Entry {
     cancelled: bool,
 }
 
+/// A request entered in the table: it must [`end`](Requests::end) once.
+pub(crate) struct Started {
+    pub(crate) serial: u64,
+    /// For `futures_util::future::Abortable`: the request's future ends when cancelled.
+    pub(crate) abort: AbortRegistration,
+}
+
 /// Entries kept between bursts; a larger vector is freed once empty.
 const KEPT_CAPACITY: usize = 8;
 
 impl Requests {
-    /// Enters a request with id key `key`; it must [`end`](Self::end) once.
-    /// Its future runs as `futures_util::future::Abortable` with what this returns.
-    pub(crate) fn start(&self, key: &str) -> AbortRegistration {
+    /// Enters a request with id key `key`.
+    pub(crate) fn start(&self, key: &str) -> Started {
         let (abort, registration) = AbortHandle::new_pair();
-        self.running.lock().push(Entry {
+        let mut table = self.running.lock();
+        let serial = table.next;
+        table.next += 1;
+        table.entries.push(Entry {
+            serial,
             key: IdText::new(key),
             abort,
             token: None,
             cancelled: false,
         });
-        registration
+        Started {
+            serial,
+            abort: registration,
+        }
     }
 
-    /// A request with id key `key` ended.
-    pub(crate) fn end(&self, key: &str) {
-        let mut running = self.running.lock();
-        if let Some(i) = running.iter().position(|e| e.key.as_str() == key) {
-            running.swap_remove(i);
+    /// Request `serial` ended.
+    pub(crate) fn end(&self, serial: u64) {
+        let mut table = self.running.lock();
+        if let Some(i) = table.entries.iter().position(|e| e.serial == serial) {
+            table.entries.swap_remove(i);
         }
-        if running.is_empty() && running.capacity() > KEPT_CAPACITY {
+        if table.entries.is_empty() && table.entries.capacity() > KEPT_CAPACITY {
             // After a burst, an idle session keeps no large table.
-            *running = Vec::new();
+            table.entries = Vec::new();
         }
     }
 
-    /// The token that fires when the request with id key `key` is cancelled.
-    pub(crate) fn token(&self, key: &str) -> CancellationToken {
-        let mut running = self.running.lock();
-        match running.iter_mut().find(|e| e.key.as_str() == key) {
+    /// The token that fires when request `serial` is cancelled.
+    pub(crate) fn token(&self, serial: u64) -> CancellationToken {
+        let mut table = self.running.lock();
+        match table.entries.iter_mut().find(|e| e.serial == serial) {
             Some(entry) => {
                 let token = entry.token.get_or_insert_with(CancellationToken::new);
                 if entry.cancelled {
@@ -106,20 +128,20 @@ impl Requests {
         }
     }
 
-    /// Runs `f` if a request with id key `key` is running and not
-    /// cancelled, holding the table so that the request cannot end meanwhile
-    /// (its answer is queued after it ends): what `f` queues comes before
-    /// the answer. `None` when there is no such request.
-    pub(crate) fn while_running<R>(&self, key: &str, f: impl FnOnce() -> R) -> Option<R> {
-        let running = self.running.lock();
-        running.iter().any(|e| e.key.as_str() == key && !e.cancelled).then(f)
+    /// Runs `f` if request `serial` is running and not cancelled, holding
+    /// the table so that the request cannot end meanwhile (its answer is
+    /// queued after it ends): what `f` queues comes before the answer.
+    /// `None` when it is not.
+    pub(crate) fn while_running<R>(&self, serial: u64, f: impl FnOnce() -> R) -> Option<R> {
+        let table = self.running.lock();
+        table.entries.iter().any(|e| e.serial == serial && !e.cancelled).then(f)
     }
 
     /// Cancels the requests running with id key `key`; false when there is
     /// none (unknown, or already answered).
     pub(crate) fn cancel(&self, key: &str) -> bool {
         let mut found = false;
-        for entry in self.running.lock().iter_mut().filter(|e| e.key.as_str() == key) {
+        for entry in self.running.lock().entries.iter_mut().filter(|e| e.key.as_str() == key) {
             found = true;
             entry.cancelled = true;
             entry.abort.abort();
@@ -149,17 +171,32 @@ mod tests {
     fn a_cancel_reaches_every_request_with_the_id_until_the_last_ends() {
         let requests = Requests::default();
         let first = requests.start("1");
-        let token = requests.token("1");
+        let token = requests.token(first.serial);
         let again = requests.start("1");
         let other = requests.start("\"1\"");
         assert!(requests.cancel("1"));
         assert!(token.is_cancelled());
-        assert!(aborted(first) && aborted(again), "both futures end");
-        assert!(!aborted(other), "\"1\" is another id");
-        requests.end("1");
-        requests.end("1");
+        assert!(
+            requests.while_running(again.serial, || ()).is_none(),
+            "no progress once cancelled"
+        );
+        assert!(aborted(first.abort) && aborted(again.abort), "both futures end");
+        assert!(!aborted(other.abort), "\"1\" is another id");
+        requests.end(first.serial);
+        requests.end(again.serial);
         assert!(!requests.cancel("1"), "ended: nothing left to cancel");
-        requests.end("\"1\"");
+        requests.end(other.serial);
         assert!(!requests.cancel("\"1\""));
+    }
+
+    #[test]
+    fn each_request_ends_its_own_entry_when_ids_repeat() {
+        let requests = Requests::default();
+        let finished = requests.start("7");
+        let running = requests.start("7");
+        requests.end(finished.serial);
+        assert!(requests.while_running(running.serial, || ()).is_some());
+        assert!(requests.cancel("7"));
+        assert!(aborted(running.abort), "the one still running is the one cancelled");
     }
 }
