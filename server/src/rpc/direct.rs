@@ -156,16 +156,15 @@ pub(crate) struct Owes {
 impl Owes {
     /// Runs the method's future, unless its request is cancelled first, and
     /// writes the answer frame for how it ended.
-    async fn run<R: Serialize>(self, future: impl Future<Output = Result<R, ErrorObject>>) -> Option<String> {
-        let mut this = self;
-        let ended = unless_cancelled(this.cancel.as_mut(), AssertUnwindSafe(future).catch_unwind()).await;
+    async fn run<R: Serialize>(mut self, future: impl Future<Output = Result<R, ErrorObject>>) -> Option<String> {
+        let ended = unless_cancelled(self.cancel.as_mut(), AssertUnwindSafe(future).catch_unwind()).await;
         let Self {
             id,
             max,
             method,
             slot,
             cancel,
-        } = this;
+        } = self;
         drop(slot);
         let answered = match ended {
             Some(Ok(answered)) => answered,
