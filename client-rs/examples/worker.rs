@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use switchboard_client::{Client, ConnectionState, RpcError};
+use switchboard_client::{Client, ConnectionState, IncomingCall, RpcError};
 
 #[derive(Deserialize)]
 struct Job {
@@ -51,12 +51,21 @@ async fn main() -> Result<(), switchboard_client::Error> {
     let me = std::process::id();
 
     // Register before connecting: the backend may call as soon as the session exists.
-    client.handle("job.run", move |job: Job| async move {
+    client.handle_with("job.run", move |job: Job, call: IncomingCall| async move {
         if job.input.is_empty() {
             return Err(RpcError::with_message(1, "empty input"));
         }
-        // If the backend gives up first, it sends `rpc.cancel` and this future is dropped.
-        tokio::time::sleep(Duration::from_millis(job.work_ms.min(60_000))).await;
+        // The work, in steps of at most 100 ms, each reported to the caller
+        // (`rpc.progress`). If the backend gives up first, it sends
+        // `rpc.cancel`: this future is dropped and the call answered -32011.
+        let work_ms = job.work_ms.min(60_000);
+        let mut done_ms = 0;
+        while done_ms < work_ms {
+            let step = (work_ms - done_ms).min(100);
+            tokio::time::sleep(Duration::from_millis(step)).await;
+            done_ms += step;
+            call.progress(&serde_json::json!({ "done_ms": done_ms, "work_ms": work_ms }));
+        }
         Ok(Done {
             output: job.input.to_uppercase(),
             worker: me,

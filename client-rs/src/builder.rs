@@ -149,8 +149,9 @@ impl ClientBuilder {
     }
 
     /// How many pushes each notification method and each topic keeps for a
-    /// reader that is slow or not there yet. When full, the oldest is dropped
-    /// and the reader is told how many it missed. Default 1024.
+    /// reader that is slow or not there yet, and how many progress reports a
+    /// [`ProgressCall`](crate::ProgressCall) keeps. When full, the oldest is
+    /// dropped and the reader is told how many it missed. Default 1024.
     pub fn buffer(mut self, pushes: usize) -> Self {
         self.config.buffer = pushes.max(1);
         self

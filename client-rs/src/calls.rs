@@ -1,14 +1,23 @@
 //! Calls to the server: registering them, sending them, waiting for their
-//! answers, and telling the server `rpc.cancel` when the caller gives up.
+//! answers (and, for a [`ProgressCall`], their progress), and telling the
+//! server `rpc.cancel` when the caller gives up.
 
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::Stream;
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use switchboard_protocol::{frame, methods};
-use tokio::sync::oneshot;
-use tokio::time::{Instant, timeout_at};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::time::{Instant, Sleep, sleep_until, timeout_at};
 
+use crate::buffer::{Buffer, Popped};
 use crate::error::Error;
 use crate::shared::{Answer, Conn, Pending, Shared};
 use crate::stats::bump;
@@ -127,29 +136,198 @@ impl<'a> CallGuard<'a> {
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        if self.ids.is_empty() {
-            return;
+        if !self.ids.is_empty() {
+            self.shared.give_up(&self.ids);
         }
+    }
+}
+
+impl Shared {
+    /// Forgets the calls `ids` and tells the server `rpc.cancel {id}` for
+    /// each one still waiting for its answer.
+    pub(crate) fn give_up(&self, ids: &[u64]) {
         let waiting: Vec<u64> = {
-            let mut link = self.shared.link.lock();
-            self.ids
-                .iter()
+            let mut link = self.link.lock();
+            ids.iter()
                 .filter(|id| link.pending.remove(id).is_some())
                 .copied()
                 .collect()
         };
-        if !self.shared.config.send_cancel {
+        if !self.config.send_cancel {
             return;
         }
         for id in waiting {
             let params = serde_json::json!({ "id": id }).to_string();
             // Best effort: a full queue or a lost connection leaves nothing to cancel.
-            if self
-                .shared
-                .try_send(frame::write_notification(methods::CANCEL, Some(&params)))
-            {
-                bump(&self.shared.stats.cancels_sent);
+            if self.try_send(frame::write_notification(methods::CANCEL, Some(&params))) {
+                bump(&self.stats.cancels_sent);
             }
+        }
+    }
+}
+
+/// A call to the server that is under way, with its progress: a
+/// [`Stream`] of the `rpc.progress` reports the server sends for it, then
+/// its result with [`result`](Self::result). Made by
+/// [`Client::call_with_progress`](crate::Client::call_with_progress).
+///
+/// The stream yields every report that arrived before the answer, in order,
+/// and ends when the answer arrives (or the call times out or its
+/// connection drops); no report is yielded after that. Reports are kept in a
+/// bounded buffer ([`ClientBuilder::buffer`](crate::ClientBuilder::buffer)):
+/// when it is full the oldest are dropped, and the stream yields
+/// `Err(Error::Lagged { missed })` before the reports that were kept.
+/// Calling [`result`](Self::result) without reading the stream drops the
+/// reports not read.
+///
+/// Dropping it before the answer gives the call up, and the server is sent
+/// `rpc.cancel {id}`, as for a dropped [`Client::call`](crate::Client::call).
+/// It holds one of the client's in-flight slots until it is dropped.
+#[must_use = "a call in progress is cancelled when dropped"]
+pub struct ProgressCall<R> {
+    shared: Arc<Shared>,
+    id: u64,
+    progress: Arc<Buffer<Box<RawValue>>>,
+    reply: oneshot::Receiver<Answer>,
+    deadline: Pin<Box<Sleep>>,
+    timeout: Duration,
+    /// The answer, once it is known: the server's, or why there is none.
+    answer: Option<Answer>,
+    /// Whether nothing is left to give up when this is dropped.
+    settled: bool,
+    _slot: OwnedSemaphorePermit,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for ProgressCall<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProgressCall")
+            .field("id", &self.id)
+            .field("answered", &self.answer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> ProgressCall<R> {
+    /// Sends the call `method(params)` and returns it under way.
+    pub(crate) async fn start(
+        shared: Arc<Shared>,
+        method: &str,
+        params: Option<&RawValue>,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        let errors = shared.clone();
+        let started = Self::send(shared, method, params, timeout).await;
+        if started.is_err() {
+            bump(&errors.stats.errors);
+        }
+        started
+    }
+
+    async fn send(
+        shared: Arc<Shared>,
+        method: &str,
+        params: Option<&RawValue>,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        let deadline = Instant::now() + timeout;
+        let slot = timeout_at(deadline, shared.in_flight.clone().acquire_owned())
+            .await
+            .map_err(|_| Error::Timeout(timeout))?
+            .map_err(|_| Error::Disconnected)?;
+        let progress = Arc::new(Buffer::new(shared.config.buffer));
+        let (conn, mut calls) = shared.register(1, |reply| Pending::Watched {
+            reply,
+            progress: progress.clone(),
+        })?;
+        let (id, reply) = calls.pop().ok_or(Error::Disconnected)?;
+        // From here on, dropping the call (when sending fails, or the caller
+        // gives up) forgets it and cancels it.
+        let call = Self {
+            shared,
+            id,
+            progress,
+            reply,
+            deadline: Box::pin(sleep_until(deadline)),
+            timeout,
+            answer: None,
+            settled: false,
+            _slot: slot,
+            _result: PhantomData,
+        };
+        let frame = frame::write_request(id, method, params.map(RawValue::get));
+        send(&conn, frame, deadline, timeout).await?;
+        bump(&call.shared.stats.calls);
+        Ok(call)
+    }
+
+    /// Waits for the answer (or the deadline, or the end of the connection)
+    /// and keeps it.
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.answer.is_some() {
+            return Poll::Ready(());
+        }
+        let answer = match Pin::new(&mut self.reply).poll(cx) {
+            Poll::Ready(Ok(answer)) => answer,
+            // The connection's teardown dropped the sender without a word.
+            Poll::Ready(Err(_)) => Err(Error::Disconnected),
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Err(Error::Timeout(self.timeout)),
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        if matches!(answer, Err(Error::Timeout(_))) {
+            self.shared.give_up(&[self.id]);
+        }
+        if answer.is_err() {
+            bump(&self.shared.stats.errors);
+        }
+        // An answer closed the buffer already; a timeout or a lost
+        // connection ends the progress here.
+        self.progress.close();
+        self.settled = true;
+        self.answer = Some(answer);
+        Poll::Ready(())
+    }
+
+    /// Waits for the call's result (within its timeout) and decodes it as
+    /// `R`. Progress not read yet is dropped.
+    pub async fn result(mut self) -> Result<R, Error>
+    where
+        R: DeserializeOwned,
+    {
+        std::future::poll_fn(|cx| self.poll_answer(cx)).await;
+        let raw = self.answer.take().unwrap_or(Err(Error::Disconnected))?;
+        serde_json::from_str(raw.get()).map_err(Error::Decode)
+    }
+}
+
+impl<R> Stream for ProgressCall<R> {
+    type Item = Result<serde_json::Value, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            match this.progress.poll_pop(cx) {
+                Poll::Ready(Some(Popped::Item(raw))) => {
+                    return Poll::Ready(Some(serde_json::from_str(raw.get()).map_err(Error::Decode)));
+                }
+                Poll::Ready(Some(Popped::Lagged(missed))) => return Poll::Ready(Some(Err(Error::Lagged { missed }))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {}
+            }
+            // Nothing queued: the next report or the answer, whichever comes
+            // first. Once the answer is in, the buffer is closed, and the
+            // reports queued before it come out before the end.
+            std::task::ready!(this.poll_answer(cx));
+        }
+    }
+}
+
+impl<R> Drop for ProgressCall<R> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.shared.give_up(&[self.id]);
         }
     }
 }

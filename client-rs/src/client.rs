@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::Batch;
 use crate::buffer::Buffer;
-use crate::calls::send;
+use crate::calls::{ProgressCall, send};
 use crate::config::{Config, without_query};
 use crate::error::{Error, RpcError};
+use crate::handler::IncomingCall;
 use crate::notifications::Notifications;
 use crate::shared::{Pending, Shared};
 use crate::state::{ConnectionState, StateStream};
@@ -171,6 +172,51 @@ impl Client {
         self.shared.request(method, params, timeout).await
     }
 
+    /// Calls `method` with `params` and returns the call under way, to read
+    /// the progress the server reports for it (`rpc.progress`) before its
+    /// result; within the default call timeout. Returns once the call is sent.
+    ///
+    /// The [`ProgressCall`] is a [`Stream`](futures_util::Stream) of the
+    /// reports, which ends when the answer arrives; [`ProgressCall::result`]
+    /// then gives the result, decoded as `R` (use `Box<RawValue>` for the raw
+    /// JSON). No report is yielded after the answer. Progress of calls made
+    /// any other way ([`call`](Self::call), batches) is dropped on arrival.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard_client::Client) -> Result<(), switchboard_client::Error> {
+    /// use futures_util::StreamExt;
+    ///
+    /// let mut call = client.call_with_progress::<_, u64>("demo.sleep", serde_json::json!({"ms": 350})).await?;
+    /// while let Some(report) = call.next().await {
+    ///     println!("progress: {}", report?);
+    /// }
+    /// let slept = call.result().await?;
+    /// assert_eq!(slept, 350);
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_with_progress<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: P,
+    ) -> Result<ProgressCall<R>, Error> {
+        self.call_with_progress_timeout(method, params, self.shared.config.call_timeout)
+            .await
+    }
+
+    /// Like [`call_with_progress`](Self::call_with_progress) with its own
+    /// timeout, counted from this call (sending included). When it passes,
+    /// the progress stream ends, the result is [`Error::Timeout`] and the
+    /// server is sent `rpc.cancel`.
+    pub async fn call_with_progress_timeout<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: P,
+        timeout: Duration,
+    ) -> Result<ProgressCall<R>, Error> {
+        let params = to_params(&params)?;
+        ProgressCall::start(self.shared.clone(), method, params.as_deref(), timeout).await
+    }
+
     /// Sends the notification `method(params)`: no answer comes back.
     pub async fn notify<P: Serialize>(&self, method: &str, params: P) -> Result<(), Error> {
         let params = to_params(&params)?;
@@ -277,9 +323,12 @@ impl Client {
     /// Each call runs in a task of its own, so handlers run concurrently (up
     /// to [`ClientBuilder::max_handlers`](crate::ClientBuilder::max_handlers)). Params that do not decode as `P`
     /// are answered `-32602`; a handler that panics is answered `-32603`; an
-    /// `rpc.cancel` from the server (its caller gave up) aborts the handler's
-    /// task, dropping its future; so does the end of the connection. Methods
-    /// without a handler are answered `-32601`.
+    /// `rpc.cancel` from the server (its caller gave up) drops the handler's
+    /// future and answers the call `-32011` (`Cancelled`) in its place, unless
+    /// its answer was already sent; the end of the connection drops it too.
+    /// Methods without a handler are answered `-32601`.
+    ///
+    /// To report progress or see the cancellation, use [`handle_with`](Self::handle_with).
     pub fn handle<P, R, F, Fut>(&self, method: impl Into<String>, handler: F)
     where
         P: DeserializeOwned + Send + 'static,
@@ -288,6 +337,39 @@ impl Client {
         Fut: Future<Output = Result<R, RpcError>> + Send + 'static,
     {
         let handler = crate::handler::erase(handler);
+        self.shared.handlers.write().insert(method.into(), handler);
+    }
+
+    /// Like [`handle`](Self::handle), with a handler that also gets the
+    /// [`IncomingCall`]: to report progress to the caller
+    /// ([`IncomingCall::progress`], sent as `rpc.progress` before the answer
+    /// and never after it) and to see whether the server cancelled the call
+    /// ([`IncomingCall::cancelled`], for work handed to other tasks).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), switchboard_client::Error> {
+    /// use switchboard_client::{Client, IncomingCall, RpcError};
+    ///
+    /// let client = Client::builder("ws://127.0.0.1:8080/ws?user=worker").build()?;
+    /// client.handle_with("files.scan", |(dir,): (String,), call: IncomingCall| async move {
+    ///     let mut scanned = 0;
+    ///     for _ in 0..3 {
+    ///         scanned += 100; // scan a part of `dir` …
+    ///         call.progress(&serde_json::json!({ "dir": dir, "scanned": scanned }));
+    ///     }
+    ///     Ok::<_, RpcError>(scanned)
+    /// });
+    /// client.connect().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn handle_with<P, R, F, Fut>(&self, method: impl Into<String>, handler: F)
+    where
+        P: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(P, IncomingCall) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, RpcError>> + Send + 'static,
+    {
+        let handler = crate::handler::erase_with(handler);
         self.shared.handlers.write().insert(method.into(), handler);
     }
 

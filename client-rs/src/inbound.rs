@@ -14,10 +14,11 @@ use switchboard_protocol::frame::{self, Frame, Message};
 use switchboard_protocol::methods::{self, Cancel, Disconnect, Publication, SubscribeResult, Welcome};
 use switchboard_protocol::{ErrorObject, codes};
 use tokio::sync::{Notify, mpsc};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use crate::buffer::Buffer;
 use crate::error::Error;
+use crate::handler::IncomingCall;
 use crate::shared::{Answer, MAX_UNCLAIMED, Pending, Shared};
 use crate::stats::bump;
 use crate::topic::{Resubscribed, SubscriptionEvent, Topic};
@@ -31,8 +32,9 @@ pub(crate) struct Connection<'a> {
     pub(crate) out: Vec<String>,
     /// Handlers running for server→client calls.
     pub(crate) handlers: JoinSet<()>,
-    /// Each running handler by the canonical text of its request id.
-    pub(crate) running: HashMap<String, AbortHandle>,
+    /// Each running handler's call by the canonical text of its request id
+    /// (`frame::id_key`), for `rpc.cancel`.
+    pub(crate) running: HashMap<String, IncomingCall>,
     pub(crate) by_task: HashMap<tokio::task::Id, String>,
     /// What the server announced with `rpc.disconnect`.
     pub(crate) disconnect: Option<Disconnect>,
@@ -40,9 +42,14 @@ pub(crate) struct Connection<'a> {
     pub(crate) expiring: Option<Arc<Notify>>,
 }
 
-/// The canonical text of a request id, to match `rpc.cancel {id}` with it.
-fn id_key(id: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(id).map_or_else(|_| id.to_owned(), |v| v.to_string())
+/// The params of `rpc.progress`, borrowed from the frame: a report for a
+/// call nobody watches is dropped without copying anything.
+#[derive(serde::Deserialize)]
+struct ProgressParams<'a> {
+    #[serde(borrow)]
+    id: &'a RawValue,
+    #[serde(borrow)]
+    progress: &'a RawValue,
 }
 
 impl Connection<'_> {
@@ -103,6 +110,12 @@ impl Connection<'_> {
         match pending {
             Pending::Call(tx) => {
                 let _ = tx.send(answer);
+            }
+            Pending::Watched { reply, progress } => {
+                // Closed first: whoever reads the progress sees its end no
+                // later than the answer, and nothing after it.
+                progress.close();
+                let _ = reply.send(answer);
             }
             Pending::Subscribe { topics, resume, reply } => {
                 self.apply_subscribe(&topics, resume, &answer);
@@ -182,37 +195,54 @@ impl Connection<'_> {
             self.answer_error(id.get(), &ErrorObject::new(codes::OVERLOADED));
             return;
         }
-        let id_text = id.get().to_owned();
-        let key = id_key(&id_text);
+        let call = IncomingCall::new(method.to_owned(), id.to_owned(), self.tx.clone());
+        let key = frame::id_key(id.get()).into_owned();
         let params = params.map(ToOwned::to_owned);
         let tx = self.tx.clone();
         let shared = Arc::downgrade(self.shared);
-        let method = method.to_owned();
+        let watched = call.clone();
         let abort = self.handlers.spawn(async move {
+            let id_text = call.id().get();
             // The handler is called inside the guarded future, so a panic
             // while making its future is caught too.
-            let outcome = AssertUnwindSafe(async move { handler(params).await })
-                .catch_unwind()
-                .await;
+            let work = AssertUnwindSafe(handler(params, call.clone())).catch_unwind();
+            // An `rpc.cancel` drops the handler's future and answers -32011 in
+            // its place: this task sends the call's one answer either way.
+            let outcome = tokio::select! {
+                biased;
+                () = call.cancelled() => None,
+                outcome = work => Some(outcome),
+            };
             let (frame, ok) = match outcome {
-                Ok(Ok(result)) => (frame::write_result(&id_text, result.get()), true),
-                Ok(Err(error)) => (frame::write_error(Some(&id_text), &error), false),
-                Err(_) => {
-                    tracing::error!(method, "a handler panicked");
+                None => {
+                    tracing::debug!(
+                        method = call.method(),
+                        "the server cancelled a call; its handler was dropped"
+                    );
+                    let error = ErrorObject::new(codes::CANCELLED);
+                    (frame::write_error(Some(id_text), &error), None)
+                }
+                Some(Ok(Ok(result))) => (frame::write_result(id_text, result.get()), Some(true)),
+                Some(Ok(Err(error))) => (frame::write_error(Some(id_text), &error), Some(false)),
+                Some(Err(_)) => {
+                    tracing::error!(method = call.method(), "a handler panicked");
                     let error = ErrorObject::new(codes::INTERNAL_ERROR);
-                    (frame::write_error(Some(&id_text), &error), false)
+                    (frame::write_error(Some(id_text), &error), Some(false))
                 }
             };
-            if let Some(shared) = shared.upgrade() {
+            // A cancelled call counts neither as handled nor as an error.
+            if let (Some(shared), Some(ok)) = (shared.upgrade(), ok) {
                 bump(&shared.stats.handled);
                 if !ok {
                     bump(&shared.stats.errors);
                 }
             }
-            let _ = tx.send(frame).await;
+            if call.take_answer() {
+                let _ = tx.send(frame).await;
+            }
         });
         self.by_task.insert(abort.id(), key.clone());
-        self.running.insert(key, abort);
+        self.running.insert(key, watched);
     }
 
     fn on_notification(&mut self, method: &str, params: Option<&RawValue>) {
@@ -223,13 +253,14 @@ impl Connection<'_> {
                 Err(_) => bump(&self.shared.stats.errors),
             },
             methods::CANCEL => {
+                // The handler's task answers -32011 in its place, unless its answer was already on its way.
                 if let Ok(cancel) = serde_json::from_str::<Cancel>(text)
-                    && let Some(task) = self.running.remove(&cancel.id.to_string())
+                    && let Some(call) = self.running.remove(&frame::value_key(&cancel.id))
                 {
-                    tracing::debug!(id = %cancel.id, "the server cancelled a call; its handler is aborted");
-                    task.abort();
+                    call.cancel();
                 }
             }
+            methods::PROGRESS => self.on_progress(text),
             methods::EXPIRING => match &self.expiring {
                 Some(refresher) => refresher.notify_one(),
                 None => tracing::warn!("the session's token expires soon, and there is no token source to refresh it"),
@@ -240,10 +271,28 @@ impl Connection<'_> {
                     *self.shared.welcome.lock() = Some(w);
                 }
             }
-            // The gateway's own notifications this client does not use (such as
-            // `rpc.progress`) are not the application's.
+            // The gateway's own notifications this client does not use are not
+            // the application's.
             _ if methods::is_reserved(method) => {}
             _ => self.on_push(method, params),
+        }
+    }
+
+    /// Progress of one of our calls: to its caller if it watches the
+    /// call's progress, otherwise dropped. Reports for a call that has its
+    /// answer (or was given up) find no pending entry and are dropped too.
+    fn on_progress(&mut self, text: &str) {
+        let Ok(report) = serde_json::from_str::<ProgressParams<'_>>(text) else {
+            bump(&self.shared.stats.errors);
+            return;
+        };
+        let Some(id) = frame::our_id(report.id) else {
+            return;
+        };
+        let link = self.shared.link.lock();
+        if let Some(Pending::Watched { progress, .. }) = link.pending.get(&id) {
+            let dropped = progress.push(report.progress.to_owned());
+            self.shared.count_dropped(dropped);
         }
     }
 

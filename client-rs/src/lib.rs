@@ -45,9 +45,10 @@
 //!
 //! # Contents
 //!
-//! - [`Client`] and its [`ClientBuilder`]: [`Client::call`], [`Client::notify`],
-//!   [`Client::batch`] ([`Batch`]), [`Client::on_notification`] ([`Notifications`]),
-//!   [`Client::subscribe`] ([`Subscription`], [`SubscriptionEvent`]), [`Client::handle`],
+//! - [`Client`] and its [`ClientBuilder`]: [`Client::call`], [`Client::call_with_progress`]
+//!   ([`ProgressCall`]), [`Client::notify`], [`Client::batch`] ([`Batch`]),
+//!   [`Client::on_notification`] ([`Notifications`]), [`Client::subscribe`] ([`Subscription`],
+//!   [`SubscriptionEvent`]), [`Client::handle`] and [`Client::handle_with`] ([`IncomingCall`]),
 //!   [`Client::states`] ([`ConnectionState`]), [`Client::welcome`], [`Client::stats`] ([`Stats`]).
 //! - [`Error`]: the one error type; [`RpcError`] is what handlers answer with.
 //! - [`ReconnectPolicy`] and [`backoff`], the pure function behind its delays.
@@ -55,6 +56,9 @@
 //!
 //! # Reconnecting
 #![doc = include_str!("docs/reconnect.md")]
+//!
+//! # Progress and cancellation
+#![doc = include_str!("docs/progress.md")]
 //!
 //! # Buffers and what happens when they overflow
 #![doc = include_str!("docs/buffers.md")]
@@ -111,8 +115,10 @@ mod builder;
 
 pub use batch::{Batch, BatchCall, BatchResults};
 pub use builder::ClientBuilder;
+pub use calls::ProgressCall;
 pub use client::Client;
 pub use error::{BoxError, Error, RpcError};
+pub use handler::IncomingCall;
 pub use notifications::Notifications;
 pub use reconnect::ReconnectPolicy;
 pub use rustls;

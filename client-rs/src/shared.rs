@@ -35,7 +35,8 @@ pub(crate) struct Shared {
     pub(crate) welcome: Mutex<Option<Welcome>>,
     pub(crate) stats: Counters,
     pub(crate) shutdown: CancellationToken,
-    pub(crate) in_flight: Semaphore,
+    /// Slots for calls in flight; shared, so that a [`ProgressCall`](crate::ProgressCall) can hold one.
+    pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) task: Mutex<Option<JoinHandle<()>>>,
     /// Set by the first `connect` (or a `close` before any).
     pub(crate) started: AtomicBool,
@@ -68,6 +69,12 @@ pub(crate) type Answer = Result<Box<RawValue>, Error>;
 pub(crate) enum Pending {
     /// An ordinary call: the answer goes to the caller.
     Call(oneshot::Sender<Answer>),
+    /// A call whose caller reads its progress: each `rpc.progress` for it
+    /// goes into `progress`, which is closed before the answer is sent on.
+    Watched {
+        reply: oneshot::Sender<Answer>,
+        progress: Arc<Buffer<Box<RawValue>>>,
+    },
     /// An `rpc.subscribe`: the connection task applies the answer to the
     /// topics at once (before any publication that follows it), then hands
     /// it on to `reply`.
@@ -86,6 +93,10 @@ impl Pending {
         match self {
             Self::Call(tx) | Self::Subscribe { reply: Some(tx), .. } => {
                 let _ = tx.send(Err(error()));
+            }
+            Self::Watched { reply, progress } => {
+                progress.close();
+                let _ = reply.send(Err(error()));
             }
             Self::Subscribe { reply: None, .. } => {}
         }
@@ -127,7 +138,7 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     pub(crate) fn new(config: Config) -> Self {
         Self {
-            in_flight: Semaphore::new(config.max_in_flight),
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             config,
             link: Mutex::new(Link::default()),
             next_id: AtomicU64::new(1),
