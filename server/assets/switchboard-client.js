@@ -28,11 +28,75 @@ __export(codec_exports, {
   decode: () => decode,
   encodeError: () => encodeError,
   encodeNotification: () => encodeNotification,
+  encodeProgress: () => encodeProgress,
   encodeRequest: () => encodeRequest,
   encodeResult: () => encodeResult,
   protocolAnswers: () => protocolAnswers,
   standardMessage: () => standardMessage
 });
+
+// src/protocol.ts
+var PROTOCOL_VERSION = "switchboard.v1";
+var ErrorCode = {
+  ParseError: -32700,
+  InvalidRequest: -32600,
+  MethodNotFound: -32601,
+  InvalidParams: -32602,
+  InternalError: -32603,
+  Unauthorized: -32e3,
+  Forbidden: -32001,
+  RateLimited: -32002,
+  Overloaded: -32003,
+  Timeout: -32004,
+  SessionGone: -32005,
+  UpstreamFailed: -32006,
+  BrokerUnavailable: -32007,
+  TokenExpired: -32008,
+  RecoveryIncomplete: -32009,
+  LimitExceeded: -32010,
+  Cancelled: -32011,
+  NoTarget: -32012
+};
+var ERROR_MESSAGES = {
+  [-32700]: "Parse error",
+  [-32600]: "Invalid request",
+  [-32601]: "Method not found",
+  [-32602]: "Invalid params",
+  [-32603]: "Internal error",
+  [-32e3]: "Unauthorized",
+  [-32001]: "Forbidden",
+  [-32002]: "Rate limited",
+  [-32003]: "Overloaded",
+  [-32004]: "Timeout",
+  [-32005]: "Session gone",
+  [-32006]: "Upstream failed",
+  [-32007]: "Broker unavailable",
+  [-32008]: "Token expired",
+  [-32009]: "Recovery incomplete",
+  [-32010]: "Limit exceeded",
+  [-32011]: "Cancelled",
+  [-32012]: "No target"
+};
+var CLOSE_CODES = [
+  { code: 1e3, reason: "normal", class: "Reconnect" },
+  { code: 1001, reason: "server shutting down", class: "Reconnect" },
+  { code: 1002, reason: "protocol error", class: "Reconnect" },
+  { code: 1007, reason: "invalid UTF-8 in text frame", class: "Reconnect" },
+  { code: 1009, reason: "message too big", class: "Reconnect" },
+  { code: 1011, reason: "internal error", class: "Reconnect" },
+  { code: 1012, reason: "node draining, reconnect", class: "ReconnectNow" },
+  { code: 1013, reason: "server overloaded, retry later", class: "Reconnect" },
+  { code: 4e3, reason: "slow consumer", class: "Reconnect" },
+  { code: 4001, reason: "ping timeout", class: "Reconnect" },
+  { code: 4002, reason: "token expired", class: "Reconnect" },
+  { code: 4003, reason: "reconnect requested", class: "Reconnect" },
+  { code: 4004, reason: "rate limit exceeded", class: "Reconnect" },
+  { code: 4500, reason: "unauthorized", class: "Terminal" },
+  { code: 4501, reason: "forbidden", class: "Terminal" },
+  { code: 4502, reason: "kicked", class: "Terminal" }
+];
+
+// src/codec.ts
 var PARSE_ERROR = -32700;
 var INVALID_REQUEST = -32600;
 var METHOD_NOT_FOUND = -32601;
@@ -210,6 +274,9 @@ function encodeNotification(method, params) {
 function encodeResult(id, result) {
   return `{"jsonrpc":"2.0","id":${id},"result":${json(result)}}`;
 }
+function encodeProgress(id, progress) {
+  return `{"jsonrpc":"2.0","method":"rpc.progress","params":{"id":${id},"progress":${json(progress)}}}`;
+}
 function encodeError(id, error) {
   const e = { code: error.code, message: error.message };
   if (error.data !== void 0) e.data = error.data;
@@ -228,7 +295,7 @@ function standardMessage(code) {
     case INTERNAL_ERROR:
       return "Internal error";
     default:
-      return "Server error";
+      return ERROR_MESSAGES[code] ?? "Server error";
   }
 }
 function protocolAnswers(frame) {
@@ -390,6 +457,7 @@ var PendingCalls = class {
         method,
         frame,
         sent: false,
+        onProgress: options.onProgress,
         resolve,
         reject,
         dispose: () => {
@@ -433,6 +501,20 @@ var PendingCalls = class {
     return true;
   }
   /**
+   * Hands a progress report to the call with this id, if it is waiting for
+   * its answer and asked for progress; false when nobody took it.
+   */
+  progress(id, progress) {
+    const entry = this.#entries.get(id);
+    if (entry?.onProgress === void 0 || !entry.sent) return false;
+    try {
+      entry.onProgress(progress);
+    } catch (error) {
+      this.#hooks.progressFailed?.(error);
+    }
+    return true;
+  }
+  /**
    * Rejects every call already sent: its answer can no longer arrive.
    * Calls still queued wait for the next connection.
    */
@@ -465,67 +547,6 @@ var PendingCalls = class {
 function abortReason(signal) {
   return signal.reason ?? new DOMException("This operation was aborted", "AbortError");
 }
-
-// src/protocol.ts
-var PROTOCOL_VERSION = "switchboard.v1";
-var ErrorCode = {
-  ParseError: -32700,
-  InvalidRequest: -32600,
-  MethodNotFound: -32601,
-  InvalidParams: -32602,
-  InternalError: -32603,
-  Unauthorized: -32e3,
-  Forbidden: -32001,
-  RateLimited: -32002,
-  Overloaded: -32003,
-  Timeout: -32004,
-  SessionGone: -32005,
-  UpstreamFailed: -32006,
-  BrokerUnavailable: -32007,
-  TokenExpired: -32008,
-  RecoveryIncomplete: -32009,
-  LimitExceeded: -32010,
-  Cancelled: -32011,
-  NoTarget: -32012
-};
-var ERROR_MESSAGES = {
-  [-32700]: "Parse error",
-  [-32600]: "Invalid request",
-  [-32601]: "Method not found",
-  [-32602]: "Invalid params",
-  [-32603]: "Internal error",
-  [-32e3]: "Unauthorized",
-  [-32001]: "Forbidden",
-  [-32002]: "Rate limited",
-  [-32003]: "Overloaded",
-  [-32004]: "Timeout",
-  [-32005]: "Session gone",
-  [-32006]: "Upstream failed",
-  [-32007]: "Broker unavailable",
-  [-32008]: "Token expired",
-  [-32009]: "Recovery incomplete",
-  [-32010]: "Limit exceeded",
-  [-32011]: "Cancelled",
-  [-32012]: "No target"
-};
-var CLOSE_CODES = [
-  { code: 1e3, reason: "normal", class: "Reconnect" },
-  { code: 1001, reason: "server shutting down", class: "Reconnect" },
-  { code: 1002, reason: "protocol error", class: "Reconnect" },
-  { code: 1007, reason: "invalid UTF-8 in text frame", class: "Reconnect" },
-  { code: 1009, reason: "message too big", class: "Reconnect" },
-  { code: 1011, reason: "internal error", class: "Reconnect" },
-  { code: 1012, reason: "node draining, reconnect", class: "ReconnectNow" },
-  { code: 1013, reason: "server overloaded, retry later", class: "Reconnect" },
-  { code: 4e3, reason: "slow consumer", class: "Reconnect" },
-  { code: 4001, reason: "ping timeout", class: "Reconnect" },
-  { code: 4002, reason: "token expired", class: "Reconnect" },
-  { code: 4003, reason: "reconnect requested", class: "Reconnect" },
-  { code: 4004, reason: "rate limit exceeded", class: "Reconnect" },
-  { code: 4500, reason: "unauthorized", class: "Terminal" },
-  { code: 4501, reason: "forbidden", class: "Terminal" },
-  { code: 4502, reason: "kicked", class: "Terminal" }
-];
 
 // src/state.ts
 function transition(state, event) {
@@ -741,7 +762,7 @@ var Client = class {
   #notifications = /* @__PURE__ */ new Map();
   #handlers = /* @__PURE__ */ new Map();
   #subscriptions = /* @__PURE__ */ new Map();
-  /** Server requests being answered, by raw id. */
+  /** Server requests being answered, by their id's canonical text (see {@link idKey}). */
   #running = /* @__PURE__ */ new Map();
   #state = "disconnected";
   #socket;
@@ -773,7 +794,10 @@ var Client = class {
     this.#WebSocket = ctor;
     this.#pending = new PendingCalls(
       this.#timers,
-      { cancelled: (id) => this.#sendRaw(encodeNotification("rpc.cancel", { id })) },
+      {
+        cancelled: (id) => this.#sendRaw(encodeNotification("rpc.cancel", { id })),
+        progressFailed: (error) => this.#reportError(error)
+      },
       options.maxPending ?? 1e3
     );
     if (options.autoConnect ?? true) this.connect();
@@ -834,7 +858,8 @@ var Client = class {
     const id = this.#nextId++;
     return this.#enqueue(id, method, encodeRequest(id, method, params), {
       timeout: options.timeout ?? this.#options.timeout ?? 3e4,
-      ...options.signal === void 0 ? {} : { signal: options.signal }
+      ...options.signal === void 0 ? {} : { signal: options.signal },
+      ...options.onProgress === void 0 ? {} : { onProgress: options.onProgress }
     });
   }
   /**
@@ -1004,7 +1029,7 @@ var Client = class {
       }
     }
     this.#pending.failSent(error);
-    for (const controller of this.#running.values()) controller.abort(error);
+    for (const request of this.#running.values()) request.controller.abort(error);
     this.#running.clear();
     for (const sub of this.#subscriptions.values()) sub.suspended();
     this.#pinging = false;
@@ -1088,7 +1113,10 @@ var Client = class {
         this.#publication(p);
         return;
       case "rpc.cancel":
-        this.#running.get(JSON.stringify(p["id"]))?.abort(new DisconnectedError("cancelled by the server"));
+        this.#running.get(JSON.stringify(p["id"]))?.cancel();
+        return;
+      case "rpc.progress":
+        if (typeof p["id"] === "number") this.#pending.progress(p["id"], p["progress"]);
         return;
       case "rpc.disconnect":
         this.#notice = p;
@@ -1117,12 +1145,24 @@ var Client = class {
     }
     const transport = this.#transport;
     const controller = new AbortController();
-    this.#running.set(id, controller);
+    const key = idKey(id);
+    let answered = false;
     const answer = (frame) => {
-      if (this.#running.get(id) === controller) this.#running.delete(id);
+      if (answered) return;
+      answered = true;
+      if (this.#running.get(key) === request) this.#running.delete(key);
       if (transport === this.#transport && !controller.signal.aborted) this.#sendRaw(frame);
     };
-    new Promise((resolve) => resolve(handler(params, { method, id, signal: controller.signal }))).then(
+    const request = {
+      controller,
+      cancel: () => {
+        answer(encodeError(id, { code: ErrorCode.Cancelled, message: standardMessage(ErrorCode.Cancelled) }));
+        controller.abort(new DisconnectedError("cancelled by the server"));
+      }
+    };
+    this.#running.set(key, request);
+    const progress = (value) => !answered && transport === this.#transport && !controller.signal.aborted && this.#sendRaw(encodeProgress(id, value));
+    new Promise((resolve) => resolve(handler(params, { method, id, signal: controller.signal, progress }))).then(
       (result) => answer(encodeResult(id, result)),
       (error) => answer(encodeError(id, toErrorObject(error)))
     );
@@ -1254,6 +1294,13 @@ var Client = class {
     }
   }
 };
+function idKey(id) {
+  try {
+    return JSON.stringify(JSON.parse(id));
+  } catch {
+    return id;
+  }
+}
 function toErrorObject(error) {
   if (error instanceof RpcError) return error.toJSON();
   const reason = error instanceof Error ? error.message : String(error);

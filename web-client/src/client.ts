@@ -13,6 +13,7 @@ import {
   decode,
   encodeError,
   encodeNotification,
+  encodeProgress,
   encodeRequest,
   encodeResult,
   protocolAnswers,
@@ -26,6 +27,7 @@ import { Emitter } from "./emitter.js";
 import { DisconnectedError, RpcError } from "./errors.js";
 import { PendingCalls, type CallOptions } from "./pending.js";
 import {
+  ErrorCode,
   PROTOCOL_VERSION,
   type BuiltinMethods,
   type Disconnect,
@@ -139,8 +141,18 @@ export interface RequestContext {
   method: string;
   /** The server's request id (raw JSON text). */
   id: RawId;
-  /** Aborted when the server gives up (`rpc.cancel`) or the connection closes. */
+  /**
+   * Aborted when the server gives up (`rpc.cancel`) or the connection closes.
+   * On `rpc.cancel` the call is answered `-32011` (`Cancelled`) at once, and
+   * whatever the handler returns afterwards is not sent.
+   */
   signal: AbortSignal;
+  /**
+   * Reports progress to the caller: sends `rpc.progress {id, progress}`
+   * (any JSON value). Returns whether it was sent: a report is dropped once
+   * the call is answered or cancelled, or while there is no connection.
+   */
+  progress(progress: unknown): boolean;
 }
 
 /** Answers a server → client call: the return value is the result, a thrown error the error. */
@@ -180,8 +192,8 @@ export class Client implements SubscriptionOwner {
   readonly #notifications = new Map<string, Set<(params: ReceivedParams | undefined) => void>>();
   readonly #handlers = new Map<string, RequestHandler>();
   readonly #subscriptions = new Map<string, Subscription>();
-  /** Server requests being answered, by raw id. */
-  readonly #running = new Map<RawId, AbortController>();
+  /** Server requests being answered, by their id's canonical text (see {@link idKey}). */
+  readonly #running = new Map<string, RunningRequest>();
 
   #state: State = "disconnected";
   #socket: WebSocketLike | undefined;
@@ -214,7 +226,10 @@ export class Client implements SubscriptionOwner {
     this.#WebSocket = ctor;
     this.#pending = new PendingCalls(
       this.#timers,
-      { cancelled: (id) => this.#sendRaw(encodeNotification("rpc.cancel", { id })) },
+      {
+        cancelled: (id) => this.#sendRaw(encodeNotification("rpc.cancel", { id })),
+        progressFailed: (error) => this.#reportError(error),
+      },
       options.maxPending ?? 1000,
     );
     if (options.autoConnect ?? true) this.connect();
@@ -286,7 +301,8 @@ export class Client implements SubscriptionOwner {
    * {@link DisconnectedError} when the connection closes first, or the
    * signal's reason when aborted; for a call given up after it was sent,
    * the server is sent `rpc.cancel`, which stops the method's work if it
-   * is still running.
+   * is still running. `options.onProgress` receives the progress the method
+   * reports (`rpc.progress`) before the call settles, never after.
    */
   call<M extends Builtin>(method: M, ...args: BuiltinArgs<M>): Promise<BuiltinMethods[M]["result"]>;
   call<R = unknown, M extends string = string>(
@@ -299,6 +315,7 @@ export class Client implements SubscriptionOwner {
     return this.#enqueue(id, method, encodeRequest(id, method, params), {
       timeout: options.timeout ?? this.#options.timeout ?? 30_000,
       ...(options.signal === undefined ? {} : { signal: options.signal }),
+      ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
     });
   }
 
@@ -490,7 +507,8 @@ export class Client implements SubscriptionOwner {
       }
     }
     this.#pending.failSent(error);
-    for (const controller of this.#running.values()) controller.abort(error);
+    // Their answers can no longer be sent: the handlers only learn why.
+    for (const request of this.#running.values()) request.controller.abort(error);
     this.#running.clear();
     for (const sub of this.#subscriptions.values()) sub.suspended();
     this.#pinging = false;
@@ -582,7 +600,10 @@ export class Client implements SubscriptionOwner {
         this.#publication(p as unknown as Publication);
         return;
       case "rpc.cancel":
-        this.#running.get(JSON.stringify(p["id"]))?.abort(new DisconnectedError("cancelled by the server"));
+        this.#running.get(JSON.stringify(p["id"]))?.cancel();
+        return;
+      case "rpc.progress":
+        if (typeof p["id"] === "number") this.#pending.progress(p["id"], p["progress"]);
         return;
       case "rpc.disconnect":
         this.#notice = p as unknown as Disconnect;
@@ -612,12 +633,26 @@ export class Client implements SubscriptionOwner {
     }
     const transport = this.#transport;
     const controller = new AbortController();
-    this.#running.set(id, controller);
+    const key = idKey(id);
+    let answered = false;
+    // The call's one answer: the handler's, or -32011 on rpc.cancel, whichever comes first.
     const answer = (frame: string): void => {
-      if (this.#running.get(id) === controller) this.#running.delete(id);
+      if (answered) return;
+      answered = true;
+      if (this.#running.get(key) === request) this.#running.delete(key);
       if (transport === this.#transport && !controller.signal.aborted) this.#sendRaw(frame);
     };
-    new Promise((resolve) => resolve(handler(params, { method, id, signal: controller.signal }))).then(
+    const request: RunningRequest = {
+      controller,
+      cancel: () => {
+        answer(encodeError(id, { code: ErrorCode.Cancelled, message: standardMessage(ErrorCode.Cancelled) }));
+        controller.abort(new DisconnectedError("cancelled by the server"));
+      },
+    };
+    this.#running.set(key, request);
+    const progress = (value: unknown): boolean =>
+      !answered && transport === this.#transport && !controller.signal.aborted && this.#sendRaw(encodeProgress(id, value));
+    new Promise((resolve) => resolve(handler(params, { method, id, signal: controller.signal, progress }))).then(
       (result) => answer(encodeResult(id, result)),
       (error: unknown) => answer(encodeError(id, toErrorObject(error))),
     );
@@ -758,6 +793,26 @@ export class Client implements SubscriptionOwner {
     } finally {
       this.#reportingError = false;
     }
+  }
+}
+
+/** A server request being answered. */
+interface RunningRequest {
+  /** Aborted on `rpc.cancel` and when the connection closes. */
+  readonly controller: AbortController;
+  /** `rpc.cancel`: answers `-32011` unless answered already, then aborts the handler. */
+  cancel(): void;
+}
+
+/**
+ * The canonical text of a request id, so that `rpc.cancel {id}` matches the
+ * request's id by JSON value (`"\u0061"` is `"a"`), not by spelling.
+ */
+function idKey(id: RawId): string {
+  try {
+    return JSON.stringify(JSON.parse(id));
+  } catch {
+    return id;
   }
 }
 

@@ -10,6 +10,7 @@
  */
 
 import type { ErrorObject } from "./errors.js";
+import { ERROR_MESSAGES } from "./protocol.js";
 
 /** The raw JSON text of an id, exactly as the peer wrote it: `12`, `"a"`, `null`. */
 export type RawId = string;
@@ -270,6 +271,11 @@ export function encodeResult(id: RawId, result: unknown): string {
   return `{"jsonrpc":"2.0","id":${id},"result":${json(result)}}`;
 }
 
+/** `{"jsonrpc":"2.0","method":"rpc.progress","params":{"id":<raw id>,"progress":…}}`. */
+export function encodeProgress(id: RawId, progress: unknown): string {
+  return `{"jsonrpc":"2.0","method":"rpc.progress","params":{"id":${id},"progress":${json(progress)}}}`;
+}
+
 /** `{"jsonrpc":"2.0","id":<raw id or null>,"error":{code,message,data?}}`. */
 export function encodeError(id: RawId | null, error: ErrorObject): string {
   const e: ErrorObject = { code: error.code, message: error.message };
@@ -277,7 +283,7 @@ export function encodeError(id: RawId | null, error: ErrorObject): string {
   return `{"jsonrpc":"2.0","id":${id ?? "null"},"error":${JSON.stringify(e)}}`;
 }
 
-/** The standard message for the specification's codes. */
+/** The standard message for the specification's codes and the gateway's (`ERROR_MESSAGES`). */
 export function standardMessage(code: number): string {
   switch (code) {
     case PARSE_ERROR:
@@ -291,7 +297,7 @@ export function standardMessage(code: number): string {
     case INTERNAL_ERROR:
       return "Internal error";
     default:
-      return "Server error";
+      return ERROR_MESSAGES[code] ?? "Server error";
   }
 }
 

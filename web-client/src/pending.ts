@@ -20,6 +20,8 @@ export interface Outgoing {
 }
 
 interface Entry extends Outgoing {
+  /** Receives the call's progress reports, when the caller asked for them. */
+  onProgress: ((progress: unknown) => void) | undefined;
   resolve(value: unknown): void;
   reject(error: unknown): void;
   /** Clears the timer and the abort listener. */
@@ -30,6 +32,8 @@ interface Entry extends Outgoing {
 export interface PendingHooks {
   /** A sent call was given up (timeout or abort): tell the peer with `rpc.cancel`. */
   cancelled(id: number): void;
+  /** A call's `onProgress` threw. */
+  progressFailed?(error: unknown): void;
 }
 
 /** Options of one call. */
@@ -41,6 +45,12 @@ export interface CallOptions {
   timeout?: number;
   /** Aborts the call: it rejects with the signal's reason and the server gets `rpc.cancel`. */
   signal?: AbortSignal;
+  /**
+   * Receives the call's progress: the `progress` of each `rpc.progress` the
+   * server sends for it, in order, before the call settles and never after.
+   * Without it, progress reports for the call are ignored.
+   */
+  onProgress?: (progress: unknown) => void;
 }
 
 export class PendingCalls {
@@ -89,6 +99,7 @@ export class PendingCalls {
         method,
         frame,
         sent: false,
+        onProgress: options.onProgress,
         resolve,
         reject,
         dispose: () => {
@@ -132,6 +143,21 @@ export class PendingCalls {
     entry.dispose();
     if ("error" in outcome) entry.reject(RpcError.from(outcome.error));
     else entry.resolve(outcome.result);
+    return true;
+  }
+
+  /**
+   * Hands a progress report to the call with this id, if it is waiting for
+   * its answer and asked for progress; false when nobody took it.
+   */
+  progress(id: number, progress: unknown): boolean {
+    const entry = this.#entries.get(id);
+    if (entry?.onProgress === undefined || !entry.sent) return false;
+    try {
+      entry.onProgress(progress);
+    } catch (error) {
+      this.#hooks.progressFailed?.(error);
+    }
     return true;
   }
 

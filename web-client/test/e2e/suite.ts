@@ -229,6 +229,26 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: "a call's progress arrives before its result, and none after",
+    async run(env) {
+      const c = env.client(env.unique("progress"));
+      try {
+        await c.ready();
+        const seen: unknown[] = [];
+        const result = await c.call("demo.sleep", { ms: 350 }, { onProgress: (p) => seen.push(p) });
+        const before = seen.length;
+        assertEqual(result, 350, "demo.sleep's result");
+        assert(before >= 2, `at least two reports before the result: ${JSON.stringify(seen)}`);
+        assertEqual(seen.slice(0, 2), [{ elapsed_ms: 100, ms: 350 }, { elapsed_ms: 200, ms: 350 }], "the first reports");
+        // Frames arrive in order: a report sent after the answer would be here before the pong.
+        assertEqual(await c.call("rpc.ping"), "pong", "rpc.ping");
+        assertEqual(seen.length, before, "reports after the result");
+      } finally {
+        c.close();
+      }
+    },
+  },
+  {
     name: "a terminal close code stops reconnecting until connect()",
     async run(env) {
       const c = env.client(env.unique("kicked"));

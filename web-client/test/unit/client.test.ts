@@ -123,6 +123,46 @@ describe("calls", () => {
     expect(ws.frames.at(-1)).toEqual({ jsonrpc: "2.0", method: "rpc.cancel", params: { id: 1 } });
   });
 
+  it("hand their progress to onProgress before they settle, and none after", async () => {
+    const c = client({ personalTopic: false });
+    const ws = FakeWebSocket.last;
+    ws.welcome();
+    const seen: unknown[] = [];
+    const call = c.call("demo.sleep", { ms: 350 }, { onProgress: (p) => seen.push(p) }).then((result) => {
+      seen.push({ result });
+      return result;
+    });
+    const plain = c.call("demo.sleep", { ms: 350 });
+    ws.push({ jsonrpc: "2.0", method: "rpc.progress", params: { id: 1, progress: { elapsed_ms: 100 } } });
+    ws.push({ jsonrpc: "2.0", method: "rpc.progress", params: { id: 2, progress: "nobody asked" } });
+    ws.push({ jsonrpc: "2.0", method: "rpc.progress", params: { id: 1, progress: 2 } });
+    expect(seen).toEqual([{ elapsed_ms: 100 }, 2]);
+    ws.push({ jsonrpc: "2.0", id: 1, result: 350 });
+    // A report after the answer (a misbehaving peer) reaches nobody.
+    ws.push({ jsonrpc: "2.0", method: "rpc.progress", params: { id: 1, progress: "late" } });
+    await expect(call).resolves.toBe(350);
+    expect(seen).toEqual([{ elapsed_ms: 100 }, 2, { result: 350 }]);
+    ws.push({ jsonrpc: "2.0", id: 2, result: 350 });
+    await expect(plain).resolves.toBe(350);
+  });
+
+  it("report an onProgress that throws as an error event, and go on", async () => {
+    const c = client({ personalTopic: false });
+    const errors: Error[] = [];
+    c.events.on("error", (e) => errors.push(e));
+    const ws = FakeWebSocket.last;
+    ws.welcome();
+    const call = c.call("job", [], {
+      onProgress: () => {
+        throw new Error("listener broke");
+      },
+    });
+    ws.push({ jsonrpc: "2.0", method: "rpc.progress", params: { id: 1, progress: 1 } });
+    ws.push({ jsonrpc: "2.0", id: 1, result: "done" });
+    await expect(call).resolves.toBe("done");
+    expect(errors.map((e) => e.message)).toEqual(["listener broke"]);
+  });
+
   it("sent calls reject with DisconnectedError when the connection drops; queued ones wait for the next", async () => {
     const c = client({ personalTopic: false });
     let ws = FakeWebSocket.last;
@@ -370,11 +410,13 @@ describe("server → client", () => {
     ]);
   });
 
-  it("aborts a handler on rpc.cancel and sends no answer", async () => {
+  it("answers rpc.cancel with -32011 exactly once and aborts the handler", async () => {
     const c = client({ personalTopic: false });
     let signal: AbortSignal | undefined;
+    let report: ((p: unknown) => boolean) | undefined;
     c.handle("ui.confirm", (_p, ctx) => {
       signal = ctx.signal;
+      report = ctx.progress;
       return new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve("too late")));
     });
     const ws = FakeWebSocket.last;
@@ -383,7 +425,78 @@ describe("server → client", () => {
     ws.push({ jsonrpc: "2.0", method: "rpc.cancel", params: { id: 7 } });
     await tick();
     expect(signal?.aborted).toBe(true);
-    expect(ws.frames).toEqual([]);
+    expect(ws.sent).toEqual(['{"jsonrpc":"2.0","id":7,"error":{"code":-32011,"message":"Cancelled"}}']);
+    // The handler's late value, a second cancel and a late report send nothing.
+    ws.push({ jsonrpc: "2.0", method: "rpc.cancel", params: { id: 7 } });
+    expect(report?.("late")).toBe(false);
+    await tick();
+    expect(ws.sent).toHaveLength(1);
+  });
+
+  it("matches rpc.cancel by the id's JSON value and answers with the server's spelling", async () => {
+    const c = client({ personalTopic: false });
+    c.handle("slow", () => new Promise(() => {}));
+    const ws = FakeWebSocket.last;
+    ws.welcome();
+    ws.push('{"jsonrpc":"2.0","id":"\\u0061b","method":"slow"}');
+    ws.push({ jsonrpc: "2.0", method: "rpc.cancel", params: { id: "ab" } });
+    expect(ws.sent).toEqual(['{"jsonrpc":"2.0","id":"\\u0061b","error":{"code":-32011,"message":"Cancelled"}}']);
+  });
+
+  it("ignores rpc.cancel once the handler has answered", async () => {
+    const c = client({ personalTopic: false });
+    c.handle("quick", () => "fast");
+    const ws = FakeWebSocket.last;
+    ws.welcome();
+    ws.push({ jsonrpc: "2.0", id: 8, method: "quick" });
+    await tick();
+    ws.push({ jsonrpc: "2.0", method: "rpc.cancel", params: { id: 8 } });
+    await tick();
+    expect(ws.frames).toEqual([{ jsonrpc: "2.0", id: 8, result: "fast" }]);
+  });
+
+  it("sends a handler's progress before its answer and none after", async () => {
+    const c = client({ personalTopic: false });
+    let finish: (value: unknown) => void = () => {};
+    let report: ((p: unknown) => boolean) | undefined;
+    c.handle("job.run", (_p, ctx) => {
+      report = ctx.progress;
+      expect(ctx.progress({ step: 1 })).toBe(true);
+      return new Promise((resolve) => {
+        finish = resolve;
+      });
+    });
+    const ws = FakeWebSocket.last;
+    ws.welcome();
+    ws.push({ jsonrpc: "2.0", id: "j", method: "job.run" });
+    await tick();
+    expect(report?.({ step: 2 })).toBe(true);
+    finish("done");
+    await tick();
+    expect(report?.({ step: 3 })).toBe(false);
+    expect(ws.sent).toEqual([
+      '{"jsonrpc":"2.0","method":"rpc.progress","params":{"id":"j","progress":{"step":1}}}',
+      '{"jsonrpc":"2.0","method":"rpc.progress","params":{"id":"j","progress":{"step":2}}}',
+      '{"jsonrpc":"2.0","id":"j","result":"done"}',
+    ]);
+  });
+
+  it("stops a handler's progress when the connection drops", async () => {
+    const c = client({ personalTopic: false });
+    let report: ((p: unknown) => boolean) | undefined;
+    let signal: AbortSignal | undefined;
+    c.handle("job.run", (_p, ctx) => {
+      report = ctx.progress;
+      signal = ctx.signal;
+      return new Promise(() => {});
+    });
+    const ws = FakeWebSocket.last;
+    ws.welcome();
+    ws.push({ jsonrpc: "2.0", id: 1, method: "job.run" });
+    ws.drop(1006);
+    expect(signal?.aborted).toBe(true);
+    expect(report?.(1)).toBe(false);
+    expect(ws.sent).toEqual([]);
   });
 
   it("echoes the server's id exactly and answers an invalid request with -32600", async () => {

@@ -29,6 +29,19 @@ function checks(client: Client, api: ServerApi): void {
     expectTypeOf(client.call("anything")).toEqualTypeOf<Promise<unknown>>();
     // @ts-expect-error rpc.subscribe needs its topics
     void client.call("rpc.subscribe", {});
+    // Progress: any JSON value, to a callback of the call.
+    void client.call("demo.sleep", { ms: 350 }, { onProgress: (p) => expectTypeOf(p).toEqualTypeOf<unknown>() });
+    // @ts-expect-error onProgress takes a function
+    void client.call("demo.sleep", { ms: 350 }, { onProgress: 1 });
+  }
+
+  {
+    // Handlers: their context reports progress and carries the cancellation signal.
+    client.handle("job.run", (_params, context) => {
+      expectTypeOf(context.progress).toEqualTypeOf<(progress: unknown) => boolean>();
+      expectTypeOf(context.signal).toEqualTypeOf<AbortSignal>();
+      return null;
+    });
   }
 
   {
