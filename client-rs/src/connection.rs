@@ -446,7 +446,10 @@ async fn serve(shared: &Arc<Shared>, opened: Opened, ready: &mut Option<oneshot:
                     Ok((id, _)) => id,
                     Err(e) => e.id(),
                 };
-                if let Some(key) = conn.by_task.remove(&id) {
+                // The entry may be a newer call's that reused the id: only this task's goes.
+                if let Some(key) = conn.by_task.remove(&id)
+                    && conn.running.get(&key).is_some_and(|(task, _)| *task == id)
+                {
                     conn.running.remove(&key);
                 }
             }

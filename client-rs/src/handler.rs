@@ -152,6 +152,15 @@ impl IncomingCall {
         let mut answered = self.inner.answered.lock();
         !std::mem::replace(&mut *answered, true)
     }
+
+    /// Sends `frame` as the call's one answer, unless an answer was taken
+    /// already. Progress queued before it goes out before it.
+    pub(crate) async fn answer(&self, frame: String) {
+        if self.take_answer() {
+            // A closed queue means the connection is gone, and the answer with it.
+            let _ = self.inner.tx.send(frame).await;
+        }
+    }
 }
 
 /// Wraps a typed async function as a [`Handler`]: params that do not decode

@@ -32,9 +32,12 @@ pub(crate) struct Connection<'a> {
     pub(crate) out: Vec<String>,
     /// Handlers running for server→client calls.
     pub(crate) handlers: JoinSet<()>,
-    /// Each running handler's call by the canonical text of its request id
-    /// (`frame::id_key`), for `rpc.cancel`.
-    pub(crate) running: HashMap<String, IncomingCall>,
+    /// Each running handler's task and call by the canonical text of its
+    /// request id (`frame::id_key`), for `rpc.cancel`. A server that reuses
+    /// the id of a call still running replaces the entry: the newer call is
+    /// the one a cancel can mean.
+    pub(crate) running: HashMap<String, (tokio::task::Id, IncomingCall)>,
+    /// The key in `running` of each handler's task, to remove its entry when it ends.
     pub(crate) by_task: HashMap<tokio::task::Id, String>,
     /// What the server announced with `rpc.disconnect`.
     pub(crate) disconnect: Option<Disconnect>,
@@ -198,14 +201,14 @@ impl Connection<'_> {
         let call = IncomingCall::new(method.to_owned(), id.to_owned(), self.tx.clone());
         let key = frame::id_key(id.get()).into_owned();
         let params = params.map(ToOwned::to_owned);
-        let tx = self.tx.clone();
         let shared = Arc::downgrade(self.shared);
         let watched = call.clone();
         let abort = self.handlers.spawn(async move {
             let id_text = call.id().get();
             // The handler is called inside the guarded future, so a panic
             // while making its future is caught too.
-            let work = AssertUnwindSafe(handler(params, call.clone())).catch_unwind();
+            let handled = call.clone();
+            let work = AssertUnwindSafe(async move { handler(params, handled).await }).catch_unwind();
             // An `rpc.cancel` drops the handler's future and answers -32011 in
             // its place: this task sends the call's one answer either way.
             let outcome = tokio::select! {
@@ -237,12 +240,10 @@ impl Connection<'_> {
                     bump(&shared.stats.errors);
                 }
             }
-            if call.take_answer() {
-                let _ = tx.send(frame).await;
-            }
+            call.answer(frame).await;
         });
         self.by_task.insert(abort.id(), key.clone());
-        self.running.insert(key, watched);
+        self.running.insert(key, (abort.id(), watched));
     }
 
     fn on_notification(&mut self, method: &str, params: Option<&RawValue>) {
@@ -255,7 +256,7 @@ impl Connection<'_> {
             methods::CANCEL => {
                 // The handler's task answers -32011 in its place, unless its answer was already on its way.
                 if let Ok(cancel) = serde_json::from_str::<Cancel>(text)
-                    && let Some(call) = self.running.remove(&frame::value_key(&cancel.id))
+                    && let Some((_, call)) = self.running.remove(&frame::value_key(&cancel.id))
                 {
                     call.cancel();
                 }

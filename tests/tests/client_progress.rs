@@ -327,3 +327,43 @@ async fn rpc_cancel_answers_the_call_cancelled_exactly_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_cancel_of_a_reused_id_reaches_the_newer_call() {
+    within(WAIT, async {
+        let mut peer = Peer::start().await;
+        let (release_tx, release) = mpsc::unbounded_channel::<()>();
+        let release = std::sync::Arc::new(tokio::sync::Mutex::new(release));
+        let client = peer
+            .client(|c| {
+                c.handle("gate", move |()| {
+                    let release = release.clone();
+                    async move {
+                        release.lock().await.recv().await;
+                        Ok::<_, RpcError>("opened")
+                    }
+                });
+                c.handle_with("slow", |(): (), call: IncomingCall| async move {
+                    call.progress(&"started");
+                    std::future::pending::<()>().await;
+                    Ok::<_, RpcError>("never")
+                });
+            })
+            .await;
+        // The server reuses id 3 while the first call with it still runs.
+        peer.send(json!({"jsonrpc": "2.0", "id": 3, "method": "gate"}));
+        peer.send(json!({"jsonrpc": "2.0", "id": 3, "method": "slow"}));
+        assert_eq!(peer.recv().await, progress(json!(3), json!("started")));
+        release_tx.send(()).expect("the gate waits");
+        assert_eq!(
+            peer.recv().await,
+            json!({"jsonrpc": "2.0", "id": 3, "result": "opened"})
+        );
+        // The first call's end leaves the newer call's entry in place.
+        peer.send(json!({"jsonrpc": "2.0", "method": "rpc.cancel", "params": {"id": 3}}));
+        assert_eq!(peer.recv().await, cancelled(json!(3)));
+        peer.assert_nothing_more(93).await;
+        client.close().await;
+    })
+    .await;
+}
