@@ -98,21 +98,197 @@ pub struct CallParams {
     /// How long each session has to answer, in milliseconds (default: the gateway's call timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// When the call is complete. Without one the result is the array of
+    /// outcomes; with one it is [`CallOutcomes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<CallPolicy>,
+    /// Answer with NDJSON lines as the outcomes arrive ([`StreamLine`]),
+    /// clients' progress included, instead of one JSON-RPC answer. Only for a
+    /// single request with an id.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
 }
 
-/// One session's answer to `call`: `result` or `error`.
+/// When a multicast call is complete. Errors never count as successes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallPolicy {
+    /// `"all"`: when every session reached has answered or timed out; met
+    /// when every one of them answered with a result.
+    #[default]
+    All,
+    /// `"first"`: at the first result (the other sessions are cancelled);
+    /// without any, when every session has answered or timed out, not met.
+    First,
+    /// `{"quorum": n}`: after `n` results (the other sessions are
+    /// cancelled), or, not met, as soon as `n` can no longer be reached.
+    Quorum(u32),
+}
+
+impl CallPolicy {
+    /// How many results meet the policy, given how many sessions were reached.
+    pub fn needed(self, reached: usize) -> usize {
+        match self {
+            CallPolicy::All => reached,
+            CallPolicy::First => 1,
+            CallPolicy::Quorum(n) => n as usize,
+        }
+    }
+}
+
+impl Serialize for CallPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            CallPolicy::All => s.serialize_str("all"),
+            CallPolicy::First => s.serialize_str("first"),
+            CallPolicy::Quorum(n) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("quorum", n)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CallPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        const EXPECTED: &str = r#""all", "first" or {"quorum": n} with n >= 1"#;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = CallPolicy;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CallPolicy, E> {
+                match v {
+                    "all" => Ok(CallPolicy::All),
+                    "first" => Ok(CallPolicy::First),
+                    other => Err(E::custom(format_args!("unknown policy `{other}`: expected {EXPECTED}"))),
+                }
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<CallPolicy, A::Error> {
+                use serde::de::Error;
+                let mut quorum = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key != "quorum" || quorum.is_some() {
+                        return Err(A::Error::custom(format_args!(
+                            "unknown policy `{key}`: expected {EXPECTED}"
+                        )));
+                    }
+                    quorum = Some(map.next_value::<i64>()?);
+                }
+                match quorum {
+                    Some(n) if n >= 1 => u32::try_from(n)
+                        .map(CallPolicy::Quorum)
+                        .map_err(|_| A::Error::custom("quorum is too large")),
+                    Some(_) => Err(A::Error::custom("quorum must be at least 1")),
+                    None => Err(A::Error::custom(format_args!("expected {EXPECTED}"))),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for CallPolicy {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CallPolicy".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "When a multicast call is complete: \"all\" (every session answered or timed out), \"first\" (the first result; the rest are cancelled) or {\"quorum\": n} (n results; the rest are cancelled). Errors never count as results.",
+            "oneOf": [
+                {"type": "string", "enum": ["all", "first"]},
+                {
+                    "type": "object",
+                    "properties": {"quorum": {"type": "integer", "minimum": 1}},
+                    "required": ["quorum"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
+/// One outcome of a multicast `call`: a session's `result` or `error`, or
+/// (with neither `session` nor `user`, and `node` null) a node the call
+/// reached that never acknowledged it (`-32007`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CallEntry {
     /// The session.
-    pub session: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
     /// Its user.
-    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The node the session is connected to (null for a node that never acknowledged the call).
+    pub node: Option<String>,
     /// What it answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<serde_json::Value>,
-    /// Why there is no result: its error, a timeout (-32004) or a disconnect (-32005).
+    /// Why there is no result: the client's own error, a timeout (-32004), a
+    /// disconnect (-32005), the session's pending-call limit (-32010), a node
+    /// that never acknowledged (-32007) or a cancel (-32011).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorObject>,
+}
+
+/// The result of `call` with a `policy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CallOutcomes {
+    /// Every outcome known when the call completed, the cancelled ones included.
+    pub outcomes: Vec<CallEntry>,
+    /// Whether the policy was met.
+    pub met: bool,
+}
+
+/// A client's progress report on a streamed `call`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CallProgress {
+    /// The session that reported it.
+    pub session: String,
+    /// Its user.
+    pub user: String,
+    /// Its node.
+    pub node: String,
+    /// What the client reported (any JSON value).
+    pub progress: serde_json::Value,
+}
+
+/// The totals of a multicast call, the last line of a streamed `call`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CallSummary {
+    /// Sessions that answered with a result.
+    pub results: usize,
+    /// Every other error: the clients' own, disconnects, limits, unacknowledged nodes.
+    pub errors: usize,
+    /// Sessions that did not answer in time (-32004).
+    pub timeouts: usize,
+    /// Sessions cancelled before they answered (-32011).
+    pub cancelled: usize,
+    /// Whether the policy was met (only when the call named one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub met: Option<bool>,
+}
+
+/// One line of a streamed `call` (`"stream": true`): an outcome as it
+/// arrives, a client's progress, and last `{"done": …}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StreamLine {
+    /// The totals: always the last line.
+    Done {
+        /// The call's totals.
+        done: CallSummary,
+    },
+    /// A client's progress report.
+    Progress(CallProgress),
+    /// One outcome.
+    Outcome(CallEntry),
 }
 
 /// Params of `presence`.

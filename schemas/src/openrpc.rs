@@ -111,12 +111,15 @@ pub fn api_document() -> Value {
         &target_errors,
     );
     let params = b.params::<api::CallParams>();
-    let result = b.schema::<Vec<api::CallEntry>>();
+    let entries = b.schema::<Vec<api::CallEntry>>();
+    let outcomes = b.schema::<api::CallOutcomes>();
+    // A streamed call answers NDJSON lines of this shape instead (`"stream": true`).
+    let _ = b.schema::<api::StreamLine>();
     b.method(
         method::CALL,
-        "Call a method on every session of a target; one entry per session reached.",
+        "Call a method on every session of a target; one outcome per session reached: an array, or {outcomes, met} with a policy. With \"stream\": true the answer is application/x-ndjson, one StreamLine per outcome or progress report as it arrives, the last {\"done\": CallSummary}.",
         params,
-        result,
+        json!({"oneOf": [entries, outcomes]}),
         &target_errors,
     );
     let params = b.params::<PublishParams>();

@@ -154,12 +154,13 @@ form("call-form", async (data) => {
   const method = text(data, "method");
   const params = parseJson(text(data, "params"));
   const timeout = Number(text(data, "timeout")) || 5e3;
-  const entries = await api.call("call", {
+  const answer = await api.call("call", {
     target: { user },
     method,
     timeout_ms: timeout,
     ...params === void 0 ? {} : { params }
   });
+  const entries = Array.isArray(answer) ? answer : answer.outcomes;
   showAnswers(entries);
   log(`called ${method} on ${user}: ${entries.length} session(s) answered`, "ok");
 });
@@ -168,11 +169,11 @@ function showAnswers(entries) {
   body.replaceChildren(
     ...entries.map((e) => {
       const tr = el("tr");
-      tr.dataset["session"] = e.session;
+      tr.dataset["session"] = e.session ?? "";
       const answer = e.error != null ? el("pre", `error ${e.error.code}: ${e.error.message}`, { class: "error" }) : el("pre", JSON.stringify(e.result));
       const td = el("td");
       td.append(answer);
-      tr.append(el("td", e.session, { class: "mono" }), el("td", e.user), td);
+      tr.append(el("td", e.session ?? `node ${e.node ?? "unknown"}`, { class: "mono" }), el("td", e.user ?? ""), td);
       return tr;
     })
   );

@@ -133,7 +133,7 @@ form("ask-form", async (data) => {
     ...entries.map((e) => {
       const tr = el("tr");
       const answer = e.error ? `error ${e.error.code}: ${e.error.message}` : JSON.stringify(e.result);
-      tr.append(el("td", e.session, { class: "mono" }), el("td", answer));
+      tr.append(el("td", e.session ?? "", { class: "mono" }), el("td", answer));
       return tr;
     })
   );

@@ -10,8 +10,10 @@
 //! * `chat.join {room}` — subscribes the caller to `chat:{room}`.
 //! * `chat.send {room, text}` — publishes `{from, text}` on `chat:{room}`.
 //! * `chat.dm {user, text}` — sends `chat.dm {from, text}` to every session of a user.
-//! * `chat.ask {user, method, params?, timeout_ms?}` — calls a method on every
-//!   session of a user and answers with one entry per session.
+//! * `chat.ask {user, method, params?, timeout_ms?, policy?}` — calls a method on
+//!   every session of a user and answers with one entry per session; with a
+//!   `policy` (`"all"`, `"first"`, `{"quorum": n}`) it answers `{outcomes, met}`,
+//!   and the sessions the policy no longer needs are sent `rpc.cancel`.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -24,7 +26,7 @@ use serde_json::value::RawValue;
 use switchboard_protocol::{Target, codes};
 
 use crate::rpc::caller::Caller;
-use crate::{Error, GatewayBuilder, Progress};
+use crate::{CallOptions, CallPolicy, Error, GatewayBuilder, Progress};
 
 fn caller(ext: &http::Extensions) -> Caller {
     ext.get::<Caller>()
@@ -61,6 +63,8 @@ struct Ask {
     params: Option<Box<RawValue>>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    policy: Option<CallPolicy>,
 }
 
 fn timeout(c: &Caller, ms: Option<u64>) -> Duration {
@@ -189,17 +193,24 @@ fn module() -> RpcModule<()> {
     m.register_async_method("chat.ask", |params, _, ext| async move {
         let p: Ask = params.parse()?;
         let c = caller(&ext);
-        let entries = c
+        let params = structured(p.params.as_deref()).map_err(to_rpc)?;
+        let options = CallOptions {
+            timeout: timeout(&c, p.timeout_ms),
+            policy: p.policy,
+            progress: false,
+        };
+        let report = c
             .hub()
-            .call(
-                Target::User(p.user),
-                &p.method,
-                &structured(p.params.as_deref()).map_err(to_rpc)?,
-                timeout(&c, p.timeout_ms),
-            )
+            .call_stream(Target::User(p.user), &p.method, Some(&*params), options)
             .await
-            .map_err(internal)?;
-        serde_json::to_value(entries).map_err(internal)
+            .map_err(internal)?
+            .finish()
+            .await;
+        match report.summary.met {
+            None => serde_json::to_value(report.outcomes),
+            Some(met) => serde_json::to_value(serde_json::json!({"outcomes": report.outcomes, "met": met})),
+        }
+        .map_err(internal)
     })
     .expect("fresh module");
     m

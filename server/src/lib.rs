@@ -51,13 +51,16 @@ pub mod config;
 pub use config::{ApiKey, Config, Limits, StreamConfig, TlsConfig, UpstreamConfig, WebhookConfig, WebhookEvent};
 pub use edge::gateway::{Gateway, GatewayBuilder};
 pub use error::{CallError, Error};
-pub use hub::{CallEntry, Hub, HubError, HubStats, personal_topic};
+pub use hub::{
+    CallEntry, CallOptions, CallProgress, CallReport, CallStream, CallUpdate, Hub, HubError, HubStats, personal_topic,
+};
 pub use rpc::caller::Caller;
 pub use rpc::direct::Request;
 pub use rpc::progress::Progress;
 pub use session::{ClientCall, ClientCallOf, SendError, SessionHandle, SessionId};
 pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::Target;
+pub use switchboard_protocol::api::{CallPolicy, CallSummary};
 pub use tungstenite::Utf8Bytes;
 #[doc(hidden)]
 pub use ws::verification as ws_verification;

@@ -21,8 +21,8 @@ pub(crate) struct GatewayShared {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) auth: Option<Arc<Authenticator>>,
-    /// Set by [`Gateway::drain`].
-    pub(crate) draining: std::sync::atomic::AtomicBool,
+    /// Cancelled by [`Gateway::drain`](crate::Gateway::drain).
+    pub(crate) draining: CancellationToken,
     /// Upgrades per client IP.
     pub(crate) upgrades: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Set when `tls` is configured: every connection starts with a TLS handshake.

@@ -251,7 +251,7 @@ async fn multicast_call(server: &TestServer) {
     );
     assert_eq!(
         serde_json::to_value(e1).expect("entry serialises"),
-        json!({"session": s1.session, "user": "alice", "result": {"ok": true}})
+        json!({"session": s1.session, "user": "alice", "node": server.gateway.hub().node(), "result": {"ok": true}})
     );
     let e2 = by_session[s2.session.as_str()]
         .outcome

@@ -273,11 +273,12 @@ async fn demo_chat_ask() {
             .cloned()
             .unwrap_or_else(|| panic!("chat.ask answers a list: {r}"));
         entries.sort_by_key(|e| e["session"] != json!(b1.session));
+        let node = server.gateway.hub().node();
         assert_eq!(
             entries,
             vec![
-                json!({"session": b1.session, "user": "bob", "result": "yes"}),
-                json!({"session": b2.session, "user": "bob", "error": busy}),
+                json!({"session": b1.session, "user": "bob", "node": node, "result": "yes"}),
+                json!({"session": b2.session, "user": "bob", "node": node, "error": busy}),
             ]
         );
 

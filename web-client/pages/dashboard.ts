@@ -152,12 +152,14 @@ form("call-form", async (data) => {
   const method = text(data, "method");
   const params = parseJson(text(data, "params"));
   const timeout = Number(text(data, "timeout")) || 5000;
-  const entries = await api.call("call", {
+  const answer = await api.call("call", {
     target: { user },
     method,
     timeout_ms: timeout,
     ...(params === undefined ? {} : { params }),
   });
+  // Without a policy the answer is the array of outcomes.
+  const entries = Array.isArray(answer) ? answer : answer.outcomes;
   showAnswers(entries);
   log(`called ${method} on ${user}: ${entries.length} session(s) answered`, "ok");
 });
@@ -167,14 +169,14 @@ function showAnswers(entries: CallEntry[]): void {
   body.replaceChildren(
     ...entries.map((e) => {
       const tr = el("tr");
-      tr.dataset["session"] = e.session;
+      tr.dataset["session"] = e.session ?? "";
       const answer =
         e.error != null
           ? el("pre", `error ${e.error.code}: ${e.error.message}`, { class: "error" })
           : el("pre", JSON.stringify(e.result));
       const td = el("td");
       td.append(answer);
-      tr.append(el("td", e.session, { class: "mono" }), el("td", e.user), td);
+      tr.append(el("td", e.session ?? `node ${e.node ?? "unknown"}`, { class: "mono" }), el("td", e.user ?? ""), td);
       return tr;
     }),
   );

@@ -12,7 +12,12 @@ import type { ApiMethods } from "./api-protocol.js";
 export type {
   ApiMethods,
   CallEntry,
+  CallOutcomes,
+  CallPolicy,
+  CallProgress,
+  CallSummary,
   PresenceEntry,
+  StreamLine,
   SessionEvent,
   Stats,
   Scope,

@@ -27,7 +27,7 @@ export { RpcError, TimeoutError, DisconnectedError } from "./errors.js";
 export type { ErrorObject } from "./errors.js";
 export type { CallOptions } from "./pending.js";
 export { ServerApi } from "./api.js";
-export type { ApiMethods, CallEntry, PresenceEntry, Scope, ServerApiOptions, SessionEvent, Stats } from "./api.js";
+export type { ApiMethods, CallEntry, CallOutcomes, CallPolicy, CallProgress, CallSummary, PresenceEntry, StreamLine, Scope, ServerApiOptions, SessionEvent, Stats } from "./api.js";
 export { backoff } from "./backoff.js";
 export { transition, closeClass } from "./state.js";
 export type { State, StateEvent } from "./state.js";

@@ -104,6 +104,30 @@ pub enum Envelope {
         timeout_ms: u64,
         /// Most sessions one node may call.
         max_sessions: usize,
+        /// Whether the origin wants the sessions' progress reports.
+        #[serde(default)]
+        progress: bool,
+    },
+    /// The origin of `call` no longer wants its answers: the sessions still
+    /// owing one are sent `rpc.cancel`.
+    CallCancel {
+        /// The call id.
+        call: u64,
+        /// The node that made the call.
+        origin: NodeId,
+    },
+    /// One session's progress report on `call`.
+    CallProgress {
+        /// The call id.
+        call: u64,
+        /// The session.
+        session: String,
+        /// Its user.
+        user: String,
+        /// Its node.
+        node: NodeId,
+        /// What it reported.
+        progress: Box<serde_json::value::RawValue>,
     },
     /// A node reached these sessions for `call` (`(session, user)` pairs).
     CallAck {
@@ -124,6 +148,8 @@ pub enum Envelope {
         session: String,
         /// Its user.
         user: String,
+        /// Its node.
+        node: NodeId,
         /// What it answered.
         outcome: Result<Box<serde_json::value::RawValue>, ErrorObject>,
     },

@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use futures_util::future::join_all;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -24,7 +25,7 @@ use switchboard_protocol::frame::{self, Frame, Message};
 use switchboard_protocol::methods::{PublishParams, PublishResult};
 use switchboard_protocol::{ErrorObject, codes};
 
-use crate::hub::{Hub, HubError};
+use crate::hub::{CallOptions, CallStream, CallUpdate, Hub, HubError};
 use crate::rpc::builtins::{check_topic, parse_params};
 use crate::state::GatewayShared;
 
@@ -84,7 +85,11 @@ pub(crate) async fn handle(State(shared): State<Arc<GatewayShared>>, headers: He
             None,
             &frame::invalid_request("a batch must not be empty"),
         )),
-        Frame::Single(m) => answer(&shared, hub, &scopes, m).await,
+        Frame::Single(m) => match answer(&shared, hub, &scopes, m, true).await {
+            Answered::Stream(call) => return ndjson(shared.clone(), call),
+            Answered::Frame(frame) => Some(frame),
+            Answered::Nothing => None,
+        },
         Frame::Batch(messages) => {
             if messages.len() > shared.config.limits.max_batch {
                 let error = ErrorObject::with_data(
@@ -93,10 +98,14 @@ pub(crate) async fn handle(State(shared): State<Arc<GatewayShared>>, headers: He
                 );
                 Some(frame::write_error(None, &error))
             } else {
-                let parts: Vec<String> = join_all(messages.into_iter().map(|m| answer(&shared, hub, &scopes, m)))
-                    .await
+                let answers = join_all(messages.into_iter().map(|m| answer(&shared, hub, &scopes, m, false))).await;
+                let parts: Vec<String> = answers
                     .into_iter()
-                    .flatten()
+                    .filter_map(|a| match a {
+                        Answered::Frame(frame) => Some(frame),
+                        // Only a single request is ever streamed.
+                        Answered::Stream(_) | Answered::Nothing => None,
+                    })
                     .collect();
                 (!parts.is_empty()).then(|| format!("[{}]", parts.join(",")))
             }
@@ -108,26 +117,111 @@ pub(crate) async fn handle(State(shared): State<Arc<GatewayShared>>, headers: He
     }
 }
 
-/// The answer to one message, if it calls for one.
-async fn answer(shared: &GatewayShared, hub: &Hub, scopes: &HashSet<Scope>, message: Message<'_>) -> Option<String> {
+/// What one message of a request body calls for.
+enum Answered {
+    /// A JSON-RPC answer.
+    Frame(String),
+    /// A streamed `call`: NDJSON lines instead of an answer.
+    Stream(CallStream),
+    /// Nothing (a notification, or a response).
+    Nothing,
+}
+
+/// What a method produced.
+enum Reply {
+    Value(Box<RawValue>),
+    Stream(CallStream),
+}
+
+/// The answer to one message, if it calls for one. Only a single request
+/// with an id (`streamable`) may ask for a streamed `call`.
+async fn answer(
+    shared: &GatewayShared,
+    hub: &Hub,
+    scopes: &HashSet<Scope>,
+    message: Message<'_>,
+    single: bool,
+) -> Answered {
     let (id, method, params) = match message {
         Message::Request { id, method, params } => (Some(id), method, params),
         Message::Notification { method, params } => (None, method, params),
-        Message::Response { .. } => return None,
+        Message::Response { .. } => return Answered::Nothing,
         Message::Invalid {
             id,
             reason,
             was_response,
         } => {
-            return (!was_response).then(|| frame::write_error(id.map(RawValue::get), &frame::invalid_request(reason)));
+            if was_response {
+                return Answered::Nothing;
+            }
+            return Answered::Frame(frame::write_error(
+                id.map(RawValue::get),
+                &frame::invalid_request(reason),
+            ));
         }
     };
-    let outcome = run(shared, hub, scopes, &method, params).await;
-    let id = id?.get();
-    Some(match outcome {
-        Ok(result) => frame::write_result(id, result.get()),
-        Err(error) => frame::write_error(Some(id), &error),
-    })
+    let streamable = single && id.is_some();
+    let outcome = run(shared, hub, scopes, &method, params, streamable).await;
+    let Some(id) = id else { return Answered::Nothing };
+    match outcome {
+        Ok(Reply::Value(result)) => Answered::Frame(frame::write_result(id.get(), result.get())),
+        Ok(Reply::Stream(call)) => Answered::Stream(call),
+        Err(error) => Answered::Frame(frame::write_error(Some(id.get()), &error)),
+    }
+}
+
+/// A streamed `call`'s answer: `200` with one JSON line per outcome (and
+/// per progress report) as it arrives, then `{"done": …}`. A client that
+/// goes away drops the body, which cancels the call; draining or shutting
+/// down ends it at once, the sessions still owing an answer cancelled.
+fn ndjson(shared: Arc<GatewayShared>, call: CallStream) -> Response {
+    struct Lines {
+        call: CallStream,
+        shared: Arc<GatewayShared>,
+        stopping: bool,
+    }
+    let lines = futures_util::stream::unfold(
+        Lines {
+            call,
+            shared,
+            stopping: false,
+        },
+        |mut s| async move {
+            let update = if s.stopping {
+                s.call.next().await
+            } else {
+                tokio::select! {
+                    biased;
+                    update = s.call.next() => update,
+                    () = s.shared.shutdown.cancelled() => None,
+                    () = s.shared.draining.cancelled() => None,
+                }
+                .or_else(|| {
+                    s.stopping = true;
+                    s.call.cancel();
+                    None
+                })
+            };
+            let update = match update {
+                Some(update) => update,
+                None if s.stopping => s.call.next().await?,
+                None => return None,
+            };
+            let mut line = match &update {
+                CallUpdate::Outcome(entry) => serde_json::to_string(entry),
+                CallUpdate::Progress(progress) => serde_json::to_string(progress),
+                CallUpdate::Done(summary) => serde_json::to_string(&serde_json::json!({ "done": summary })),
+            }
+            .unwrap_or_default();
+            line.push('\n');
+            Some((Ok::<_, std::convert::Infallible>(line), s))
+        },
+    );
+    let mut response = Response::new(Body::from_stream(lines));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    response
 }
 
 fn to_raw<T: Serialize>(value: &T) -> Result<Box<RawValue>, ErrorObject> {
@@ -164,9 +258,11 @@ async fn run(
     scopes: &HashSet<Scope>,
     name: &str,
     params: Option<&RawValue>,
-) -> Result<Box<RawValue>, ErrorObject> {
+    streamable: bool,
+) -> Result<Reply, ErrorObject> {
     if name == switchboard_protocol::methods::DISCOVER {
         return RawValue::from_string(switchboard_protocol::openrpc::API_COMMITTED.trim_end().to_owned())
+            .map(Reply::Value)
             .map_err(|_| ErrorObject::new(codes::INTERNAL_ERROR));
     }
     let Some(scope) = Scope::of(name) else {
@@ -178,8 +274,11 @@ async fn run(
             serde_json::json!({"reason": "the API key lacks the scope this method needs", "scope": scope}),
         ));
     }
+    if name == method::CALL {
+        return call(hub, params, streamable).await;
+    }
     let max_topic = shared.config.limits.max_topic_len;
-    match name {
+    let value = match name {
         method::NOTIFY => {
             let p: NotifyParams = parse_params(params)?;
             let inner = structured(p.params.as_ref())?;
@@ -187,18 +286,6 @@ async fn run(
                 .await
                 .map_err(hub_error)?;
             empty()
-        }
-        method::CALL => {
-            let p: CallParams = parse_params(params)?;
-            let inner = structured(p.params.as_ref())?;
-            let timeout = p
-                .timeout_ms
-                .map_or_else(|| hub.default_call_timeout(), Duration::from_millis);
-            let entries = hub
-                .call_raw(p.target, &p.method, inner.as_deref(), timeout)
-                .await
-                .map_err(hub_error)?;
-            to_raw(&entries)
         }
         method::PUBLISH => {
             let p: PublishParams = parse_params(params)?;
@@ -249,7 +336,42 @@ async fn run(
         }
         method::STATS => to_raw(&hub.node_stats()),
         _ => Err(ErrorObject::new(codes::METHOD_NOT_FOUND)),
+    };
+    value.map(Reply::Value)
+}
+
+/// `call`: one outcome per session reached, as an array, as
+/// `{outcomes, met}` with a policy, or streamed as NDJSON.
+async fn call(hub: &Hub, params: Option<&RawValue>, streamable: bool) -> Result<Reply, ErrorObject> {
+    let p: CallParams = parse_params(params)?;
+    let inner = structured(p.params.as_ref())?;
+    if p.stream && !streamable {
+        return Err(ErrorObject::with_data(
+            codes::INVALID_PARAMS,
+            serde_json::json!({"reason": "\"stream\": true needs a single request with an id, not a batch or a notification"}),
+        ));
     }
+    let timeout = p
+        .timeout_ms
+        .map_or_else(|| hub.default_call_timeout(), Duration::from_millis);
+    let options = CallOptions {
+        timeout,
+        policy: p.policy,
+        progress: p.stream,
+    };
+    let call = hub
+        .call_stream(p.target, &p.method, inner.as_deref(), options)
+        .await
+        .map_err(hub_error)?;
+    if p.stream {
+        return Ok(Reply::Stream(call));
+    }
+    let report = call.finish().await;
+    match report.summary.met {
+        None => to_raw(&report.outcomes),
+        Some(met) => to_raw(&serde_json::json!({"outcomes": report.outcomes, "met": met})),
+    }
+    .map(Reply::Value)
 }
 
 #[cfg(test)]

@@ -179,7 +179,7 @@ impl GatewayBuilder {
                 tasks: TaskTracker::new(),
                 auth,
                 tls,
-                draining: std::sync::atomic::AtomicBool::new(false),
+                draining: CancellationToken::new(),
                 upgrades: governor::RateLimiter::keyed(governor::Quota::per_minute(
                     std::num::NonZeroU32::new(limits_per_ip).unwrap_or(std::num::NonZeroU32::MIN),
                 )),
@@ -319,7 +319,7 @@ impl Gateway {
     /// jitter" — to another node behind the load balancer. Their presence
     /// goes with them. HTTP keeps being served until shutdown.
     pub fn drain(&self) {
-        self.shared.draining.store(true, Ordering::Release);
+        self.shared.draining.cancel();
         self.shared
             .hub
             .registry()
@@ -476,7 +476,7 @@ async fn ws_upgrade(
     if shared.hub.registry().session_count() >= limits.max_sessions {
         return (StatusCode::SERVICE_UNAVAILABLE, "session limit reached").into_response();
     }
-    if shared.shutdown.is_cancelled() || shared.draining.load(Ordering::Acquire) {
+    if shared.shutdown.is_cancelled() || shared.draining.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
     let identity = match identify(&shared, &headers, query.as_deref(), &who).await {
@@ -543,7 +543,7 @@ async fn http_rpc(
 
 /// Ready when the broker reaches the other nodes and the gateway is not shutting down.
 async fn readyz(State(shared): State<Arc<GatewayShared>>) -> Response {
-    if shared.shutdown.is_cancelled() || shared.draining.load(Ordering::Acquire) {
+    if shared.shutdown.is_cancelled() || shared.draining.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
     }
     if !shared.hub.is_ready() {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::HubInner;
-use super::calls::{CallEntry, CallEvent, start_call};
+use super::calls::{CallEntry, CallEvent, CallProgress, cancel_on, start_call};
 use crate::broker::{Envelope, Inbox};
 use crate::config::WebhookEvent;
 use crate::session::Delivery;
@@ -48,6 +48,7 @@ impl Inbox for NodeInbox {
                 frame,
                 timeout_ms,
                 max_sessions,
+                progress,
             } => {
                 start_call(
                     &hub,
@@ -57,26 +58,63 @@ impl Inbox for NodeInbox {
                     frame,
                     Duration::from_millis(timeout_ms),
                     max_sessions,
+                    progress,
                 );
             }
             Envelope::CallAck {
                 call,
+                node,
                 sessions,
                 skipped,
-                ..
-            } => {
-                if let Some(tx) = hub.calls.get(&call).map(|t| t.clone()) {
-                    let _ = tx.try_send(CallEvent::Ack { sessions, skipped });
+            } => match hub.calls.get(&call).map(|t| t.events.clone()) {
+                Some(tx) => {
+                    let _ = tx.send(CallEvent::Ack {
+                        node,
+                        sessions,
+                        skipped,
+                    });
                 }
-            }
+                // The caller is gone, or its policy was met: this node's sessions are not needed.
+                None => cancel_on(&hub, call, vec![node]),
+            },
             Envelope::CallResult {
                 call,
                 session,
                 user,
+                node,
                 outcome,
             } => {
-                if let Some(tx) = hub.calls.get(&call).map(|t| t.clone()) {
-                    let _ = tx.try_send(CallEvent::Result(CallEntry { session, user, outcome }));
+                if let Some(tx) = hub.calls.get(&call).map(|t| t.events.clone()) {
+                    let node = node.to_string();
+                    let _ = tx.send(CallEvent::Result(CallEntry {
+                        session,
+                        user,
+                        node,
+                        outcome,
+                    }));
+                }
+            }
+            Envelope::CallProgress {
+                call,
+                session,
+                user,
+                node,
+                progress,
+            } => {
+                if let Some(tx) = hub.calls.get(&call).and_then(|t| t.progress.clone()) {
+                    let node = node.to_string();
+                    // A reader that falls behind loses progress, never outcomes.
+                    let _ = tx.try_send(CallProgress {
+                        session,
+                        user,
+                        node,
+                        progress,
+                    });
+                }
+            }
+            Envelope::CallCancel { call, origin } => {
+                if let Some((_, running)) = hub.running.remove(&(origin, call)) {
+                    running.cancel();
                 }
             }
             Envelope::Disconnect { target, code, reason } => {

@@ -21,10 +21,9 @@ use serde_json::value::RawValue;
 use switchboard_protocol::api::{SessionEvent, Stats};
 use switchboard_protocol::methods::{self, StreamPosition};
 use switchboard_protocol::{Target, frame};
-use tokio::sync::mpsc;
 
-pub use calls::CallEntry;
-use calls::CallEvent;
+pub use calls::{CallEntry, CallOptions, CallProgress, CallReport, CallStream, CallUpdate};
+use calls::{CallSink, Running};
 use inbox::{NodeInbox, interest_worker};
 pub(crate) use registry::{Registry, SubscribeError};
 
@@ -75,7 +74,10 @@ pub(crate) struct HubInner {
     limits: Limits,
     streams: Vec<StreamConfig>,
     join_leave: Vec<TopicPattern>,
-    calls: DashMap<u64, mpsc::Sender<CallEvent>>,
+    /// The calls this node made, waiting for reports.
+    calls: DashMap<u64, CallSink>,
+    /// The calls this node runs for their origins, by (origin, call id).
+    running: DashMap<(NodeId, u64), Running>,
     frames_serialised: AtomicU64,
     deliveries: AtomicU64,
     messages_in: AtomicU64,
@@ -102,6 +104,7 @@ impl Hub {
             streams,
             join_leave: config.join_leave.clone(),
             calls: DashMap::new(),
+            running: DashMap::new(),
             frames_serialised: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
             messages_in: AtomicU64::new(0),

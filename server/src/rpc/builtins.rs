@@ -36,6 +36,7 @@ pub(crate) fn call(
         methods::UNSUBSCRIBE => unsubscribe(d, caller, id, params),
         methods::PUBLISH => publish(d, caller, id, params),
         methods::CANCEL => cancel(caller, id, params),
+        methods::PROGRESS => progress(caller, id, params),
         methods::REFRESH => refresh(d, caller, id, params),
         _ => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
     }
@@ -52,6 +53,25 @@ fn cancel(caller: &Caller, id: Option<&RawValue>, params: Option<&RawValue>) -> 
     };
     if let Some(session) = caller.session() {
         session.shared.requests.cancel(&frame::value_key(&request.id));
+    }
+    reply_result(id, &true)
+}
+
+/// `rpc.progress {id, progress}`: the client reports progress on the
+/// server's call `id`. Forwarded to the call's caller if it asked for
+/// progress and the call still waits for its answer; otherwise dropped.
+/// Answered `true` when sent with an id of its own.
+fn progress(caller: &Caller, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
+    let report = match parse_params::<methods::Progress>(params) {
+        Ok(report) => report,
+        Err(error) => return reply_error(id, error),
+    };
+    if let (Some(session), Some(call)) = (caller.session(), report.id.as_u64())
+        && let Some(sink) = session.shared.pending.progress_sink(call)
+        && let Ok(progress) = serde_json::value::to_raw_value(&report.progress)
+    {
+        // A caller that reads slowly loses progress reports, never answers.
+        let _ = sink.0.try_send((session.clone(), progress));
     }
     reply_result(id, &true)
 }

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, codes, frame, methods};
 use tungstenite::Utf8Bytes;
 
-use super::pending::{Outcome, PendingCalls, next_call_id};
+use super::pending::{Outcome, PendingCalls, ProgressSink, next_call_id};
 use super::queue::{CloseRequest, OutboundQueue, SendError};
 use crate::error::CallError;
 
@@ -190,7 +190,7 @@ impl SessionHandle {
     /// [`call`](Self::call).
     pub fn start_call_raw(&self, method: &str, params: Option<&RawValue>, timeout: Duration) -> ClientCall {
         let id = next_call_id();
-        if let Err(error) = self.expect_answer(id, timeout) {
+        if let Err(error) = self.expect_answer(id, timeout, None) {
             return ClientCall::failed(error);
         }
         let frame = frame::write_request(id, method, params.map(RawValue::get));
@@ -203,14 +203,20 @@ impl SessionHandle {
     }
 
     /// Registers call `id` in the pending table, to time out after `timeout`
-    /// (at most `limits.max_call_timeout_ms`). Multicast calls use it directly
-    /// to send one shared frame to many sessions.
-    pub(crate) fn expect_answer(&self, id: u64, timeout: Duration) -> Result<(), CallError> {
+    /// (at most `limits.max_call_timeout_ms`), its progress reports going to
+    /// `progress`. Multicast calls use it directly to send one shared frame
+    /// to many sessions.
+    pub(crate) fn expect_answer(
+        &self,
+        id: u64,
+        timeout: Duration,
+        progress: Option<ProgressSink>,
+    ) -> Result<(), CallError> {
         if self.is_closed() {
             return Err(CallError::SessionGone);
         }
         let deadline = tokio::time::Instant::now() + timeout.min(self.shared.max_call_timeout);
-        if self.shared.pending.insert(id, deadline)? {
+        if self.shared.pending.insert(id, deadline, progress)? {
             // The session sets its timer again (also while blocked writing to a slow client).
             self.shared.queue.deadline_moved();
         }

@@ -16,7 +16,7 @@ mod topics;
 
 pub use handle::{ClientCall, ClientCallOf, SessionHandle, SessionId};
 pub(crate) use handle::{encode_params, truncate_reason};
-pub(crate) use pending::next_call_id;
+pub(crate) use pending::{ProgressSink, next_call_id};
 pub use queue::SendError;
 pub(crate) use queue::{CloseRequest, OutboundQueue};
 pub(crate) use requests::IdText;

@@ -15,6 +15,11 @@ use crate::error::CallError;
 /// The answer a client gave to one of our calls.
 pub(crate) type Answer = Result<Box<RawValue>, ErrorObject>;
 
+/// Where a call's progress reports go (`rpc.progress` from the client), when
+/// its caller asked for them: the node's task that runs the call.
+#[derive(Clone)]
+pub(crate) struct ProgressSink(pub(crate) tokio::sync::mpsc::Sender<(super::SessionHandle, Box<RawValue>)>);
+
 /// Request ids for calls to clients. One counter for the whole node: a
 /// multicast call sends the same id to every session it reaches, so that its
 /// frame is serialised once, and pending calls are keyed by (session, id).
@@ -75,7 +80,11 @@ pub(crate) struct PendingCalls {
 }
 
 enum Slot {
-    Waiting { waker: Option<Waker>, deadline: Instant },
+    Waiting {
+        waker: Option<Waker>,
+        deadline: Instant,
+        progress: Option<ProgressSink>,
+    },
     Answered(Answer),
     TimedOut,
 }
@@ -115,7 +124,7 @@ impl PendingCalls {
     /// Registers call `id`, to time out at `deadline`; wait for its answer
     /// with [`poll_answer`](Self::poll_answer). True when its deadline is now
     /// the earliest to watch.
-    pub(crate) fn insert(&self, id: u64, deadline: Instant) -> Result<bool, CallError> {
+    pub(crate) fn insert(&self, id: u64, deadline: Instant, progress: Option<ProgressSink>) -> Result<bool, CallError> {
         let mut inner = self.inner.lock();
         if inner.closed {
             return Err(CallError::SessionGone);
@@ -123,7 +132,14 @@ impl PendingCalls {
         if inner.calls.len() >= self.limit {
             return Err(CallError::TooManyPending);
         }
-        inner.calls.insert(id, Slot::Waiting { waker: None, deadline });
+        inner.calls.insert(
+            id,
+            Slot::Waiting {
+                waker: None,
+                deadline,
+                progress,
+            },
+        );
         let at = self.millis(deadline);
         Ok(self.earliest.fetch_min(at, Ordering::Relaxed) > at)
     }
@@ -145,7 +161,7 @@ impl PendingCalls {
             let mut inner = self.inner.lock();
             let mut earliest = u64::MAX;
             for (id, slot) in &mut inner.calls {
-                if let Slot::Waiting { waker, deadline } = slot {
+                if let Slot::Waiting { waker, deadline, .. } = slot {
                     if *deadline <= now {
                         wakers.extend(waker.take());
                         expired.push(*id);
@@ -200,6 +216,14 @@ impl PendingCalls {
         true
     }
 
+    /// Where progress on call `id` goes, if it is still waiting and its caller wants it.
+    pub(crate) fn progress_sink(&self, id: u64) -> Option<ProgressSink> {
+        match self.inner.lock().calls.get(&id) {
+            Some(Slot::Waiting { progress, .. }) => progress.clone(),
+            _ => None,
+        }
+    }
+
     /// Forgets call `id` (its caller gave up). Returns whether it was still
     /// waiting for its answer.
     pub(crate) fn remove(&self, id: u64) -> bool {
@@ -239,9 +263,9 @@ mod tests {
         let waker = noop_waker();
         let cx = &mut Context::from_waker(&waker);
         assert_eq!(pending.next_deadline(), None);
-        pending.insert(1, now + Duration::from_millis(300)).unwrap();
-        pending.insert(2, now + Duration::from_millis(100)).unwrap();
-        pending.insert(3, now + Duration::from_millis(200)).unwrap();
+        pending.insert(1, now + Duration::from_millis(300), None).unwrap();
+        pending.insert(2, now + Duration::from_millis(100), None).unwrap();
+        pending.insert(3, now + Duration::from_millis(200), None).unwrap();
         let first = pending.next_deadline().expect("a deadline");
         assert!(first >= now + Duration::from_millis(100) && first < now + Duration::from_millis(102));
         assert!(pending.poll_answer(2, cx).is_pending());
@@ -263,6 +287,6 @@ mod tests {
         assert!(pending.next_deadline().unwrap() >= now + Duration::from_millis(300));
         pending.close();
         assert!(matches!(pending.poll_answer(1, cx), Poll::Ready(Outcome::Gone)));
-        assert!(pending.insert(4, now).is_err(), "a closed table takes no calls");
+        assert!(pending.insert(4, now, None).is_err(), "a closed table takes no calls");
     }
 }

@@ -10,6 +10,7 @@ import {
   Subscription,
   TimeoutError,
   type CallEntry,
+  type CallOutcomes,
   type ClientEvents,
   type Publication,
   type State,
@@ -47,7 +48,7 @@ function checks(client: Client, api: ServerApi): void {
   {
     // The server API, typed from its OpenRPC document.
     expectTypeOf(api.call("stats")).toEqualTypeOf<Promise<Stats>>();
-    expectTypeOf(api.call("call", { target: { user: "a" }, method: "m" })).toEqualTypeOf<Promise<CallEntry[]>>();
+    expectTypeOf(api.call("call", { target: { user: "a" }, method: "m" })).toEqualTypeOf<Promise<CallEntry[] | CallOutcomes>>();
     // @ts-expect-error notify needs a target
     void api.call("notify", { method: "m" });
   }
