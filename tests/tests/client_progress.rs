@@ -3,18 +3,22 @@
 //! after it), and, for the server's calls it serves, progress reports from
 //! its handlers and the one `-32011` answer that follows an `rpc.cancel`.
 //!
-//! The server's side of the handler tests is a scripted WebSocket peer, so
-//! that every frame the client writes can be compared as it is.
+//! The server's side of most handler tests is a scripted WebSocket peer, so
+//! that every frame the client writes can be compared as it is; the last
+//! ones run against a real gateway, whose server API calls the handlers:
+//! their progress reaches a streamed `/api` `call` before their answer, and
+//! the `rpc.cancel` of a call that no longer needs them stops them.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchboard_client::protocol::codes;
 use switchboard_client::{Client, Error, IncomingCall, RpcError};
-use switchboard_tests::{TestServer, WAIT, within};
+use switchboard_tests::{TestServer, WAIT, error_code, http_client_builder, http_post, within};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -364,6 +368,200 @@ async fn a_cancel_of_a_reused_id_reaches_the_newer_call() {
         assert_eq!(peer.recv().await, cancelled(json!(3)));
         peer.assert_nothing_more(93).await;
         client.close().await;
+    })
+    .await;
+}
+
+/// The lines of a streamed `/api` `call` (`application/x-ndjson`), read as
+/// they arrive.
+struct StreamedCall {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl StreamedCall {
+    /// Calls `/api` `call` with `params` and `"stream": true` (dev mode: no
+    /// key) and returns once the response's head has arrived.
+    async fn start(server: &TestServer, mut params: Value) -> Self {
+        params["stream"] = json!(true);
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "call", "params": params});
+        let response = http_client_builder()
+            .build()
+            .expect("HTTP client")
+            .post(server.http_url("/api"))
+            .header("content-type", "application/json")
+            .body(request.to_string())
+            .send()
+            .await
+            .expect("the response's head");
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/x-ndjson")
+        );
+        Self {
+            response,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next line as JSON, or `None` at the end of the body.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                return Some(serde_json::from_slice(&line).expect("each line is JSON"));
+            }
+            match self.response.chunk().await.expect("the body") {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk),
+                None => {
+                    assert!(self.buffer.is_empty(), "a partial last line");
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// A client of `user` on the real gateway with the handlers `register` adds.
+async fn serving(server: &TestServer, user: &str, register: impl FnOnce(&Client)) -> Client {
+    let client = Client::builder(server.ws_url(user))
+        .call_timeout(WAIT)
+        .build()
+        .expect("builds");
+    register(&client);
+    client.connect().await.expect("connects");
+    client
+}
+
+#[tokio::test]
+async fn a_handlers_progress_reaches_a_streamed_api_call_before_its_outcome() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let worker = serving(&server, "worker", |c| {
+            c.handle_with("job.run", |(steps,): (u32,), call: IncomingCall| async move {
+                for step in 1..=steps {
+                    assert!(call.progress(&json!({"step": step})), "queued");
+                }
+                Ok::<_, RpcError>(json!({"steps": steps}))
+            });
+        })
+        .await;
+        let session = worker.welcome().expect("welcomed").session;
+        let node = server.gateway.hub().node().to_owned();
+
+        let mut lines = StreamedCall::start(
+            &server,
+            json!({"target": {"user": "worker"}, "method": "job.run", "params": [2], "timeout_ms": 30_000}),
+        )
+        .await;
+        let from_worker = |event: (&str, Value)| {
+            let mut line = json!({"session": session, "user": "worker", "node": node});
+            line[event.0] = event.1;
+            Some(line)
+        };
+        assert_eq!(lines.next().await, from_worker(("progress", json!({"step": 1}))));
+        assert_eq!(lines.next().await, from_worker(("progress", json!({"step": 2}))));
+        assert_eq!(lines.next().await, from_worker(("result", json!({"steps": 2}))));
+        assert_eq!(
+            lines.next().await,
+            Some(json!({"done": {"results": 1, "errors": 0, "timeouts": 0, "cancelled": 0}}))
+        );
+        assert_eq!(lines.next().await, None, "done is the last line");
+        assert_eq!(worker.stats().handled, 1);
+        worker.close().await;
+        server.stop().await;
+    })
+    .await;
+}
+
+/// Sends on drop: shows that a handler's future was dropped.
+struct DropSignal(Option<oneshot::Sender<()>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_first_policy_cancels_the_slower_handler_which_stops() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        // The quick device answers once the slow one is running, so that the
+        // gateway's rpc.cancel finds the slow handler under way.
+        let slow_started = Arc::new(Notify::new());
+        let (cancelled_tx, cancelled) = oneshot::channel::<String>();
+        let (dropped_tx, dropped) = oneshot::channel::<()>();
+        let (cancelled_tx, dropped_tx) = (Mutex::new(Some(cancelled_tx)), Mutex::new(Some(dropped_tx)));
+        let started = slow_started.clone();
+        let slow = serving(&server, "pair", move |c| {
+            c.handle_with("confirm", move |(): (), call: IncomingCall| {
+                let watcher = call.clone();
+                let cancelled_tx = cancelled_tx.lock().expect("lock").take();
+                tokio::spawn(async move {
+                    watcher.cancelled().await;
+                    if let Some(tx) = cancelled_tx {
+                        let _ = tx.send(watcher.method().to_owned());
+                    }
+                });
+                let guard = DropSignal(dropped_tx.lock().expect("lock").take());
+                let started = started.clone();
+                async move {
+                    let _guard = guard;
+                    started.notify_one();
+                    std::future::pending::<()>().await;
+                    Ok::<_, RpcError>("never")
+                }
+            });
+        })
+        .await;
+        let started = slow_started.clone();
+        let quick = serving(&server, "pair", move |c| {
+            c.handle("confirm", move |()| {
+                let started = started.clone();
+                async move {
+                    started.notified().await;
+                    Ok::<_, RpcError>("yes")
+                }
+            });
+        })
+        .await;
+        let (slow_session, quick_session) = (
+            slow.welcome().expect("welcomed").session,
+            quick.welcome().expect("welcomed").session,
+        );
+
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "call", "params": {
+            "target": {"user": "pair"}, "method": "confirm", "policy": "first", "timeout_ms": 30_000,
+        }});
+        let reply = http_post(&server.http_url("/api"), &request.to_string(), &[])
+            .await
+            .json();
+        let result = &reply["result"];
+        assert_eq!(result["met"], true, "{reply}");
+        let outcomes = result["outcomes"].as_array().expect("outcomes");
+        let outcome = |session: &str| {
+            outcomes
+                .iter()
+                .find(|o| o["session"] == session)
+                .unwrap_or_else(|| panic!("an outcome for {session} in {reply}"))
+        };
+        assert_eq!(outcome(&quick_session)["result"], "yes");
+        assert_eq!(error_code(outcome(&slow_session)), Some(i64::from(codes::CANCELLED)));
+
+        // The gateway's rpc.cancel reached the slow client: the call's
+        // cancellation is seen by work handed elsewhere, and the handler's
+        // future is dropped.
+        assert_eq!(cancelled.await.expect("the watcher saw the cancel"), "confirm");
+        dropped.await.expect("the handler was dropped");
+        assert_eq!((quick.stats().handled, slow.stats().handled), (1, 0));
+        for client in [quick, slow] {
+            client.close().await;
+        }
+        server.stop().await;
     })
     .await;
 }
