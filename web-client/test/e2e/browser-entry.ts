@@ -20,6 +20,8 @@ const env: Env = {
     return new Client(url, { minReconnectDelay: 100, maxReconnectDelay: 1000, ...options });
   },
   api: (method, params) => window.control("api", [method, params]),
+  // The page is a document of the gateway's origin.
+  apiUrl: () => `${location.origin}/api`,
   restart: async () => {
     await window.control("restart", []);
   },

@@ -26,6 +26,7 @@ const env: Env = {
       ...options,
     }),
   api: (method, params) => gateway.api(method, params),
+  apiUrl: () => `${gateway.http}/api`,
   restart: () => gateway.restart(),
   unique: (prefix) => `${prefix}-node-${++counter}`,
 };

@@ -4,7 +4,17 @@
 // controls that the test process carries out (server API calls, restart).
 // Nothing here may import a Node module.
 
-import { Client, DisconnectedError, RpcError, TimeoutError, type ClientOptions, type Publication } from "../../src/index.js";
+import {
+  Client,
+  DisconnectedError,
+  RpcError,
+  TimeoutError,
+  type CallOutcomes,
+  type ClientOptions,
+  type Publication,
+  type Stats,
+  type StreamLine,
+} from "../../src/index.js";
 
 /** What a scenario may ask of its environment. */
 export interface Env {
@@ -12,6 +22,8 @@ export interface Env {
   client(user: string, options?: Partial<ClientOptions>): Client;
   /** A server API call (`POST /api`), made by the test process. */
   api(method: string, params?: unknown): Promise<unknown>;
+  /** The server API's URL, for calls a scenario makes itself with fetch (a streamed `call`). */
+  apiUrl(): string;
   /** Stops the gateway and starts it again on the same port. */
   restart(): Promise<void>;
   /** A name unique to this run, for users and topics. */
@@ -29,9 +41,19 @@ function fail(message: string): never {
   throw new Error(message);
 }
 
+/** JSON text with every object's keys sorted, so that values compare whatever order their keys were written in. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
+/** Compares two values as JSON values: arrays in order, objects whatever the order of their keys. */
 export function assertEqual(actual: unknown, expected: unknown, what: string): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
+  const a = canonical(actual);
+  const e = canonical(expected);
   if (a !== e) fail(`${what}: expected ${e}, got ${a}`);
 }
 
@@ -57,6 +79,67 @@ async function rejects(promise: Promise<unknown>, what: string): Promise<unknown
     return error;
   }
   return fail(`${what}: expected a rejection`);
+}
+
+/** Settles as `promise` does, or fails once `ms` have passed. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), Math.max(ms, 0));
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The lines of a streamed server API `call` (`"stream": true`, NDJSON), read as they arrive. */
+class StreamedCall {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #decoder = new TextDecoder();
+  #buffer = "";
+
+  private constructor(reader: ReadableStreamDefaultReader<Uint8Array>) {
+    this.#reader = reader;
+  }
+
+  /** Calls `call` with `params` and `"stream": true`; resolves once the response's head has arrived. */
+  static async start(url: string, params: Record<string, unknown>): Promise<StreamedCall> {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "call", params: { ...params, stream: true } }),
+    });
+    assertEqual(response.status, 200, "the streamed call's status");
+    assertEqual(response.headers.get("content-type"), "application/x-ndjson", "the streamed call's content type");
+    assert(response.body !== null, "a body");
+    return new StreamedCall(response.body.getReader());
+  }
+
+  /** The next line, or undefined at the end of the body. */
+  async next(what: string, timeout = 10_000): Promise<StreamLine | undefined> {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const end = this.#buffer.indexOf("\n");
+      if (end >= 0) {
+        const line = this.#buffer.slice(0, end);
+        this.#buffer = this.#buffer.slice(end + 1);
+        return JSON.parse(line) as StreamLine;
+      }
+      const chunk = await within(this.#reader.read(), deadline - Date.now(), what);
+      if (chunk.done) {
+        assertEqual(this.#buffer + this.#decoder.decode(), "", "a partial last line");
+        return undefined;
+      }
+      this.#buffer += this.#decoder.decode(chunk.value, { stream: true });
+    }
+  }
+
+  /** Stops reading: the gateway cancels a call whose caller went away. */
+  close(): void {
+    this.#reader.cancel().catch(() => undefined);
+  }
 }
 
 function closeAll(...clients: Client[]): void {
@@ -245,6 +328,84 @@ export const scenarios: Scenario[] = [
         assertEqual(seen.length, before, "reports after the result");
       } finally {
         c.close();
+      }
+    },
+  },
+  {
+    name: "a handler's progress reaches a streamed server API call before its answer",
+    async run(env) {
+      const user = env.unique("worker");
+      const worker = env.client(user);
+      let lines: StreamedCall | undefined;
+      try {
+        worker.handle("job.run", (params, context) => {
+          const steps = Array.isArray(params) && typeof params[0] === "number" ? params[0] : 0;
+          for (let step = 1; step <= steps; step++) assert(context.progress({ step }), `progress ${step} sent`);
+          return { steps };
+        });
+        const { session } = await worker.ready();
+        const { node } = (await env.api("stats")) as Stats;
+        lines = await StreamedCall.start(env.apiUrl(), {
+          target: { user },
+          method: "job.run",
+          params: [2],
+          timeout_ms: 30_000,
+        });
+        const from = { session, user, node };
+        assertEqual(await lines.next("the first report"), { ...from, progress: { step: 1 } }, "the first line");
+        assertEqual(await lines.next("the second report"), { ...from, progress: { step: 2 } }, "the second line");
+        assertEqual(await lines.next("the answer"), { ...from, result: { steps: 2 } }, "the outcome line");
+        assertEqual(
+          await lines.next("the totals"),
+          { done: { results: 1, errors: 0, timeouts: 0, cancelled: 0 } },
+          "the done line",
+        );
+        assertEqual(await lines.next("the end of the body"), undefined, "done is the last line");
+      } finally {
+        lines?.close();
+        worker.close();
+      }
+    },
+  },
+  {
+    name: "the first policy cancels the slower handler: its signal aborts",
+    async run(env) {
+      const user = env.unique("devices");
+      const slow = env.client(user);
+      const quick = env.client(user);
+      try {
+        // The quick device answers once the slow one is running, so that the
+        // gateway's rpc.cancel finds the slow handler under way.
+        let slowStarted = (): void => undefined;
+        const started = new Promise<void>((resolve) => (slowStarted = resolve));
+        let stopped = false;
+        slow.handle("confirm", async (_params, { signal }) => {
+          slowStarted();
+          if (!signal.aborted) {
+            await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+          }
+          stopped = true;
+          return "too late";
+        });
+        quick.handle("confirm", async () => {
+          await started;
+          return "yes";
+        });
+        const [s, q] = await Promise.all([slow.ready(), quick.ready()]);
+        const reply = (await env.api("call", {
+          target: { user },
+          method: "confirm",
+          policy: "first",
+          timeout_ms: 30_000,
+        })) as CallOutcomes;
+        assertEqual(reply.met, true, "the policy was met");
+        const outcomes = Object.fromEntries(reply.outcomes.map((o) => [o.session, o]));
+        assertEqual(outcomes[q.session]?.result, "yes", "the quick answer");
+        assertEqual(outcomes[s.session]?.error?.code, -32011, "the slow one, cancelled by the gateway");
+        // The gateway's rpc.cancel reached the slow client and aborted its handler's signal.
+        await waitFor(() => stopped, "the slow handler's signal to abort");
+      } finally {
+        closeAll(slow, quick);
       }
     },
   },
