@@ -489,3 +489,54 @@ pub fn http_get_blocking(url: &str) -> HttpReply {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }
+
+/// The lines of a streamed (`application/x-ndjson`) answer, read as they arrive.
+pub struct NdjsonLines {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl NdjsonLines {
+    /// Posts `body` to `url` and returns the response once its head arrived.
+    pub async fn post(url: &str, body: &Value) -> reqwest::Response {
+        let client = http_client_builder().build().expect("HTTP client");
+        let request = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        tokio::time::timeout(WAIT, request.send())
+            .await
+            .expect("the response's head in time")
+            .expect("response")
+    }
+
+    /// Reads the lines of `response`.
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            response,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next line as JSON, or `None` at the end of the body. Panics on a
+    /// partial last line or when nothing comes within [`WAIT`].
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                return Some(serde_json::from_slice(&line).expect("each line is JSON"));
+            }
+            match tokio::time::timeout(WAIT, self.response.chunk())
+                .await
+                .expect("a line in time")
+                .expect("body")
+            {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk),
+                None => {
+                    assert!(self.buffer.is_empty(), "a partial last line");
+                    return None;
+                }
+            }
+        }
+    }
+}

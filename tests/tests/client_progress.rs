@@ -16,7 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchboard_client::protocol::codes;
 use switchboard_client::{Client, Error, IncomingCall, RpcError};
-use switchboard_tests::{TestServer, WAIT, error_code, http_client_builder, http_post, within};
+use switchboard_tests::{NdjsonLines, TestServer, WAIT, error_code, http_post, within};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -372,55 +372,18 @@ async fn a_cancel_of_a_reused_id_reaches_the_newer_call() {
     .await;
 }
 
-/// The lines of a streamed `/api` `call` (`application/x-ndjson`), read as
-/// they arrive.
-struct StreamedCall {
-    response: reqwest::Response,
-    buffer: Vec<u8>,
-}
-
-impl StreamedCall {
-    /// Calls `/api` `call` with `params` and `"stream": true` (dev mode: no
-    /// key) and returns once the response's head has arrived.
-    async fn start(server: &TestServer, mut params: Value) -> Self {
-        params["stream"] = json!(true);
-        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "call", "params": params});
-        let response = http_client_builder()
-            .build()
-            .expect("HTTP client")
-            .post(server.http_url("/api"))
-            .header("content-type", "application/json")
-            .body(request.to_string())
-            .send()
-            .await
-            .expect("the response's head");
-        assert_eq!(response.status(), 200);
-        assert_eq!(
-            response.headers().get("content-type").and_then(|v| v.to_str().ok()),
-            Some("application/x-ndjson")
-        );
-        Self {
-            response,
-            buffer: Vec::new(),
-        }
-    }
-
-    /// The next line as JSON, or `None` at the end of the body.
-    async fn next(&mut self) -> Option<Value> {
-        loop {
-            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                return Some(serde_json::from_slice(&line).expect("each line is JSON"));
-            }
-            match self.response.chunk().await.expect("the body") {
-                Some(chunk) => self.buffer.extend_from_slice(&chunk),
-                None => {
-                    assert!(self.buffer.is_empty(), "a partial last line");
-                    return None;
-                }
-            }
-        }
-    }
+/// Calls `/api` `call` with `params` and `"stream": true` (dev mode: no
+/// key) and reads its NDJSON lines once the response's head has arrived.
+async fn streamed_call(server: &TestServer, mut params: Value) -> NdjsonLines {
+    params["stream"] = json!(true);
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "call", "params": params});
+    let response = NdjsonLines::post(&server.http_url("/api"), &request).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/x-ndjson")
+    );
+    NdjsonLines::new(response)
 }
 
 /// A client of `user` on the real gateway with the handlers `register` adds.
@@ -450,7 +413,7 @@ async fn a_handlers_progress_reaches_a_streamed_api_call_before_its_outcome() {
         let session = worker.welcome().expect("welcomed").session;
         let node = server.gateway.hub().node().to_owned();
 
-        let mut lines = StreamedCall::start(
+        let mut lines = streamed_call(
             &server,
             json!({"target": {"user": "worker"}, "method": "job.run", "params": [2], "timeout_ms": 30_000}),
         )

@@ -413,3 +413,110 @@ async fn a_draining_node_sends_its_sessions_elsewhere_and_joins_and_leaves_are_a
     })
     .await;
 }
+
+/// Reads the server's request for `method`, skipping anything else.
+async fn request_for(c: &mut WsClient, method: &str) -> Value {
+    until(c, |v| v["method"] == method).await
+}
+
+/// The next frame for `c` is `rpc.cancel` for `req`.
+async fn told_to_cancel(c: &mut WsClient, req: &Value) {
+    let cancel = until(c, |v| v["method"] == "rpc.cancel").await;
+    assert_eq!(cancel["params"]["id"], req["id"], "{cancel}");
+}
+
+#[tokio::test]
+async fn policies_streams_and_cancels_reach_sessions_on_other_nodes() {
+    within(WAIT * 3, async {
+        let config = cluster_config("calls", &redis_url());
+        let a = Node::start(&config, "127.0.0.1:0");
+        let b = Node::start(&config, "127.0.0.1:0");
+        let node_b = b.api("stats", json!({})).await["result"]["node"].clone();
+        let mut ann_a = a.connect("ann").await;
+        let mut ann_b = b.connect("ann").await;
+        let mut cy_b = b.connect("cy").await;
+        subscribe(&mut ann_a, "desk", None).await;
+        subscribe(&mut cy_b, "desk", None).await;
+        let call_on_a = |params: Value| {
+            let url = a.http_url("/api");
+            tokio::spawn(async move {
+                let body = json!({"jsonrpc": "2.0", "id": 1, "method": "call", "params": params});
+                switchboard_tests::http_post(&url, &body.to_string(), &[]).await.json()
+            })
+        };
+
+        // "first": the session on node B answers; the one on node A is cancelled.
+        let call = call_on_a(json!({"target": {"user": "ann"}, "method": "pick", "policy": "first", "timeout_ms": 20000}));
+        let (ra, rb) = (request_for(&mut ann_a, "pick").await, request_for(&mut ann_b, "pick").await);
+        ann_b
+            .send_json(&json!({"jsonrpc": "2.0", "id": rb["id"], "result": "b"}))
+            .await;
+        let reply = call.await.expect("call");
+        assert_eq!(reply["result"]["met"], true, "{reply}");
+        let outcomes = reply["result"]["outcomes"].as_array().expect("outcomes").clone();
+        let of = |c: &WsClient| outcomes.iter().find(|o| o["session"] == json!(c.session)).cloned();
+        let remote = of(&ann_b).expect("node B's session has an outcome");
+        assert_eq!((&remote["node"], &remote["result"]), (&node_b, &json!("b")));
+        let local = of(&ann_a).expect("node A's session has an outcome");
+        assert_eq!(local["error"]["code"], -32011, "{local}");
+        told_to_cancel(&mut ann_a, &ra).await;
+
+        // "first" again, answered on node A: node B's session is cancelled
+        // (listed as cancelled if node B had acknowledged by then).
+        let call = call_on_a(json!({"target": {"user": "ann"}, "method": "pick", "policy": "first", "timeout_ms": 20000}));
+        let (ra, rb) = (request_for(&mut ann_a, "pick").await, request_for(&mut ann_b, "pick").await);
+        ann_a
+            .send_json(&json!({"jsonrpc": "2.0", "id": ra["id"], "result": "a"}))
+            .await;
+        let reply = call.await.expect("call");
+        assert_eq!(reply["result"]["met"], true, "{reply}");
+        told_to_cancel(&mut ann_b, &rb).await;
+
+        // A quorum over several users, on both nodes.
+        let call = call_on_a(json!({"target": {"users": ["ann", "cy"]}, "method": "vote", "policy": {"quorum": 2}, "timeout_ms": 20000}));
+        let mut reqs = Vec::new();
+        for c in [&mut ann_a, &mut ann_b, &mut cy_b] {
+            reqs.push(request_for(c, "vote").await);
+        }
+        cy_b.send_json(&json!({"jsonrpc": "2.0", "id": reqs[2]["id"], "result": "yes"}))
+            .await;
+        ann_b
+            .send_json(&json!({"jsonrpc": "2.0", "id": reqs[1]["id"], "result": "yes"}))
+            .await;
+        let reply = call.await.expect("call");
+        assert_eq!(reply["result"]["met"], true, "{reply}");
+        assert_eq!(reply["result"]["outcomes"].as_array().expect("outcomes").len(), 3);
+        told_to_cancel(&mut ann_a, &reqs[0]).await;
+
+        // A streamed call to a topic: node B's progress and outcome arrive on node A's stream.
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "call",
+                          "params": {"target": {"topic": "desk"}, "method": "scan", "stream": true, "timeout_ms": 20000}});
+        let mut lines = switchboard_tests::NdjsonLines::new(
+            switchboard_tests::NdjsonLines::post(&a.http_url("/api"), &body).await,
+        );
+        let (ra, rc) = (request_for(&mut ann_a, "scan").await, request_for(&mut cy_b, "scan").await);
+        cy_b.send_json(&json!({"jsonrpc": "2.0", "method": "rpc.progress", "params": {"id": rc["id"], "progress": 10}}))
+            .await;
+        let line = lines.next().await.expect("progress");
+        assert_eq!(
+            line,
+            json!({"session": cy_b.session, "user": "cy", "node": node_b, "progress": 10})
+        );
+        cy_b.send_json(&json!({"jsonrpc": "2.0", "id": rc["id"], "result": "c"}))
+            .await;
+        let line = lines.next().await.expect("node B's outcome");
+        assert_eq!(line["result"], "c");
+        // The HTTP client goes: node A's session is cancelled.
+        drop(lines);
+        told_to_cancel(&mut ann_a, &ra).await;
+
+        // A streamed call whose client leaves before any line: node B's sessions are cancelled.
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "call",
+                          "params": {"target": {"users": ["cy"]}, "method": "hold", "stream": true, "timeout_ms": 20000}});
+        let response = switchboard_tests::NdjsonLines::post(&a.http_url("/api"), &body).await;
+        let rc = request_for(&mut cy_b, "hold").await;
+        drop(response);
+        told_to_cancel(&mut cy_b, &rc).await;
+    })
+    .await;
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use switchboard_server::{CallOptions, CallPolicy, CallUpdate, Config, Target};
-use switchboard_tests::{TestServer, WAIT, WsClient, error_code, http_post, probe, within};
+use switchboard_tests::{NdjsonLines, TestServer, WAIT, WsClient, error_code, http_post, probe, within};
 
 fn rpc(id: u64, method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
@@ -254,49 +254,9 @@ async fn every_target_is_called_and_outcomes_name_session_user_and_node() {
     .await;
 }
 
-/// Reads NDJSON lines from a streamed response as they arrive.
-struct Lines {
-    response: reqwest::Response,
-    buffer: Vec<u8>,
-}
-
-impl Lines {
-    async fn start(server: &TestServer, params: Value) -> (reqwest::Response, ()) {
-        let response = reqwest::Client::new()
-            .post(server.http_url("/api"))
-            .body(rpc(1, "call", params).to_string())
-            .send()
-            .await
-            .expect("response");
-        (response, ())
-    }
-
-    fn new(response: reqwest::Response) -> Self {
-        Self {
-            response,
-            buffer: Vec::new(),
-        }
-    }
-
-    async fn next(&mut self) -> Option<Value> {
-        loop {
-            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                return Some(serde_json::from_slice(&line).expect("each line is JSON"));
-            }
-            match tokio::time::timeout(WAIT, self.response.chunk())
-                .await
-                .expect("a line in time")
-                .expect("body")
-            {
-                Some(chunk) => self.buffer.extend_from_slice(&chunk),
-                None => {
-                    assert!(self.buffer.is_empty(), "a partial last line");
-                    return None;
-                }
-            }
-        }
-    }
+/// Starts a streamed `/api call`.
+async fn stream(server: &TestServer, params: Value) -> reqwest::Response {
+    NdjsonLines::post(&server.http_url("/api"), &rpc(1, "call", params)).await
 }
 
 #[tokio::test]
@@ -305,7 +265,7 @@ async fn a_streamed_call_sends_each_outcome_and_progress_as_it_arrives() {
         let server = TestServer::start().await;
         let mut fast = server.connect("team").await;
         let mut slow = server.connect("team").await;
-        let (response, ()) = Lines::start(
+        let response = stream(
             &server,
             json!({"target": {"user": "team"}, "method": "build", "stream": true, "timeout_ms": 30000}),
         )
@@ -317,7 +277,7 @@ async fn a_streamed_call_sends_each_outcome_and_progress_as_it_arrives() {
             "{:?}",
             response.headers()
         );
-        let mut lines = Lines::new(response);
+        let mut lines = NdjsonLines::new(response);
         let rf = request(&mut fast, "build").await;
         let rs = request(&mut slow, "build").await;
         slow.send_json(&json!({"jsonrpc": "2.0", "method": "rpc.progress", "params": {"id": rs["id"], "progress": {"done": 1}}}))
@@ -345,12 +305,12 @@ async fn a_streamed_call_sends_each_outcome_and_progress_as_it_arrives() {
         );
         assert!(lines.next().await.is_none(), "done is the last line");
         // With a policy the totals say whether it was met.
-        let (response, ()) = Lines::start(
+        let response = stream(
             &server,
             json!({"target": {"user": "team"}, "method": "build", "stream": true, "policy": "first", "timeout_ms": 30000}),
         )
         .await;
-        let mut lines = Lines::new(response);
+        let mut lines = NdjsonLines::new(response);
         let rf = request(&mut fast, "build").await;
         let rs = request(&mut slow, "build").await;
         answer(&mut fast, &rf, json!(1)).await;
@@ -374,7 +334,7 @@ async fn an_http_client_leaving_before_or_after_the_first_line_cancels_the_call(
         let mut a = server.connect("pair").await;
         let mut b = server.connect("pair").await;
         // Before the first line: the response's head arrives, then the client goes.
-        let (response, ()) = Lines::start(
+        let response = stream(
             &server,
             json!({"target": {"user": "pair"}, "method": "wait", "stream": true, "timeout_ms": 60000}),
         )
@@ -384,12 +344,12 @@ async fn an_http_client_leaving_before_or_after_the_first_line_cancels_the_call(
         cancelled(&mut a, &ra).await;
         cancelled(&mut b, &rb).await;
         // After the first line.
-        let (response, ()) = Lines::start(
+        let response = stream(
             &server,
             json!({"target": {"user": "pair"}, "method": "wait", "stream": true, "timeout_ms": 60000}),
         )
         .await;
-        let mut lines = Lines::new(response);
+        let mut lines = NdjsonLines::new(response);
         let (ra, rb) = (request(&mut a, "wait").await, request(&mut b, "wait").await);
         answer(&mut a, &ra, json!(1)).await;
         assert_eq!(lines.next().await.expect("a line")["result"], 1);
@@ -425,12 +385,12 @@ async fn draining_ends_a_stream_at_once_with_the_rest_cancelled() {
         let server = TestServer::start().await;
         let mut a = server.connect("pair").await;
         let mut b = server.connect("pair").await;
-        let (response, ()) = Lines::start(
+        let response = stream(
             &server,
             json!({"target": {"user": "pair"}, "method": "wait", "stream": true, "timeout_ms": 60000}),
         )
         .await;
-        let mut lines = Lines::new(response);
+        let mut lines = NdjsonLines::new(response);
         let (ra, _rb) = (request(&mut a, "wait").await, request(&mut b, "wait").await);
         answer(&mut a, &ra, json!(1)).await;
         assert_eq!(lines.next().await.expect("a line")["result"], 1);

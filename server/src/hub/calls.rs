@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -141,14 +141,30 @@ pub(super) enum CallEvent {
         skipped: Vec<(String, String)>,
     },
     Result(CallEntry),
+    Progress(CallProgress),
 }
 
-/// Where the origin's inbox puts a call's reports.
+/// Where the origin's inbox puts a call's reports, in the order they came.
 #[derive(Clone)]
 pub(super) struct CallSink {
     pub(super) events: mpsc::UnboundedSender<CallEvent>,
-    /// Progress is dropped rather than queued without end for a slow reader.
-    pub(super) progress: Option<mpsc::Sender<CallProgress>>,
+    /// How many progress reports are queued, when the caller wants them:
+    /// beyond [`PROGRESS_QUEUE`] they are dropped rather than queued without
+    /// end for a slow reader (outcomes never are).
+    pub(super) progress: Option<Arc<AtomicUsize>>,
+}
+
+impl CallSink {
+    /// Queues a progress report, unless the caller does not want them or is behind.
+    pub(super) fn progress(&self, report: CallProgress) {
+        if let Some(queued) = &self.progress
+            && queued.fetch_add(1, Ordering::Relaxed) < PROGRESS_QUEUE
+        {
+            let _ = self.events.send(CallEvent::Progress(report));
+        } else if let Some(queued) = &self.progress {
+            queued.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// How many progress reports wait for a slow reader before more are dropped.
@@ -227,18 +243,19 @@ impl Hub {
         let frame: SharedFrame = frame::write_request(id, method, params.map(RawValue::get)).into();
         self.count_frame();
         let (events, rx) = mpsc::unbounded_channel();
-        let (progress, progress_rx) = if options.progress {
-            let (tx, rx) = mpsc::channel(PROGRESS_QUEUE);
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        self.inner.calls.insert(id, CallSink { events, progress });
+        let progress = options.progress.then(|| Arc::new(AtomicUsize::new(0)));
+        self.inner.calls.insert(
+            id,
+            CallSink {
+                events,
+                progress: progress.clone(),
+            },
+        );
         let mut call = CallStream {
             hub: self.inner.clone(),
             id,
             rx,
-            progress: progress_rx,
+            progress,
             deadline: Box::pin(tokio::time::sleep(timeout + REPORT_GRACE)),
             nodes: usize::MAX,
             acks: 0,
@@ -273,7 +290,8 @@ pub struct CallStream {
     hub: Arc<HubInner>,
     id: u64,
     rx: mpsc::UnboundedReceiver<CallEvent>,
-    progress: Option<mpsc::Receiver<CallProgress>>,
+    /// Progress reports queued in `rx` (when the caller wants them).
+    progress: Option<Arc<AtomicUsize>>,
     deadline: Pin<Box<tokio::time::Sleep>>,
     /// How many nodes the call reached, and how many acknowledged it.
     nodes: usize,
@@ -351,6 +369,16 @@ impl CallStream {
                 if self.owing.remove(&entry.session).is_some() {
                     self.outcome(entry);
                 }
+            }
+            CallEvent::Progress(report) => {
+                if let Some(queued) = &self.progress {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                }
+                // Only from a session that has not answered: never after its outcome.
+                if self.owing.contains_key(&report.session) {
+                    self.out.push_back(CallUpdate::Progress(report));
+                }
+                return;
             }
         }
         self.check();
@@ -489,16 +517,6 @@ impl Stream for CallStream {
             if this.finished {
                 return Poll::Ready(None);
             }
-            // Progress first: a node reports a session's progress before its
-            // answer, so none is let through after the session's outcome.
-            if let Some(progress) = &mut this.progress
-                && let Poll::Ready(Some(p)) = progress.poll_recv(cx)
-            {
-                if this.owing.contains_key(&p.session) {
-                    return Poll::Ready(Some(CallUpdate::Progress(p)));
-                }
-                continue;
-            }
             if let Poll::Ready(Some(event)) = this.rx.poll_recv(cx) {
                 this.on_event(event);
                 continue;
@@ -532,8 +550,10 @@ impl Drop for CallStream {
     }
 }
 
-/// A call this node runs for an origin: how to cancel it.
-pub(super) type Running = CancellationToken;
+/// A call this node runs for an origin: how to cancel it, and how many of
+/// its envelopes run here (a call to several users arrives once per user's
+/// channel on Redis).
+pub(super) type Running = (CancellationToken, usize);
 
 /// Sends a call's frame to this node's sessions of the target and reports
 /// who was reached and, as they come, their answers (and progress, when
@@ -587,8 +607,11 @@ pub(super) fn start_call(
         }
     }
     drop(progress_tx);
-    let cancelled = CancellationToken::new();
-    hub.running.insert((origin.clone(), call), cancelled.clone());
+    let cancelled = {
+        let mut running = hub.running.entry((origin.clone(), call)).or_default();
+        running.1 += 1;
+        running.0.clone()
+    };
     let hub = hub.clone();
     tokio::spawn(async move {
         let broker = hub.broker.clone();
@@ -637,6 +660,10 @@ pub(super) fn start_call(
         }
         // Dropping the calls still waiting sends their sessions `rpc.cancel`.
         drop(waiting);
-        hub.running.remove(&(origin, call));
+        let key = (origin, call);
+        hub.running.remove_if_mut(&key, |_, running| {
+            running.1 -= 1;
+            running.1 == 0
+        });
     });
 }

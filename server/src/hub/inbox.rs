@@ -101,10 +101,9 @@ impl Inbox for NodeInbox {
                 node,
                 progress,
             } => {
-                if let Some(tx) = hub.calls.get(&call).and_then(|t| t.progress.clone()) {
+                if let Some(sink) = hub.calls.get(&call) {
                     let node = node.to_string();
-                    // A reader that falls behind loses progress, never outcomes.
-                    let _ = tx.try_send(CallProgress {
+                    sink.progress(CallProgress {
                         session,
                         user,
                         node,
@@ -113,8 +112,8 @@ impl Inbox for NodeInbox {
                 }
             }
             Envelope::CallCancel { call, origin } => {
-                if let Some((_, running)) = hub.running.remove(&(origin, call)) {
-                    running.cancel();
+                if let Some(running) = hub.running.get(&(origin, call)) {
+                    running.0.cancel();
                 }
             }
             Envelope::Disconnect { target, code, reason } => {
