@@ -231,6 +231,14 @@ pub fn document() -> Value {
         json!({"type": "boolean"}),
         &[],
     );
+    let params = b.params::<Progress>();
+    b.method(
+        methods::PROGRESS,
+        "Progress on one of the server's calls, sent before its answer: forwarded to the call's caller if it asked for progress, dropped otherwise. Usually a notification.",
+        params,
+        json!({"type": "boolean"}),
+        &[],
+    );
     let params = b.params::<RefreshParams>();
     let result = b.schema::<Expiry>();
     b.method(

@@ -213,6 +213,16 @@ export interface BuiltinMethods {
     };
     result: boolean;
   };
+  /** Progress on one of the server's calls, sent before its answer: forwarded to the call's caller if it asked for progress, dropped otherwise. Usually a notification. */
+  "rpc.progress": {
+    params: {
+      /** The id of the request still running. */
+      id: unknown;
+      /** How far it got: any JSON value the method documents. */
+      progress: unknown;
+    };
+    result: boolean;
+  };
   /** Replace the session's token (same sub required). */
   "rpc.refresh": {
     params: {

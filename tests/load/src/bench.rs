@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use crate::error::LoadError;
 use crate::flavor::{Flavor, Scenario};
 use crate::scenario::{
-    self, CallKind, CallsParams, CallsResult, FanoutParams, FanoutResult, MemoryParams, MemoryResult, PushParams,
-    PushResult, Target,
+    self, CallKind, CallsParams, CallsResult, FanoutParams, FanoutResult, MemoryParams, MemoryResult, MulticallParams,
+    MulticallResult, PushParams, PushResult, Target,
 };
 use crate::server::Server;
 
@@ -33,7 +33,7 @@ pub struct BenchOptions {
     pub baseline_bin: Option<PathBuf>,
     /// The scenarios to run.
     pub scenarios: Vec<Scenario>,
-    /// Repetitions of the CPU scenarios (calls, fan-out, reverse).
+    /// Repetitions of the CPU scenarios (calls, fan-out, reverse, multicall).
     pub reps: usize,
     /// Repetitions of the memory scenario.
     pub memory_reps: usize,
@@ -51,6 +51,8 @@ pub struct BenchOptions {
     pub reverse: CallsParams,
     /// The fan-out scenario.
     pub fanout: FanoutParams,
+    /// The backend's multicast call scenario.
+    pub multicall: MulticallParams,
     /// The memory scenario.
     pub memory: MemoryParams,
     /// The server-API push scenario.
@@ -102,6 +104,16 @@ impl BenchOptions {
                 measure: Duration::from_secs(4),
                 min_publications: 20,
                 max_publications: 100_000,
+                verify: false,
+            },
+            multicall: MulticallParams {
+                sessions: 2000,
+                warmup_calls: 3,
+                measure: Duration::from_secs(4),
+                min_calls: 10,
+                max_calls: 100_000,
+                first_calls: 21,
+                slow_answer: Duration::from_millis(200),
                 verify: false,
             },
             memory: MemoryParams {
@@ -178,6 +190,16 @@ impl BenchOptions {
                 max_publications: 10,
                 verify: true,
             },
+            multicall: MulticallParams {
+                sessions: 20,
+                warmup_calls: 1,
+                measure: Duration::from_millis(100),
+                min_calls: 3,
+                max_calls: 10,
+                first_calls: 3,
+                slow_answer: Duration::from_millis(50),
+                verify: true,
+            },
             memory: MemoryParams {
                 sessions: 50,
                 concurrency: 16,
@@ -212,6 +234,8 @@ pub enum Outcome {
     FanoutRedis(FanoutResult),
     /// Pushes to users through the server API.
     ApiPush(PushResult),
+    /// A backend's multicast calls to every session of a topic.
+    Multicall(MulticallResult),
     /// Memory.
     Memory(MemoryResult),
     /// The scenario failed; why.
@@ -297,6 +321,21 @@ fn summary(outcome: &Outcome) -> String {
             r.rate(),
             r.post_latency.p50_us
         ),
+        Outcome::Multicall(r) => {
+            let first = r.after_first.map_or(String::new(), |p| {
+                format!(
+                    ", \"first\" answered {:.0} µs after the fastest session (p50)",
+                    p.p50_us
+                )
+            });
+            format!(
+                "{:.2} µs CPU/target, {:.0} targets/s, {} calls, call p50 {:.1} ms{first}",
+                r.cpu_us_per_target(),
+                r.rate(),
+                r.calls,
+                r.latency.p50_us / 1e3
+            )
+        }
         Outcome::Memory(r) => format!(
             "{:.2} KiB/session fresh, {:.2} after burst ({} sessions, {} KiB before)",
             r.kib_per_session(),
@@ -378,6 +417,7 @@ pub async fn measure(options: &BenchOptions, target: &Target, scenario: Scenario
         }
         Scenario::Memory => Outcome::Memory(scenario::memory(target, &options.memory).await?),
         Scenario::ApiPush => Outcome::ApiPush(scenario::push(target, &options.push).await?),
+        Scenario::Multicall => Outcome::Multicall(scenario::multicall(target, &options.multicall).await?),
     })
 }
 

@@ -43,19 +43,24 @@ pub enum Scenario {
     ApiPush,
     /// A client call whose handler calls the client back before it answers.
     Reverse,
+    /// A backend's multicast call to every session of one topic, all
+    /// answering at once (switchboard's `POST /api` `call`, Socket.IO's
+    /// `emitWithAck` to a room).
+    Multicall,
     /// Idle subscribed sessions, fresh and after a burst of traffic.
     Memory,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Calls,
         Scenario::CallsSerial,
         Scenario::Fanout,
         Scenario::FanoutRedis,
         Scenario::ApiPush,
         Scenario::Reverse,
+        Scenario::Multicall,
         Scenario::Memory,
     ];
 
@@ -68,6 +73,7 @@ impl Scenario {
             Scenario::FanoutRedis => "fanout-redis",
             Scenario::ApiPush => "api-push",
             Scenario::Reverse => "reverse",
+            Scenario::Multicall => "multicall",
             Scenario::Memory => "memory",
         }
     }
@@ -144,6 +150,7 @@ impl Flavor {
             Scenario::Fanout => self != Flavor::Echo,
             Scenario::FanoutRedis | Scenario::ApiPush => self == Flavor::Switchboard,
             Scenario::Reverse => matches!(self, Flavor::Switchboard | Flavor::Axum | Flavor::SocketIo),
+            Scenario::Multicall => matches!(self, Flavor::Switchboard | Flavor::SocketIo),
         }
     }
 

@@ -3,12 +3,13 @@
 //!
 //! The tool opens many WebSocket sessions to one server process at a time
 //! and reads that process's CPU time and resident memory from `/proc`, so
-//! that the headline figures are **server CPU µs per call, per delivery and
-//! per server→client call**, and **KiB per idle session**: figures that stay
-//! put on a shared machine, unlike wall-clock throughput. It runs the same
-//! scenarios against switchboard and its peers in one run and reports the
-//! ratios (see `BENCHMARKS.md` at the repository root; `tests/load/run` is
-//! the one command). Given a baseline build of switchboard (`--baseline-bin`),
+//! that the headline figures are **server CPU µs per call, per delivery, per
+//! server→client call and per target of a backend's multicast call**, and
+//! **KiB per idle session**: figures that stay put on a shared machine,
+//! unlike wall-clock throughput. It runs the same scenarios against
+//! switchboard and its peers in one run and reports the ratios (see
+//! `BENCHMARKS.md` at the repository root; `tests/load/run` is the one
+//! command). Given a baseline build of switchboard (`--baseline-bin`),
 //! it measures that build alternately with the current one and reports the
 //! ratio current / baseline of each figure.
 //!

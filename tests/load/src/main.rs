@@ -37,7 +37,8 @@ struct Cli {
     /// among --servers.
     #[arg(long, value_name = "PATH", conflicts_with = "addr")]
     baseline_bin: Option<PathBuf>,
-    /// Scenarios to run, comma-separated: calls, calls-k1, fanout, reverse, memory (default: all).
+    /// Scenarios to run, comma-separated: calls, calls-k1, fanout, fanout-redis, api-push, reverse,
+    /// multicall, memory (default: all).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Repetitions of the CPU scenarios.
@@ -52,6 +53,9 @@ struct Cli {
     /// Subscribers in the fan-out scenario.
     #[arg(long)]
     subscribers: Option<usize>,
+    /// Sessions called at once in the multicall scenario.
+    #[arg(long)]
+    multicall_sessions: Option<usize>,
     /// Seconds of each measured window.
     #[arg(long)]
     seconds: Option<u64>,
@@ -154,12 +158,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let Some(n) = cli.subscribers {
         options.fanout.subscribers = n;
     }
+    if let Some(n) = cli.multicall_sessions {
+        options.multicall.sessions = n;
+    }
     if let Some(s) = cli.seconds {
         let window = std::time::Duration::from_secs(s);
         options.calls.measure = window;
         options.calls_serial.measure = window;
         options.reverse.measure = window;
         options.fanout.measure = window;
+        options.multicall.measure = window;
     }
     if let Some(cpus) = cli.server_cpus {
         options.server_cpus = Some(cpus);

@@ -9,6 +9,7 @@ use crate::flavor::{Flavor, Scenario};
 use crate::server::Server;
 
 mod baseline;
+mod multicall;
 
 pub use baseline::{BASELINE_FIGURES, Comparison};
 
@@ -103,6 +104,14 @@ pub enum Metric {
     PushRate,
     /// POST /api latency, median.
     PushPostP50,
+    /// Server CPU µs per answered target of a backend's multicast call.
+    CpuPerMulticallTarget,
+    /// Answered targets of multicast calls per second.
+    MulticallTargetRate,
+    /// A multicast call answered by every session, backend request to answer, median, µs.
+    MulticallP50,
+    /// `"policy": "first"`: the backend's answer after the fastest session's, median, µs.
+    MulticallAfterFirstP50,
 }
 
 /// The value of `metric` in one run, if the run measured it.
@@ -130,6 +139,10 @@ fn value(run: &Run, metric: Metric) -> Option<f64> {
         (Outcome::ApiPush(r), Metric::CpuPerPush) => Some(r.cpu_us_per_push()),
         (Outcome::ApiPush(r), Metric::PushRate) => Some(r.rate()),
         (Outcome::ApiPush(r), Metric::PushPostP50) => Some(r.post_latency.p50_us),
+        (Outcome::Multicall(r), Metric::CpuPerMulticallTarget) => Some(r.cpu_us_per_target()),
+        (Outcome::Multicall(r), Metric::MulticallTargetRate) => Some(r.rate()),
+        (Outcome::Multicall(r), Metric::MulticallP50) => Some(r.latency.p50_us),
+        (Outcome::Multicall(r), Metric::MulticallAfterFirstP50) => r.after_first.map(|p| p.p50_us),
         (Outcome::Memory(r), Metric::KibFresh) => Some(r.kib_per_session()),
         (Outcome::Memory(r), Metric::KibAfterBurst) => Some(r.kib_per_session_after_burst()),
         _ => None,
@@ -250,6 +263,11 @@ impl Summary {
             "server→client call: CPU ≤ 0.4 × Socket.IO's",
             ratio(self.reverse_call(Switchboard), self.reverse_call(SocketIo)),
             0.4,
+        ));
+        targets.push(Target::new(
+            "multicall CPU per target: switchboard / Socket.IO",
+            ratio(sb(CpuPerMulticallTarget), self.median(SocketIo, CpuPerMulticallTarget)),
+            0.3,
         ));
         targets.push(Target::at_least(
             "cross-node push (Redis): deliveries/s ≥ 0.5 × local",
@@ -382,6 +400,13 @@ impl Summary {
                 ms(m(PushPostP50)),
             );
         }
+        if options
+            .order(0)
+            .into_iter()
+            .any(|server| self.median(server, CpuPerMulticallTarget).is_some())
+        {
+            self.write_multicall(&mut out, options);
+        }
         let _ = writeln!(out, "\n| target | measured | limit | holds |");
         let _ = writeln!(out, "|---|---:|---:|:---:|");
         for t in self.targets() {
@@ -404,9 +429,10 @@ impl Summary {
         );
         let _ = writeln!(
             out,
-            "| server | CPU/call | CPU/call (1 in flight) | CPU/delivery | CPU/callback round | KiB fresh | KiB after burst |"
+            "| server | CPU/call | CPU/call (1 in flight) | CPU/delivery | CPU/callback round | CPU/multicall target | \
+             KiB fresh | KiB after burst |"
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
         for server in options.order(0) {
             let s = |metric| {
                 self.stat(server, metric).map_or("—".to_owned(), |s| {
@@ -415,12 +441,13 @@ impl Summary {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 server.name(),
                 s(CpuPerCall),
                 s(CpuPerSerialCall),
                 s(CpuPerDelivery),
                 s(CpuPerRound),
+                s(CpuPerMulticallTarget),
                 s(KibFresh),
                 s(KibAfterBurst)
             );

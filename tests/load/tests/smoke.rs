@@ -43,6 +43,21 @@ async fn smoke(flavor: Flavor, addr: SocketAddr) {
             let r = scenario::memory(&target, &options.memory).await.expect("memory");
             assert_eq!(r.sessions, options.memory.sessions);
         }
+        if flavor.supports(Scenario::Multicall) {
+            let r = scenario::multicall(&target, &options.multicall)
+                .await
+                .expect("multicast calls");
+            assert!(r.calls > 0, "{flavor}: no multicast call completed in the window");
+            assert_eq!(
+                r.targets,
+                r.calls * options.multicall.sessions as u64,
+                "{flavor}: every session answers every multicast call"
+            );
+            if flavor == Flavor::Switchboard {
+                let first = r.after_first.expect("switchboard times \"first\" calls");
+                assert_eq!(first.samples, options.multicall.first_calls);
+            }
+        }
         if flavor.supports(Scenario::ApiPush) {
             let r = scenario::push(&target, &options.push)
                 .await

@@ -6,13 +6,43 @@
 //   publish(topic, data)   -> io.to(topic).emit('message', data), ack(true)
 //   callback(data)         -> socket.timeout(10000).emitWithAck('bench.ask', data),
 //                             then ack(the client's answer)
+// and one HTTP endpoint, the backend's multicast call:
+//   POST /multicall {"room", "method", "data", "timeout_ms"}
+//                          -> io.to(room).timeout(timeout_ms).emitWithAck(method, data),
+//                             answered 200 {"acks": n} once every socket in the room
+//                             acknowledged (n acknowledgements), or 504 {"error"}
 'use strict';
 
 const http = require('http');
 const { Server } = require('socket.io');
 
 const port = Number(process.argv[2] || 8091);
-const httpServer = http.createServer();
+// Socket.IO answers its own path before this handler runs; everything else comes here.
+const httpServer = http.createServer((req, res) => {
+  const reply = (status, body) => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+  if (req.method !== 'POST' || req.url !== '/multicall') {
+    reply(404, { error: 'not found' });
+    return;
+  }
+  let body = '';
+  req.setEncoding('utf8');
+  req.on('data', (chunk) => {
+    body += chunk;
+  });
+  req.on('end', async () => {
+    try {
+      const { room, method, data, timeout_ms: timeout } = JSON.parse(body);
+      const acks = await io.to(room).timeout(timeout).emitWithAck(method, data);
+      reply(200, { acks: acks.length });
+    } catch (e) {
+      reply(504, { error: String(e) });
+    }
+  });
+});
 const io = new Server(httpServer, {
   transports: ['websocket'],
   serveClient: false,

@@ -6,7 +6,9 @@
 
 mod calls;
 mod fanout;
+mod http;
 mod memory;
+mod multicall;
 mod push;
 
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 pub use calls::{CallKind, CallsParams, CallsResult, calls};
 pub use fanout::{FanoutParams, FanoutResult, fanout, fanout_from};
 pub use memory::{MemoryParams, MemoryResult, memory};
+pub use multicall::{MulticallParams, MulticallResult, multicall};
 pub use push::{PushParams, PushResult, push};
 
 use crate::client::{Connector, Ws};

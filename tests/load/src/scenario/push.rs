@@ -6,11 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{ANSWER_TIMEOUT, Percentiles, Target, stop_all};
+use super::http::Backend;
+use super::{Percentiles, Target, stop_all};
 use crate::client::Ws;
 use crate::error::LoadError;
 use crate::flavor::{Flavor, Incoming};
@@ -137,11 +136,9 @@ async fn post_loop(
     measuring: Arc<AtomicBool>,
     latencies: Arc<parking_lot::Mutex<Vec<u32>>>,
 ) -> Result<(), LoadError> {
-    let mut http = TcpStream::connect(target.addr).await?;
-    http.set_nodelay(true)?;
+    let mut backend = Backend::connect(target.addr).await?;
     let mut next_user = poster;
     let mut seq = 0u64;
-    let mut buffer = Vec::with_capacity(16 * 1024);
     while !stop.load(Ordering::Acquire) {
         let mut body = String::with_capacity(params.batch * 120);
         body.push('[');
@@ -157,20 +154,12 @@ async fn post_loop(
             next_user += params.posters;
         }
         body.push(']');
-        let request = format!(
-            "POST /api HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            target.addr,
-            body.len()
-        );
         let started = Instant::now();
-        http.write_all(request.as_bytes()).await?;
-        let answer = tokio::time::timeout(ANSWER_TIMEOUT, read_response(&mut http, &mut buffer))
-            .await
-            .map_err(|_| LoadError::Timeout("an /api answer"))??;
-        if !answer.starts_with("HTTP/1.1 200") || answer.contains(r#""error""#) {
+        let answer = backend.post("/api", &body).await?;
+        if answer.status != 200 || answer.body.contains(r#""error""#) {
             return Err(LoadError::Unexpected {
                 scenario: "api-push",
-                detail: format!("unexpected /api answer: {}", &answer[..answer.len().min(300)]),
+                detail: format!("unexpected /api answer: {}", answer.excerpt()),
             });
         }
         if measuring.load(Ordering::Acquire) {
@@ -180,28 +169,4 @@ async fn post_loop(
         }
     }
     Ok(())
-}
-
-/// Reads one HTTP/1.1 response with a Content-Length body; returns it whole.
-async fn read_response(http: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<String, LoadError> {
-    buffer.clear();
-    let mut chunk = [0u8; 8192];
-    loop {
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            if buffer.len() >= end + 4 + length {
-                return Ok(String::from_utf8_lossy(&buffer[..end + 4 + length]).into_owned());
-            }
-        }
-        let n = http.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(LoadError::Closed("the /api connection"));
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
 }
