@@ -208,7 +208,7 @@ fn module() -> RpcModule<()> {
             .await;
         match report.summary.met {
             None => serde_json::to_value(report.outcomes),
-            Some(met) => serde_json::to_value(serde_json::json!({"outcomes": report.outcomes, "met": met})),
+            Some(_) => serde_json::to_value(report),
         }
         .map_err(internal)
     })

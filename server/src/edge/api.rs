@@ -369,7 +369,7 @@ async fn call(hub: &Hub, params: Option<&RawValue>, streamable: bool) -> Result<
     let report = call.finish().await;
     match report.summary.met {
         None => to_raw(&report.outcomes),
-        Some(met) => to_raw(&serde_json::json!({"outcomes": report.outcomes, "met": met})),
+        Some(_) => to_raw(&report),
     }
     .map(Reply::Value)
 }

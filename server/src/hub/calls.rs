@@ -125,12 +125,23 @@ impl CallOptions {
 }
 
 /// Every outcome of a complete call and its totals ([`CallStream::finish`]).
+/// Serialised as the answer of a call made with a policy: `{outcomes, met}`.
 #[derive(Debug, Clone)]
 pub struct CallReport {
     /// One entry per session reached (and per node that never acknowledged).
     pub outcomes: Vec<CallEntry>,
     /// The totals; `met` is set when the call had a policy.
     pub summary: CallSummary,
+}
+
+impl Serialize for CallReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("CallReport", 2)?;
+        st.serialize_field("outcomes", &self.outcomes)?;
+        st.serialize_field("met", &self.summary.met.unwrap_or(false))?;
+        st.end()
+    }
 }
 
 /// What the nodes tell the origin about one call.
