@@ -206,11 +206,7 @@ fn module() -> RpcModule<()> {
             .map_err(internal)?
             .finish()
             .await;
-        match report.summary.met {
-            None => serde_json::to_value(report.outcomes),
-            Some(_) => serde_json::to_value(report),
-        }
-        .map_err(internal)
+        serde_json::to_value(report).map_err(internal)
     })
     .expect("fresh module");
     m

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 use switchboard_protocol::api::{
-    CallParams, DisconnectParams, NotifyParams, PresenceParams, Scope, TargetTopicsParams, method,
+    CallParams, DisconnectParams, NotifyParams, PresenceParams, Scope, StreamLine, TargetTopicsParams, method,
 };
 use switchboard_protocol::frame::{self, Frame, Message};
 use switchboard_protocol::methods::{PublishParams, PublishResult};
@@ -187,34 +187,19 @@ fn ndjson(shared: Arc<GatewayShared>, call: CallStream) -> Response {
             stopping: false,
         },
         |mut s| async move {
-            let update = if s.stopping {
-                s.call.next().await
-            } else {
+            if !s.stopping {
                 tokio::select! {
                     biased;
-                    update = s.call.next() => update,
-                    () = s.shared.shutdown.cancelled() => None,
-                    () = s.shared.draining.cancelled() => None,
+                    () = s.shared.shutdown.cancelled() => {}
+                    () = s.shared.draining.cancelled() => {}
+                    update = s.call.next() => return update.map(|u| (ndjson_line(&u), s)),
                 }
-                .or_else(|| {
-                    s.stopping = true;
-                    s.call.cancel();
-                    None
-                })
-            };
-            let update = match update {
-                Some(update) => update,
-                None if s.stopping => s.call.next().await?,
-                None => return None,
-            };
-            let mut line = match &update {
-                CallUpdate::Outcome(entry) => serde_json::to_string(entry),
-                CallUpdate::Progress(progress) => serde_json::to_string(progress),
-                CallUpdate::Done(summary) => serde_json::to_string(&serde_json::json!({ "done": summary })),
+                // The gateway is going: what is still owed is cancelled, then the totals.
+                s.stopping = true;
+                s.call.cancel();
             }
-            .unwrap_or_default();
-            line.push('\n');
-            Some((Ok::<_, std::convert::Infallible>(line), s))
+            let update = s.call.next().await?;
+            Some((ndjson_line(&update), s))
         },
     );
     let mut response = Response::new(Body::from_stream(lines));
@@ -222,6 +207,18 @@ fn ndjson(shared: Arc<GatewayShared>, call: CallStream) -> Response {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
     response
+}
+
+/// One line of a streamed `call`.
+fn ndjson_line(update: &CallUpdate) -> Result<String, std::convert::Infallible> {
+    let mut line = match update {
+        CallUpdate::Outcome(entry) => serde_json::to_string(entry),
+        CallUpdate::Progress(progress) => serde_json::to_string(progress),
+        CallUpdate::Done(summary) => serde_json::to_string(&StreamLine::Done { done: *summary }),
+    }
+    .unwrap_or_default();
+    line.push('\n');
+    Ok(line)
 }
 
 fn to_raw<T: Serialize>(value: &T) -> Result<Box<RawValue>, ErrorObject> {
@@ -366,12 +363,7 @@ async fn call(hub: &Hub, params: Option<&RawValue>, streamable: bool) -> Result<
     if p.stream {
         return Ok(Reply::Stream(call));
     }
-    let report = call.finish().await;
-    match report.summary.met {
-        None => to_raw(&report.outcomes),
-        Some(_) => to_raw(&report),
-    }
-    .map(Reply::Value)
+    to_raw(&call.finish().await).map(Reply::Value)
 }
 
 #[cfg(test)]

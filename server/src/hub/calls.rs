@@ -125,7 +125,8 @@ impl CallOptions {
 }
 
 /// Every outcome of a complete call and its totals ([`CallStream::finish`]).
-/// Serialised as the answer of a call made with a policy: `{outcomes, met}`.
+/// Serialised as a call's answer: the array of outcomes, or `{outcomes, met}`
+/// when the call had a policy.
 #[derive(Debug, Clone)]
 pub struct CallReport {
     /// One entry per session reached (and per node that never acknowledged).
@@ -137,9 +138,12 @@ pub struct CallReport {
 impl Serialize for CallReport {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
+        let Some(met) = self.summary.met else {
+            return self.outcomes.serialize(s);
+        };
         let mut st = s.serialize_struct("CallReport", 2)?;
         st.serialize_field("outcomes", &self.outcomes)?;
-        st.serialize_field("met", &self.summary.met.unwrap_or(false))?;
+        st.serialize_field("met", &met)?;
         st.end()
     }
 }
@@ -168,11 +172,10 @@ pub(super) struct CallSink {
 impl CallSink {
     /// Queues a progress report, unless the caller does not want them or is behind.
     pub(super) fn progress(&self, report: CallProgress) {
-        if let Some(queued) = &self.progress
-            && queued.fetch_add(1, Ordering::Relaxed) < PROGRESS_QUEUE
-        {
+        let Some(queued) = &self.progress else { return };
+        if queued.fetch_add(1, Ordering::Relaxed) < PROGRESS_QUEUE {
             let _ = self.events.send(CallEvent::Progress(report));
-        } else if let Some(queued) = &self.progress {
+        } else {
             queued.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -438,16 +441,12 @@ impl CallStream {
     /// (cancelled, or timed out at the deadline), the nodes are told to stop,
     /// and the totals are queued.
     fn complete(&mut self, ending: Ending, met: Option<bool>) {
-        let owing = std::mem::take(&mut self.owing);
-        let mut nodes: Vec<NodeId> = Vec::new();
-        for (session, (user, node)) in owing {
+        let nodes = self.owing_nodes();
+        for (session, (user, node)) in std::mem::take(&mut self.owing) {
             let error = match ending {
                 Ending::Cancel => ErrorObject::new(codes::CANCELLED),
                 Ending::Deadline => CallError::Timeout.to_error_object(),
             };
-            if !nodes.contains(&node) {
-                nodes.push(node.clone());
-            }
             self.outcome(CallEntry {
                 session,
                 user,
@@ -478,6 +477,17 @@ impl CallStream {
         self.finished = true;
         self.hub.calls.remove(&self.id);
         cancel_on(&self.hub, self.id, nodes);
+    }
+
+    /// The nodes whose sessions still owe an answer, each once.
+    fn owing_nodes(&self) -> Vec<NodeId> {
+        let mut nodes: Vec<NodeId> = Vec::new();
+        for (_, node) in self.owing.values() {
+            if !nodes.contains(node) {
+                nodes.push(node.clone());
+            }
+        }
+        nodes
     }
 
     fn met_at_deadline(&self) -> bool {
@@ -551,13 +561,7 @@ impl Drop for CallStream {
         // Nodes that have not acknowledged yet are cancelled when their
         // acknowledgement finds the call gone.
         self.hub.calls.remove(&self.id);
-        let mut nodes: Vec<NodeId> = Vec::new();
-        for (_, node) in self.owing.values() {
-            if !nodes.contains(node) {
-                nodes.push(node.clone());
-            }
-        }
-        cancel_on(&self.hub, self.id, nodes);
+        cancel_on(&self.hub, self.id, self.owing_nodes());
     }
 }
 

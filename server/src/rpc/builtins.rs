@@ -1,7 +1,7 @@
 //! The gateway's own client-facing methods (`rpc.*`).
 
 use futures_util::FutureExt;
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use switchboard_protocol::methods::{
     self, Expiry, PublishParams, PublishResult, RecoveryGap, RefreshParams, SubscribeParams, TopicRequest, TopicResult,
@@ -62,22 +62,28 @@ fn cancel(caller: &Caller, id: Option<&RawValue>, params: Option<&RawValue>) -> 
 /// progress and the call still waits for its answer; otherwise dropped.
 /// Answered `true` when sent with an id of its own.
 fn progress(caller: &Caller, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
-    let report = match parse_params::<methods::Progress>(params) {
+    /// `methods::Progress` with the report kept as written.
+    #[derive(Deserialize)]
+    struct Report<'a> {
+        id: serde_json::Value,
+        #[serde(borrow)]
+        progress: &'a RawValue,
+    }
+    let report = match parse_params::<Report<'_>>(params) {
         Ok(report) => report,
         Err(error) => return reply_error(id, error),
     };
     if let (Some(session), Some(call)) = (caller.session(), report.id.as_u64())
         && let Some(sink) = session.shared.pending.progress_sink(call)
-        && let Ok(progress) = serde_json::value::to_raw_value(&report.progress)
     {
         // A caller that reads slowly loses progress reports, never answers.
-        let _ = sink.0.try_send((session.clone(), progress));
+        let _ = sink.0.try_send((session.clone(), report.progress.to_owned()));
     }
     reply_result(id, &true)
 }
 
 /// Parses params into `T`, or explains in `data` what was wrong.
-pub(crate) fn parse_params<T: DeserializeOwned>(params: Option<&RawValue>) -> Result<T, ErrorObject> {
+pub(crate) fn parse_params<'a, T: Deserialize<'a>>(params: Option<&'a RawValue>) -> Result<T, ErrorObject> {
     let text = params.map_or("null", RawValue::get);
     serde_json::from_str(text)
         .map_err(|e| ErrorObject::with_data(codes::INVALID_PARAMS, serde_json::json!({ "reason": e.to_string() })))
@@ -399,7 +405,7 @@ fn publish(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Optio
             ),
         );
     }
-    #[derive(serde::Deserialize)]
+    #[derive(Deserialize)]
     struct Raw<'a> {
         topic: String,
         #[serde(borrow)]
