@@ -1,11 +1,12 @@
 //! The session actor: one task per WebSocket connection.
 //!
 //! The task owns the socket and is its only writer. It is one `select!`
-//! over, in this order: a close request (a slow consumer, a disconnect),
-//! shutdown, the one timer set to the earliest of its deadlines (ping and
-//! pong, drain, token expiry, the personal topic's hold, the calls to the
-//! client waiting in the pending table), a call's deadline moved earlier, the
-//! handlers it runs (`handlers.rs`), and the socket: queued frames written
+//! over, in this order: what its queue signals (a close request from a slow
+//! consumer or a disconnect, shutdown, a call's deadline moved earlier), the
+//! one timer set to the earliest of its deadlines (ping and pong, drain,
+//! token expiry, the personal topic's hold, the calls to the client waiting
+//! in the pending table), the handlers it runs (`handlers.rs`), and the
+//! socket: queued frames written
 //! out, then the client's next frame read. Asynchronous handlers run on this
 //! task between reading and writing, so the reader never waits for one;
 //! answers to the server's own calls are matched in the pending table as
@@ -27,7 +28,7 @@ use crate::rpc::caller::Caller;
 use crate::rpc::dispatch::Outcome;
 use handlers::Handlers;
 
-use crate::session::{CloseRequest, Delivery, OutboundQueue, SessionHandle};
+use crate::session::{CloseRequest, Delivery, OutboundQueue, SessionHandle, Signal};
 use crate::state::GatewayShared;
 use crate::ws::{CLOSE_TIMEOUT, Incoming, ReadError, Socket};
 
@@ -236,10 +237,14 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
         }
         tokio::select! {
             biased;
-            () = std::future::poll_fn(|cx| queue.poll_closed(cx)) => return Ending::Requested,
-            () = std::future::poll_fn(|cx| queue.poll_shutdown(cx)), if deadlines.drain.is_none() => {
-                deadlines.drain = Some(Instant::now() + limits.shutdown_grace());
-            }
+            signal = std::future::poll_fn(|cx| queue.poll_signal(cx)) => match signal {
+                Signal::Close => return Ending::Requested,
+                Signal::Shutdown => {
+                    deadlines.drain.get_or_insert_with(|| Instant::now() + limits.shutdown_grace());
+                }
+                // A call made elsewhere is due before the timer: the loop sets it again.
+                Signal::DeadlineMoved => {}
+            },
             // The timer before the socket, so that a session kept busy by its
             // client still meets its deadlines.
             () = &mut timer => {
@@ -284,8 +289,6 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                     }
                 }
             }
-            // A call made elsewhere is due before the timer: the loop sets it again.
-            () = std::future::poll_fn(|cx| queue.poll_deadline_moved(cx)) => {}
             // Handlers before the socket, so that what they answer leaves in the next write.
             // Every handler that can go on runs, and all that end answer in this turn.
             () = std::future::poll_fn(|cx| handlers.poll_answers(cx, |answer| {

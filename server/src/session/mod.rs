@@ -18,6 +18,6 @@ pub use handle::{ClientCall, ClientCallOf, SessionHandle, SessionId};
 pub(crate) use handle::{encode_params, truncate_reason};
 pub(crate) use pending::{ProgressSink, next_call_id};
 pub use queue::SendError;
-pub(crate) use queue::{CloseRequest, OutboundQueue};
+pub(crate) use queue::{CloseRequest, OutboundQueue, Signal};
 pub(crate) use requests::IdText;
 pub(crate) use topics::{Delivery, Subscription};

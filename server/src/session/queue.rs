@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
@@ -174,48 +174,56 @@ impl OutboundQueue {
         self.waker.wake();
     }
 
-    /// Ready once `bit` is raised; registers the session task's waker.
-    fn poll_raised(&self, bit: u8, cx: &mut Context<'_>) -> Poll<()> {
-        if self.signals.load(Ordering::Acquire) & bit != 0 {
-            return Poll::Ready(());
+    /// The raised bits among `bits`, once there are any; registers the session task's waker.
+    fn poll_raised(&self, bits: u8, cx: &mut Context<'_>) -> Poll<u8> {
+        let raised = self.signals.load(Ordering::Acquire) & bits;
+        if raised != 0 {
+            return Poll::Ready(raised);
         }
         // Registered before looking again, so that a signal raised in between still wakes us.
         self.waker.register(cx.waker());
-        if self.signals.load(Ordering::Acquire) & bit != 0 {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
+        match self.signals.load(Ordering::Acquire) & bits {
+            0 => Poll::Pending,
+            raised => Poll::Ready(raised),
         }
     }
 
     /// Ready while frames are queued.
     pub(crate) fn poll_frames(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.poll_raised(signal::FRAMES, cx)
+        self.poll_raised(signal::FRAMES, cx).map(drop)
     }
 
-    /// Ready once a close was requested.
-    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.poll_raised(signal::CLOSE, cx)
-    }
-
-    /// Ready once the gateway is shutting down.
-    pub(crate) fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.poll_raised(signal::SHUTDOWN, cx)
+    /// The next thing the queue tells the session besides its frames: a
+    /// close request (for as long as it stands), then shutdown and a moved
+    /// deadline (each once, then lowered).
+    pub(crate) fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
+        let raised = ready!(self.poll_raised(signal::CLOSE | signal::SHUTDOWN | signal::DEADLINE, cx));
+        let (bit, told) = if raised & signal::CLOSE != 0 {
+            return Poll::Ready(Signal::Close);
+        } else if raised & signal::SHUTDOWN != 0 {
+            (signal::SHUTDOWN, Signal::Shutdown)
+        } else {
+            (signal::DEADLINE, Signal::DeadlineMoved)
+        };
+        self.signals.fetch_and(!bit, Ordering::AcqRel);
+        Poll::Ready(told)
     }
 
     /// Tells the session that a call's deadline may be earlier than its timer.
     pub(crate) fn deadline_moved(&self) {
         self.raise(signal::DEADLINE);
     }
+}
 
-    /// Ready once (then lowered) after [`deadline_moved`](Self::deadline_moved).
-    pub(crate) fn poll_deadline_moved(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let ready = self.poll_raised(signal::DEADLINE, cx);
-        if ready.is_ready() {
-            self.signals.fetch_and(!signal::DEADLINE, Ordering::AcqRel);
-        }
-        ready
-    }
+/// What the queue tells the session besides its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// A close was requested ([`close_request`](OutboundQueue::close_request) says how).
+    Close,
+    /// The gateway is shutting down.
+    Shutdown,
+    /// A call to the client is due earlier than the session last looked.
+    DeadlineMoved,
 }
 
 #[cfg(test)]
