@@ -18,6 +18,8 @@ pub mod method {
     pub const PUBLISH: &str = "publish";
     /// Who is connected.
     pub const PRESENCE: &str = "presence";
+    /// `presence_stats`: how many sessions and users a topic or user has, or the cluster.
+    pub const PRESENCE_STATS: &str = "presence_stats";
     /// Close every session of a target.
     pub const DISCONNECT: &str = "disconnect";
     /// Subscribe every session of a target to topics.
@@ -63,7 +65,7 @@ impl Scope {
             method::NOTIFY => Scope::Notify,
             method::CALL => Scope::Call,
             method::PUBLISH => Scope::Publish,
-            method::PRESENCE | method::STATS => Scope::Presence,
+            method::PRESENCE | method::PRESENCE_STATS | method::STATS => Scope::Presence,
             method::DISCONNECT => Scope::Disconnect,
             method::SUBSCRIBE | method::UNSUBSCRIBE => Scope::Subscribe,
             _ => return None,
@@ -295,9 +297,50 @@ pub enum StreamLine {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PresenceParams {
-    /// Only this user's sessions; everybody's when absent.
+    /// Only this user's sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Only this topic's subscribers (a topic whose presence is kept, see `presence_topics`).
+    /// Not together with `user`; with neither, every session of the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Ask for one page of at most this many entries (at most `limits.max_presence_entries`):
+    /// the result is then a [`PresencePage`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// The `next` cursor of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// One page of presence, sorted by (user, session).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PresencePage {
+    /// The entries of this page.
+    pub entries: Vec<PresenceEntry>,
+    /// The cursor to pass as `after` for the next page; `null` on the last page.
+    pub next: Option<String>,
+}
+
+/// Params of `presence_stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceStatsParams {
+    /// Count this user's sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Count this topic's subscribers (a topic whose presence is kept). With neither, the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+/// Result of `presence_stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PresenceStats {
+    /// Sessions.
+    pub sessions: usize,
+    /// Distinct users among them.
+    pub users: usize,
 }
 
 /// One connected session.
@@ -365,4 +408,26 @@ pub struct Stats {
     pub messages_out: u64,
     /// The most recent connects and disconnects, newest last.
     pub events: Vec<SessionEvent>,
+    /// The whole cluster (every node whose heartbeat is current).
+    pub cluster: ClusterStats,
+}
+
+/// The cluster's part of `stats`. `nodes`, `sessions` and `users` are exact,
+/// read from presence; `topics`, `messages_in` and `messages_out` are sums of
+/// what each node reported at its last heartbeat (this node's as it is now),
+/// so a topic with subscribers on two nodes counts twice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ClusterStats {
+    /// Live nodes.
+    pub nodes: usize,
+    /// Sessions on all nodes.
+    pub sessions: usize,
+    /// Distinct users with a session on any node.
+    pub users: usize,
+    /// Sum over the nodes of the topics with a local subscriber.
+    pub topics: u64,
+    /// Sum over the nodes of the messages received from clients.
+    pub messages_in: u64,
+    /// Sum over the nodes of the frames written to session queues.
+    pub messages_out: u64,
 }

@@ -24,6 +24,8 @@ pub const PROGRESS: &str = "rpc.progress";
 pub const DISCONNECT: &str = "rpc.disconnect";
 /// Client → server: subscribe to topics.
 pub const SUBSCRIBE: &str = "rpc.subscribe";
+/// Request (client → server): the subscribers of a topic whose presence is kept.
+pub const PRESENCE: &str = "rpc.presence";
 /// Client → server: unsubscribe from topics.
 pub const UNSUBSCRIBE: &str = "rpc.unsubscribe";
 /// Client → server: publish on a topic.
@@ -187,6 +189,21 @@ pub struct SubscribeResult {
 pub struct UnsubscribeParams {
     /// The topics to leave.
     pub topics: Vec<String>,
+}
+
+/// Params of `rpc.presence`: like the server API's `presence {topic}`, with
+/// the same paging and the same answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopicPresenceParams {
+    /// The topic (one whose presence is kept, and that `authorization.presence` allows).
+    pub topic: String,
+    /// Ask for one page of at most this many entries: the result is then `{entries, next}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// The `next` cursor of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 /// Params of `rpc.publish`.

@@ -392,6 +392,8 @@ pub(crate) enum Action {
     Subscribe,
     Publish,
     Call,
+    /// Asking for a topic's presence.
+    Presence,
 }
 
 impl Authorization {
@@ -401,6 +403,10 @@ impl Authorization {
             Action::Subscribe => (&self.subscribe, "subscribe"),
             Action::Publish => (&self.publish, "publish"),
             Action::Call => (&self.methods, "methods"),
+            Action::Presence => match &self.presence {
+                Some(list) => (list, "presence"),
+                None => (&self.subscribe, "subscribe"),
+            },
         };
         let from_claims = claims
             .and_then(|c| c.get(&self.claim))
@@ -454,9 +460,24 @@ mod tests {
             subscribe: vec!["chat:*".into(), "inbox:{sub}".into()],
             publish: vec![],
             methods: vec!["echo".into()],
+            presence: None,
             claim: "switchboard".into(),
         };
         assert!(a.allows(Action::Subscribe, "chat:x", "u", None));
+        assert!(
+            a.allows(Action::Presence, "chat:x", "u", None),
+            "presence follows subscribe by default"
+        );
+        assert!(!a.allows(Action::Presence, "other", "u", None));
+        let narrow = Authorization {
+            presence: Some(vec!["chat:lobby".into()]),
+            ..a.clone()
+        };
+        assert!(narrow.allows(Action::Presence, "chat:lobby", "u", None));
+        assert!(
+            !narrow.allows(Action::Presence, "chat:x", "u", None),
+            "its own list when given"
+        );
         assert!(a.allows(Action::Subscribe, "inbox:u", "u", None));
         assert!(!a.allows(Action::Subscribe, "inbox:v", "u", None));
         assert!(!a.allows(Action::Publish, "chat:x", "u", None));

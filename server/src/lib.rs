@@ -48,7 +48,9 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 
-pub use config::{ApiKey, Config, Limits, StreamConfig, TlsConfig, UpstreamConfig, WebhookConfig, WebhookEvent};
+pub use config::{
+    ApiKey, Config, Limits, StreamConfig, TlsConfig, TopicPattern, UpstreamConfig, WebhookConfig, WebhookEvent,
+};
 pub use edge::gateway::{Gateway, GatewayBuilder};
 pub use error::{CallError, Error};
 pub use hub::{

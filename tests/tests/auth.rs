@@ -344,6 +344,7 @@ async fn the_authorisation_matrix_holds_and_denied_publications_reach_nobody() {
             publish: vec!["chat:public".into()],
             methods: vec!["echo".into(), "whoami".into()],
             claim: "switchboard".into(),
+            ..Authorization::default()
         };
         let server = TestServer::start_with(cfg, vec![]).await;
         let mut alice = connect_as(&server, &hs256(claims("alice"))).await;

@@ -21,8 +21,11 @@ use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, Target};
 use tungstenite::Utf8Bytes;
 
+mod presence;
 mod redis;
 
+pub(crate) use presence::PresenceBook;
+pub use presence::{NodeFigures, PresenceChange, PresenceQuery};
 pub use redis::RedisBroker;
 
 pub use crate::config::RedisConfig;
@@ -228,6 +231,11 @@ pub enum BrokerError {
 pub trait Inbox: Send + Sync + 'static {
     /// Handles one message. Must not wait.
     fn deliver(&self, envelope: Envelope);
+    /// What the node says about itself, which a networked broker writes with
+    /// its heartbeat for the other nodes' `stats`.
+    fn figures(&self) -> NodeFigures {
+        NodeFigures::default()
+    }
 }
 
 /// Connects nodes. Message-based, asynchronous and fallible, so that it can
@@ -256,12 +264,14 @@ pub trait Broker: Send + Sync + 'static {
     fn is_ready(&self) -> bool {
         true
     }
-    /// Records a new session for presence.
-    fn session_opened(&self, entry: PresenceEntry) -> BoxFuture<'_, Result<(), BrokerError>>;
-    /// Forgets a session for presence.
-    fn session_closed(&self, entry: PresenceEntry) -> BoxFuture<'_, Result<(), BrokerError>>;
-    /// The sessions of one user, or of everybody.
-    fn presence(&self, user: Option<String>) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>>;
+    /// Records a change of this node's presence. The change is taken when
+    /// this is called, in order with the node's other changes; the future
+    /// says whether it reached what the other nodes read.
+    fn presence_changed(&self, change: PresenceChange) -> BoxFuture<'static, Result<(), BrokerError>>;
+    /// The sessions `query` asks for across the cluster, sorted by (user, session).
+    fn presence(&self, query: PresenceQuery) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>>;
+    /// What every live node says about itself (`own` is this node's, as it is now).
+    fn nodes(&self, own: NodeFigures) -> BoxFuture<'_, Result<Vec<NodeFigures>, BrokerError>>;
     /// Appends `data` to the stream of `topic` and delivers it to every node's
     /// subscribers as one step, so that the order of offsets is the order of
     /// delivery. Returns the publication's offset and the stream's epoch.
@@ -279,7 +289,7 @@ pub trait Broker: Send + Sync + 'static {
 /// is lost with the process, which the epoch makes visible to clients.
 pub struct LocalBroker {
     inbox: RwLock<Option<Arc<dyn Inbox>>>,
-    presence: DashMap<String, Vec<PresenceEntry>>,
+    presence: Mutex<PresenceBook>,
     streams: DashMap<String, Arc<Mutex<Stream>>>,
     epoch_seed: u64,
     stream_count: AtomicU64,
@@ -309,7 +319,7 @@ impl Default for LocalBroker {
     fn default() -> Self {
         Self {
             inbox: RwLock::new(None),
-            presence: DashMap::new(),
+            presence: Mutex::new(PresenceBook::default()),
             streams: DashMap::new(),
             epoch_seed: fastrand::u64(..),
             stream_count: AtomicU64::new(0),
@@ -368,26 +378,18 @@ impl Broker for LocalBroker {
         Box::pin(async { Ok(()) })
     }
 
-    fn session_opened(&self, entry: PresenceEntry) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.presence.entry(entry.user.clone()).or_default().push(entry);
+    fn presence_changed(&self, change: PresenceChange) -> BoxFuture<'static, Result<(), BrokerError>> {
+        self.presence.lock().apply(&change);
         Box::pin(async { Ok(()) })
     }
 
-    fn session_closed(&self, entry: PresenceEntry) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.presence.remove_if_mut(&entry.user, |_, list| {
-            list.retain(|e| e.session != entry.session);
-            list.is_empty()
-        });
-        Box::pin(async { Ok(()) })
-    }
-
-    fn presence(&self, user: Option<String>) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
-        let mut out: Vec<PresenceEntry> = match user {
-            Some(user) => self.presence.get(&user).map(|l| l.clone()).unwrap_or_default(),
-            None => self.presence.iter().flat_map(|e| e.value().clone()).collect(),
-        };
-        out.sort_by(|a, b| (&a.user, &a.session).cmp(&(&b.user, &b.session)));
+    fn presence(&self, query: PresenceQuery) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
+        let out = self.presence.lock().query(&query);
         Box::pin(async move { Ok(out) })
+    }
+
+    fn nodes(&self, own: NodeFigures) -> BoxFuture<'_, Result<Vec<NodeFigures>, BrokerError>> {
+        Box::pin(async move { Ok(vec![own]) })
     }
 
     fn publish_recoverable<'a>(
@@ -465,6 +467,10 @@ impl Inbox for JsonInbox {
             Err(e) => tracing::error!(error = %e, "a broker message did not survive JSON"),
         }
     }
+
+    fn figures(&self) -> NodeFigures {
+        self.0.figures()
+    }
 }
 
 impl<B: Broker> Broker for JsonBroker<B> {
@@ -493,16 +499,16 @@ impl<B: Broker> Broker for JsonBroker<B> {
         self.inner.wants_interest()
     }
 
-    fn session_opened(&self, entry: PresenceEntry) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.inner.session_opened(entry)
+    fn presence_changed(&self, change: PresenceChange) -> BoxFuture<'static, Result<(), BrokerError>> {
+        self.inner.presence_changed(change)
     }
 
-    fn session_closed(&self, entry: PresenceEntry) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.inner.session_closed(entry)
+    fn presence(&self, query: PresenceQuery) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
+        self.inner.presence(query)
     }
 
-    fn presence(&self, user: Option<String>) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
-        self.inner.presence(user)
+    fn nodes(&self, own: NodeFigures) -> BoxFuture<'_, Result<Vec<NodeFigures>, BrokerError>> {
+        self.inner.nodes(own)
     }
 
     fn publish_recoverable<'a>(

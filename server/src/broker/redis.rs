@@ -10,9 +10,10 @@
 //! * **Local first.** The sending node delivers to its own sessions in
 //!   process, so local delivery keeps working while Redis is away; it skips
 //!   its own messages when Redis echoes them back.
-//! * **Presence** lives in Redis hashes; every node refreshes a heartbeat key
-//!   with a TTL, and entries of nodes whose heartbeat lapsed are ignored and
-//!   removed, so a crashed node's sessions disappear.
+//! * **Presence** lives in keys each node owns and re-asserts at every
+//!   heartbeat (see `presence.rs`): complete again after Redis lost its data,
+//!   no session left behind that closed while Redis was away, and a crashed
+//!   node's sessions gone once its keys expire.
 //! * **History.** A recoverable publication is appended to a capped stream
 //!   and published by one Lua script, so offsets are contiguous and delivery
 //!   order is offset order on every node. Each stream has an epoch; if its
@@ -38,8 +39,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use switchboard_protocol::backoff::backoff;
 
+mod presence;
+
 use crate::broker::{
-    Broker, BrokerError, Envelope, History, Inbox, Interest, NodeId, PresenceEntry, SharedFrame, StreamPolicy,
+    Broker, BrokerError, Envelope, History, Inbox, Interest, NodeFigures, NodeId, PresenceChange, PresenceEntry,
+    PresenceQuery, SharedFrame, StreamPolicy,
 };
 use crate::config::RedisConfig;
 
@@ -66,6 +70,9 @@ pub struct RedisBroker {
     sub_tx: mpsc::UnboundedSender<SubCommand>,
     sub_rx: Mutex<Option<mpsc::UnboundedReceiver<SubCommand>>>,
     ready: Arc<AtomicBool>,
+    presence_keys: presence::Keys,
+    presence_tx: mpsc::UnboundedSender<presence::Op>,
+    presence_rx: Mutex<Option<mpsc::UnboundedReceiver<presence::Op>>>,
     append: redis::Script,
     read: redis::Script,
 }
@@ -149,7 +156,11 @@ impl RedisBroker {
             .set_max_delay(Duration::from_millis(500));
         let commands = ConnectionManager::new_lazy_with_config(client, manager_config).map_err(unavailable)?;
         let (sub_tx, sub_rx) = mpsc::unbounded_channel();
+        let (presence_tx, presence_rx) = mpsc::unbounded_channel();
         Ok(Self {
+            presence_keys: presence::Keys::new(&config.prefix),
+            presence_tx,
+            presence_rx: Mutex::new(Some(presence_rx)),
             config,
             commands,
             node: RwLock::new(None),
@@ -203,14 +214,6 @@ impl RedisBroker {
         let mut con = self.commands.clone();
         let listeners: usize = con.publish(channel, wire).await.map_err(unavailable)?;
         Ok(listeners)
-    }
-
-    fn presence_key(&self) -> String {
-        self.key(&["presence"])
-    }
-
-    fn alive_key(&self, node: &str) -> String {
-        self.key(&["alive", node])
     }
 }
 
@@ -295,17 +298,22 @@ impl Broker for RedisBroker {
         tokio::spawn(subscriber(
             client,
             node.to_string(),
-            inbox,
+            inbox.clone(),
             self.wanted.clone(),
             rx,
             self.ready.clone(),
         ));
-        tokio::spawn(heartbeat(
-            self.commands.clone(),
-            self.alive_key(&node),
-            Duration::from_millis(self.config.heartbeat_ms),
-            self.config.node_ttl_ms,
-        ));
+        if let Some(ops) = self.presence_rx.lock().take() {
+            let writer = presence::Writer {
+                con: self.commands.clone(),
+                keys: self.presence_keys.clone(),
+                node: node.to_string(),
+                every: Duration::from_millis(self.config.heartbeat_ms),
+                ttl_ms: self.config.node_ttl_ms,
+                inbox,
+            };
+            tokio::spawn(writer.run(ops));
+        }
     }
 
     fn broadcast(&self, envelope: Envelope) -> BoxFuture<'_, Result<usize, BrokerError>> {
@@ -363,95 +371,28 @@ impl Broker for RedisBroker {
         self.ready.load(Ordering::Acquire)
     }
 
-    fn session_opened(&self, entry: PresenceEntry) -> BoxFuture<'_, Result<(), BrokerError>> {
+    fn presence_changed(&self, change: PresenceChange) -> BoxFuture<'static, Result<(), BrokerError>> {
+        let (done, answer) = oneshot::channel();
+        let sent = self.presence_tx.send(presence::Op { change, done });
         Box::pin(async move {
-            let mut con = self.commands.clone();
-            let value = format!("{}\t{}", entry.user, entry.node);
-            let _: () = con
-                .hset(self.presence_key(), &entry.session, value)
+            sent.map_err(|_| BrokerError::Unavailable("the presence writer has stopped".to_owned()))?;
+            answer
                 .await
-                .map_err(unavailable)?;
-            let _: () = con
-                .sadd(self.key(&["user-sessions", &entry.user]), &entry.session)
-                .await
-                .map_err(unavailable)?;
-            Ok(())
+                .map_err(|_| BrokerError::Unavailable("the presence writer has stopped".to_owned()))?
         })
     }
 
-    fn session_closed(&self, entry: PresenceEntry) -> BoxFuture<'_, Result<(), BrokerError>> {
+    fn presence(&self, query: PresenceQuery) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
         Box::pin(async move {
             let mut con = self.commands.clone();
-            let _: () = con
-                .hdel(self.presence_key(), &entry.session)
-                .await
-                .map_err(unavailable)?;
-            let _: () = con
-                .srem(self.key(&["user-sessions", &entry.user]), &entry.session)
-                .await
-                .map_err(unavailable)?;
-            Ok(())
+            presence::read(&mut con, &self.presence_keys, &query).await
         })
     }
 
-    fn presence(&self, user: Option<String>) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
+    fn nodes(&self, own: NodeFigures) -> BoxFuture<'_, Result<Vec<NodeFigures>, BrokerError>> {
         Box::pin(async move {
             let mut con = self.commands.clone();
-            let sessions: Vec<(String, String)> = match &user {
-                Some(u) => {
-                    let ids: Vec<String> = con
-                        .smembers(self.key(&["user-sessions", u]))
-                        .await
-                        .map_err(unavailable)?;
-                    if ids.is_empty() {
-                        Vec::new()
-                    } else {
-                        let values: Vec<Option<String>> = redis::cmd("HMGET")
-                            .arg(self.presence_key())
-                            .arg(&ids)
-                            .query_async(&mut con)
-                            .await
-                            .map_err(unavailable)?;
-                        ids.into_iter()
-                            .zip(values)
-                            .filter_map(|(id, v)| v.map(|v| (id, v)))
-                            .collect()
-                    }
-                }
-                None => con.hgetall(self.presence_key()).await.map_err(unavailable)?,
-            };
-            let mut alive = std::collections::HashMap::<String, bool>::new();
-            let mut out = Vec::new();
-            let mut stale = Vec::new();
-            for (session, value) in sessions {
-                let Some((user, node)) = value.split_once('\t') else {
-                    continue;
-                };
-                let is_alive = match alive.get(node) {
-                    Some(a) => *a,
-                    None => {
-                        let a: bool = con.exists(self.alive_key(node)).await.map_err(unavailable)?;
-                        alive.insert(node.to_owned(), a);
-                        a
-                    }
-                };
-                if is_alive {
-                    out.push(PresenceEntry {
-                        session,
-                        user: user.to_owned(),
-                        node: node.to_owned(),
-                    });
-                } else {
-                    stale.push((session, user.to_owned()));
-                }
-            }
-            // A crashed node's sessions are cleaned up by whoever sees them first.
-            for (session, user) in stale {
-                let _: Result<(), _> = con.hdel(self.presence_key(), &session).await;
-                let _: Result<(), _> = con.srem(self.key(&["user-sessions", &user]), &session).await;
-            }
-            out.sort_by(|a, b| (&a.user, &a.session).cmp(&(&b.user, &b.session)));
-            Ok(out)
+            presence::nodes(&mut con, &self.presence_keys, &self.node(), own).await
         })
     }
 
@@ -544,23 +485,6 @@ impl RedisBroker {
             let _ = self.sub_tx.send(SubCommand::Unsubscribe(channel));
         }
         Ok(())
-    }
-}
-
-/// Keeps this node's heartbeat key alive.
-async fn heartbeat(mut con: ConnectionManager, key: String, every: Duration, ttl_ms: u64) {
-    loop {
-        let r: Result<(), _> = redis::cmd("SET")
-            .arg(&key)
-            .arg(1)
-            .arg("PX")
-            .arg(ttl_ms)
-            .query_async(&mut con)
-            .await;
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "heartbeat failed");
-        }
-        tokio::time::sleep(every).await;
     }
 }
 

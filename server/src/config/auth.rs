@@ -126,8 +126,11 @@ pub struct Authorization {
     pub publish: Vec<String>,
     /// Methods a user may call (the gateway's `rpc.*` built-ins are always allowed). Default `["*"]`.
     pub methods: Vec<String>,
+    /// Topics whose presence a user may ask for with `rpc.presence`. Default: none given,
+    /// and the `subscribe` patterns (the token's included) decide.
+    pub presence: Option<Vec<String>>,
     /// A token claim holding more patterns for its user: an object with
-    /// optional `subscribe`, `publish` and `methods` lists. Default `"switchboard"`.
+    /// optional `subscribe`, `publish`, `methods` and `presence` lists. Default `"switchboard"`.
     pub claim: String,
 }
 
@@ -138,6 +141,7 @@ impl Default for Authorization {
             subscribe: all.clone(),
             publish: all.clone(),
             methods: all,
+            presence: None,
             claim: "switchboard".to_owned(),
         }
     }

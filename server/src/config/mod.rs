@@ -74,6 +74,10 @@ pub struct Config {
     /// Topics (names or `prefix*` patterns) whose subscribers are told when a session joins or
     /// leaves: `rpc.join` / `rpc.leave {topic, session, user}`. Default: none.
     pub join_leave: Vec<TopicPattern>,
+    /// Topics (names or `prefix*` patterns) whose subscribers are kept in presence
+    /// (`presence {topic}`, `rpc.presence`); other topics pay nothing for it on subscribe.
+    /// Default: every topic in dev mode, none otherwise.
+    pub presence_topics: Option<Vec<TopicPattern>>,
     /// Which broker connects the nodes: `local` (one node, the default) or `redis`.
     pub broker: BrokerKind,
     /// Settings of the Redis broker.
@@ -142,6 +146,7 @@ impl Default for Config {
             metrics_public: false,
             trusted_proxies: Vec::new(),
             join_leave: Vec::new(),
+            presence_topics: None,
             broker: BrokerKind::Local,
             redis: RedisConfig::default(),
         }
@@ -213,6 +218,9 @@ pub struct Limits {
     /// Time given to in-flight calls on shutdown before sessions are closed, in milliseconds.
     /// Default 5 000.
     pub shutdown_grace_ms: u64,
+    /// Most entries one presence answer holds: the most a page may ask for, and past which
+    /// an unpaged `presence` is refused with `-32010` (ask with `limit` and `after`). Default 1000.
+    pub max_presence_entries: usize,
 }
 
 impl Default for Limits {
@@ -243,6 +251,7 @@ impl Default for Limits {
             max_replay: 1000,
             personal_hold_ms: 1000,
             shutdown_grace_ms: 5_000,
+            max_presence_entries: 1000,
         }
     }
 }
@@ -305,6 +314,16 @@ impl Config {
         self.auth.is_none()
     }
 
+    /// The topics whose presence is kept: `presence_topics`, or by default
+    /// every topic in dev mode and none otherwise.
+    pub fn presence_patterns(&self) -> Vec<TopicPattern> {
+        match &self.presence_topics {
+            Some(patterns) => patterns.clone(),
+            None if self.dev_mode() => vec![TopicPattern::new("*")],
+            None => Vec::new(),
+        }
+    }
+
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<(), Error> {
         let l = &self.limits;
@@ -316,6 +335,7 @@ impl Config {
             ("limits.max_topic_len", l.max_topic_len),
             ("limits.read_buffer_size", l.read_buffer_size),
             ("limits.max_sessions", l.max_sessions),
+            ("limits.max_presence_entries", l.max_presence_entries),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -19,14 +19,16 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 use switchboard_protocol::api::{
-    CallParams, DisconnectParams, NotifyParams, PresenceParams, Scope, StreamLine, TargetTopicsParams, method,
+    CallParams, DisconnectParams, NotifyParams, PresenceParams, PresenceStatsParams, Scope, StreamLine,
+    TargetTopicsParams, method,
 };
 use switchboard_protocol::frame::{self, Frame, Message};
 use switchboard_protocol::methods::{PublishParams, PublishResult};
 use switchboard_protocol::{ErrorObject, codes};
 
-use crate::hub::{CallOptions, CallStream, CallUpdate, Hub, HubError};
+use crate::hub::{CallOptions, CallStream, CallUpdate, Hub};
 use crate::rpc::builtins::{check_topic, parse_params};
+use crate::rpc::presence::{self, hub_error};
 use crate::state::GatewayShared;
 
 /// Compares without leaking, through timing, how much of a key matched or
@@ -225,15 +227,6 @@ fn to_raw<T: Serialize>(value: &T) -> Result<Box<RawValue>, ErrorObject> {
     serde_json::value::to_raw_value(value).map_err(|_| ErrorObject::new(codes::INTERNAL_ERROR))
 }
 
-fn hub_error(e: HubError) -> ErrorObject {
-    match e {
-        HubError::Broker(b) => {
-            ErrorObject::with_data(codes::BROKER_UNAVAILABLE, serde_json::json!({"reason": b.to_string()}))
-        }
-        HubError::Params(p) => ErrorObject::with_data(codes::INVALID_PARAMS, serde_json::json!({ "reason": p })),
-    }
-}
-
 fn structured(params: Option<&serde_json::Value>) -> Result<Option<Box<RawValue>>, ErrorObject> {
     match params {
         None => Ok(None),
@@ -300,8 +293,18 @@ async fn run(
             } else {
                 PresenceParams::default()
             };
-            let entries = hub.presence(p.user.as_deref()).await.map_err(hub_error)?;
-            to_raw(&entries)
+            let query = presence::query(hub, p.user, p.topic)?;
+            let max = shared.config.limits.max_presence_entries;
+            presence::answer(hub, max, query, p.limit, p.after.as_deref()).await
+        }
+        method::PRESENCE_STATS => {
+            let p: PresenceStatsParams = if params.is_some() {
+                parse_params(params)?
+            } else {
+                PresenceStatsParams::default()
+            };
+            let query = presence::query(hub, p.user, p.topic)?;
+            to_raw(&hub.presence_stats(query).await.map_err(hub_error)?)
         }
         method::DISCONNECT => {
             let p: DisconnectParams = parse_params(params)?;
@@ -331,7 +334,7 @@ async fn run(
             outcome.map_err(hub_error)?;
             empty()
         }
-        method::STATS => to_raw(&hub.node_stats()),
+        method::STATS => to_raw(&hub.node_stats().await.map_err(hub_error)?),
         _ => Err(ErrorObject::new(codes::METHOD_NOT_FOUND)),
     };
     value.map(Reply::Value)

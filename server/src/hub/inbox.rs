@@ -16,6 +16,10 @@ use crate::session::Delivery;
 pub(super) struct NodeInbox(pub(super) Weak<HubInner>);
 
 impl Inbox for NodeInbox {
+    fn figures(&self) -> crate::broker::NodeFigures {
+        self.0.upgrade().map(|hub| hub.figures()).unwrap_or_default()
+    }
+
     fn deliver(&self, envelope: Envelope) {
         let Some(hub) = self.0.upgrade() else { return };
         match envelope {

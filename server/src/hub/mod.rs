@@ -18,7 +18,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use switchboard_protocol::api::{SessionEvent, Stats};
+use switchboard_protocol::api::{ClusterStats, PresenceStats, SessionEvent, Stats};
 use switchboard_protocol::methods::{self, StreamPosition};
 use switchboard_protocol::{Target, frame};
 
@@ -27,7 +27,10 @@ use calls::{CallSink, Running};
 use inbox::{NodeInbox, interest_worker};
 pub(crate) use registry::{Registry, SubscribeError};
 
-use crate::broker::{Broker, BrokerError, Envelope, History, NodeId, PresenceEntry, SharedFrame, StreamPolicy};
+use crate::broker::{
+    Broker, BrokerError, Envelope, History, NodeFigures, NodeId, PresenceChange, PresenceEntry, PresenceQuery,
+    SharedFrame, StreamPolicy,
+};
 use crate::config::WebhookEvent;
 use crate::config::{Config, Limits, StreamConfig, TopicPattern};
 use crate::session::{Delivery, SessionHandle};
@@ -74,6 +77,8 @@ pub(crate) struct HubInner {
     limits: Limits,
     streams: Vec<StreamConfig>,
     join_leave: Vec<TopicPattern>,
+    /// The topics whose subscribers are kept in presence.
+    presence_topics: Vec<TopicPattern>,
     /// The calls this node made, waiting for reports.
     calls: DashMap<u64, CallSink>,
     /// The calls this node runs for their origins, by (origin, call id).
@@ -103,6 +108,7 @@ impl Hub {
             limits,
             streams,
             join_leave: config.join_leave.clone(),
+            presence_topics: config.presence_patterns(),
             calls: DashMap::new(),
             running: DashMap::new(),
             frames_serialised: AtomicU64::new(0),
@@ -152,18 +158,31 @@ impl Hub {
         }
     }
 
-    /// Counters and recent connects and disconnects of this node (the server API's `stats`).
-    pub fn node_stats(&self) -> Stats {
-        let r = &self.inner.registry;
-        Stats {
+    /// Counters and recent connects and disconnects of this node, and the
+    /// cluster's totals (the server API's `stats`).
+    pub async fn node_stats(&self) -> Result<Stats, HubError> {
+        let own = self.inner.figures();
+        let nodes = self.inner.broker.nodes(own).await?;
+        let everyone = self.presence_of(PresenceQuery::Everyone).await?;
+        let counted = count(&everyone);
+        let cluster = ClusterStats {
+            nodes: nodes.len(),
+            sessions: counted.sessions,
+            users: counted.users,
+            topics: nodes.iter().map(|n| n.topics).sum(),
+            messages_in: nodes.iter().map(|n| n.messages_in).sum(),
+            messages_out: nodes.iter().map(|n| n.messages_out).sum(),
+        };
+        Ok(Stats {
             node: self.inner.node.to_string(),
-            sessions: r.session_count(),
-            users: r.user_count(),
-            topics: r.topic_count(),
-            messages_in: self.inner.messages_in.load(Ordering::Relaxed),
-            messages_out: self.inner.deliveries.load(Ordering::Relaxed),
+            sessions: own.sessions as usize,
+            users: own.users as usize,
+            topics: own.topics as usize,
+            messages_in: own.messages_in,
+            messages_out: own.messages_out,
             events: self.inner.events.lock().iter().cloned().collect(),
-        }
+            cluster,
+        })
     }
 
     pub(crate) fn count_message_in(&self) {
@@ -283,7 +302,25 @@ impl Hub {
 
     /// The sessions of `user`, or of everybody, across all nodes.
     pub async fn presence(&self, user: Option<&str>) -> Result<Vec<PresenceEntry>, HubError> {
-        Ok(self.inner.broker.presence(user.map(str::to_owned)).await?)
+        let query = user.map_or(PresenceQuery::Everyone, |u| PresenceQuery::User(u.to_owned()));
+        self.presence_of(query).await
+    }
+
+    /// The sessions `query` asks for across all nodes, sorted by (user,
+    /// session). A topic's presence is kept only if
+    /// [`keeps_presence`](Self::keeps_presence); for others it is empty.
+    pub async fn presence_of(&self, query: PresenceQuery) -> Result<Vec<PresenceEntry>, HubError> {
+        Ok(self.inner.broker.presence(query).await?)
+    }
+
+    /// How many sessions and distinct users `query` finds.
+    pub async fn presence_stats(&self, query: PresenceQuery) -> Result<PresenceStats, HubError> {
+        Ok(count(&self.presence_of(query).await?))
+    }
+
+    /// Whether the subscribers of `topic` are kept in presence (`presence_topics`).
+    pub fn keeps_presence(&self, topic: &str) -> bool {
+        self.inner.keeps_presence(topic)
     }
 
     /// Closes every session of the target with `code` and `reason`, after
@@ -328,7 +365,8 @@ impl Hub {
         self.record("connect", session);
         self.inner.emit(WebhookEvent::Connect, session, None);
         metrics::gauge!("switchboard_sessions").increment(1.0);
-        if let Err(e) = self.inner.broker.session_opened(self.presence_entry(session)).await {
+        let opened = PresenceChange::Opened(self.inner.presence_entry(session));
+        if let Err(e) = self.inner.broker.presence_changed(opened).await {
             tracing::warn!(error = %e, "could not record presence");
         }
         self.interest_settled().await;
@@ -354,16 +392,9 @@ impl Hub {
         self.record("disconnect", session);
         self.inner.emit(WebhookEvent::Disconnect, session, None);
         metrics::gauge!("switchboard_sessions").decrement(1.0);
-        if let Err(e) = self.inner.broker.session_closed(self.presence_entry(session)).await {
+        let closed = PresenceChange::Closed(self.inner.presence_entry(session));
+        if let Err(e) = self.inner.broker.presence_changed(closed).await {
             tracing::warn!(error = %e, "could not remove presence");
-        }
-    }
-
-    fn presence_entry(&self, session: &SessionHandle) -> PresenceEntry {
-        PresenceEntry {
-            session: session.id().to_string(),
-            user: session.user().to_owned(),
-            node: self.inner.node.to_string(),
         }
     }
 
@@ -412,14 +443,69 @@ impl Hub {
 }
 
 impl HubInner {
-    /// Queues a lifecycle event for the webhook. The personal topic is the
-    /// gateway's doing, not the client's, so it is never reported.
+    /// Queues a lifecycle event for the webhook, and records a subscription
+    /// to a topic whose presence is kept. The personal topic is the gateway's
+    /// doing, not the client's, so it is never reported.
     fn emit(&self, event: WebhookEvent, session: &SessionHandle, topic: Option<&str>) {
-        if let Some(webhook) = &self.webhook
-            && topic.and_then(|t| t.strip_prefix("user:")) != Some(session.user())
-        {
+        if topic.and_then(|t| t.strip_prefix("user:")) == Some(session.user()) {
+            return;
+        }
+        if let Some(webhook) = &self.webhook {
             webhook.emit(event, session, topic);
         }
+        if let Some(topic) = topic
+            && self.keeps_presence(topic)
+        {
+            let entry = self.presence_entry(session);
+            let change = match event {
+                WebhookEvent::Subscribe => PresenceChange::Joined(topic.to_owned(), entry),
+                WebhookEvent::Unsubscribe => PresenceChange::Left(topic.to_owned(), entry),
+                _ => return,
+            };
+            // Taken now, in order with the session's other changes; the
+            // broker logs and repairs a write that fails.
+            drop(self.broker.presence_changed(change));
+        }
+    }
+
+    fn keeps_presence(&self, topic: &str) -> bool {
+        self.presence_topics.iter().any(|p| p.matches(topic))
+    }
+
+    fn presence_entry(&self, session: &SessionHandle) -> PresenceEntry {
+        PresenceEntry {
+            session: session.id().to_string(),
+            user: session.user().to_owned(),
+            node: self.node.to_string(),
+        }
+    }
+
+    /// What this node says about itself.
+    pub(crate) fn figures(&self) -> NodeFigures {
+        let r = &self.registry;
+        NodeFigures {
+            sessions: r.session_count() as u64,
+            users: r.user_count() as u64,
+            topics: r.topic_count() as u64,
+            messages_in: self.messages_in.load(Ordering::Relaxed),
+            messages_out: self.deliveries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How many sessions and distinct users a presence answer holds (sorted by user).
+fn count(entries: &[PresenceEntry]) -> PresenceStats {
+    let mut users = 0;
+    let mut last: Option<&str> = None;
+    for e in entries {
+        if last != Some(e.user.as_str()) {
+            users += 1;
+            last = Some(&e.user);
+        }
+    }
+    PresenceStats {
+        sessions: entries.len(),
+        users,
     }
 }
 

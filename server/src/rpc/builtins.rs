@@ -16,6 +16,7 @@ use crate::hub::Hub;
 use crate::hub::SubscribeError;
 use crate::rpc::caller::Caller;
 use crate::rpc::dispatch::{Dispatcher, Outcome, reply_error, reply_result};
+use crate::rpc::presence;
 use crate::session::Delivery;
 use crate::session::IdText;
 
@@ -35,6 +36,7 @@ pub(crate) fn call(
         methods::SUBSCRIBE => subscribe(d, caller, id, params),
         methods::UNSUBSCRIBE => unsubscribe(d, caller, id, params),
         methods::PUBLISH => publish(d, caller, id, params),
+        methods::PRESENCE => presence(d, caller, id, params),
         methods::CANCEL => cancel(caller, id, params),
         methods::PROGRESS => progress(caller, id, params),
         methods::REFRESH => refresh(d, caller, id, params),
@@ -138,10 +140,10 @@ fn check_allowed(
     {
         return Ok(());
     }
-    let what = if action == Action::Subscribe {
-        "subscribe to"
-    } else {
-        "publish on"
+    let what = match action {
+        Action::Subscribe => "subscribe to",
+        Action::Presence => "see the presence of",
+        _ => "publish on",
     };
     Err(ErrorObject::with_data(
         codes::FORBIDDEN,
@@ -377,6 +379,40 @@ async fn recover_topic(hub: &Hub, t: &TopicRequest, max_replay: usize) -> (Topic
         gap,
     };
     (result, replay)
+}
+
+/// `rpc.presence {topic, limit?, after?}`: the subscribers of a topic whose
+/// presence is kept, where `authorization.presence` allows it; answered like
+/// the server API's `presence {topic}`.
+fn presence(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
+    let p: methods::TopicPresenceParams = match parse_params(params) {
+        Ok(p) => p,
+        Err(e) => return reply_error(id, e),
+    };
+    let claims = caller.claims();
+    let query = check_topic(&p.topic, d.config.limits.max_topic_len)
+        .and_then(|()| check_allowed(d, Action::Presence, &p.topic, caller.user(), claims.as_deref()))
+        .and_then(|()| presence::query(&d.hub, None, Some(p.topic)));
+    let query = match query {
+        Ok(q) => q,
+        Err(e) => return reply_error(id, e),
+    };
+    let Some(id) = id.map(|id| IdText::new(id.get())) else {
+        return Outcome::Silent;
+    };
+    let hub = d.hub.clone();
+    let max = d.config.limits.max_presence_entries;
+    Outcome::Later(
+        async move {
+            Some(
+                match presence::answer(&hub, max, query, p.limit, p.after.as_deref()).await {
+                    Ok(json) => switchboard_protocol::frame::write_result(id.as_str(), json.get()),
+                    Err(e) => switchboard_protocol::frame::write_error(Some(id.as_str()), &e),
+                },
+            )
+        }
+        .boxed(),
+    )
 }
 
 fn unsubscribe(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
