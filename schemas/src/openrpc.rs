@@ -126,10 +126,20 @@ pub fn api_document() -> Value {
     let result = b.schema::<PublishResult>();
     b.method(method::PUBLISH, "Publish on a topic.", params, result, &target_errors);
     let params = b.params::<api::PresenceParams>();
-    let result = b.schema::<Vec<api::PresenceEntry>>();
+    let entries = b.schema::<Vec<api::PresenceEntry>>();
+    let page = b.schema::<api::PresencePage>();
     b.method(
         method::PRESENCE,
-        "The sessions of a user, or of everybody.",
+        "The sessions of a user, of a topic whose presence is kept, or of everybody, sorted by (user, session): the array while it holds at most limits.max_presence_entries (past that -32010 with data.limit), or with limit/after one page {entries, next}.",
+        params,
+        json!({"oneOf": [entries, page]}),
+        &[codes::INVALID_PARAMS, codes::FORBIDDEN, codes::BROKER_UNAVAILABLE, codes::LIMIT_EXCEEDED],
+    );
+    let params = b.params::<api::PresenceStatsParams>();
+    let result = b.schema::<api::PresenceStats>();
+    b.method(
+        method::PRESENCE_STATS,
+        "How many sessions and distinct users a topic or a user has, or the cluster.",
         params,
         result,
         &target_errors,
@@ -160,7 +170,7 @@ pub fn api_document() -> Value {
     let result = b.schema::<api::Stats>();
     b.method(
         method::STATS,
-        "Counters and recent connects and disconnects of this node.",
+        "Counters and recent connects and disconnects of this node, and the cluster's totals.",
         json!([]),
         result,
         &[codes::FORBIDDEN],
@@ -205,6 +215,16 @@ pub fn document() -> Value {
         params,
         result,
         &[codes::INVALID_PARAMS, codes::FORBIDDEN, codes::LIMIT_EXCEEDED],
+    );
+    let params = b.params::<TopicPresenceParams>();
+    let entries = b.schema::<Vec<crate::api::PresenceEntry>>();
+    let page = b.schema::<crate::api::PresencePage>();
+    b.method(
+        methods::PRESENCE,
+        "The subscribers of a topic whose presence is kept (presence_topics), where authorization.presence allows it: the array, or with limit/after one page {entries, next}.",
+        params,
+        json!({"oneOf": [entries, page]}),
+        &[codes::INVALID_PARAMS, codes::FORBIDDEN, codes::BROKER_UNAVAILABLE, codes::LIMIT_EXCEEDED],
     );
     let params = b.params::<UnsubscribeParams>();
     b.method(

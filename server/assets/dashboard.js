@@ -96,13 +96,18 @@ function drawChart() {
   const points = rates.map((r, i) => `${((offset + i) * step).toFixed(1)},${(38 - r / max * 36).toFixed(1)}`);
   $("rate-chart").querySelector("polyline")?.setAttribute("points", points.join(" "));
 }
+var SESSIONS_SHOWN = 200;
 async function poll() {
   try {
-    const [stats, presence] = await Promise.all([api.call("stats", {}), api.call("presence", {})]);
+    const [stats, presence] = await Promise.all([
+      api.call("stats", {}),
+      api.call("presence", { limit: SESSIONS_SHOWN })
+    ]);
     showStats(stats, performance.now());
+    const entries = Array.isArray(presence) ? presence : presence.entries;
     const body = $("sessions-table").querySelector("tbody");
     body.replaceChildren(
-      ...presence.slice().sort((a, b) => a.user.localeCompare(b.user) || a.session.localeCompare(b.session)).map((p) => {
+      ...entries.map((p) => {
         const tr = el("tr");
         tr.append(el("td", p.session, { class: "mono" }), el("td", p.user), el("td", p.node, { class: "mono" }));
         return tr;

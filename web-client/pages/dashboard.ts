@@ -80,20 +80,25 @@ function drawChart(): void {
   $("rate-chart").querySelector("polyline")?.setAttribute("points", points.join(" "));
 }
 
+/** Sessions listed in the table (one page of presence). */
+const SESSIONS_SHOWN = 200;
+
 async function poll(): Promise<void> {
   try {
-    const [stats, presence] = await Promise.all([api.call("stats", {}), api.call("presence", {})]);
+    // One page: the first sessions by (user, session), however many are connected.
+    const [stats, presence] = await Promise.all([
+      api.call("stats", {}),
+      api.call("presence", { limit: SESSIONS_SHOWN }),
+    ]);
     showStats(stats, performance.now());
+    const entries = Array.isArray(presence) ? presence : presence.entries;
     const body = $("sessions-table").querySelector("tbody") as HTMLTableSectionElement;
     body.replaceChildren(
-      ...presence
-        .slice()
-        .sort((a, b) => a.user.localeCompare(b.user) || a.session.localeCompare(b.session))
-        .map((p) => {
-          const tr = el("tr");
-          tr.append(el("td", p.session, { class: "mono" }), el("td", p.user), el("td", p.node, { class: "mono" }));
-          return tr;
-        }),
+      ...entries.map((p) => {
+        const tr = el("tr");
+        tr.append(el("td", p.session, { class: "mono" }), el("td", p.user), el("td", p.node, { class: "mono" }));
+        return tr;
+      }),
     );
     $("api-status").hidden = true;
     document.body.dataset["polled"] = String(Number(document.body.dataset["polled"] ?? "0") + 1);

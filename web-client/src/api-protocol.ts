@@ -85,6 +85,27 @@ export interface CallSummary {
   met?: boolean | null;
 }
 
+/**
+ * The cluster's part of `stats`. `nodes`, `sessions` and `users` are exact,
+ * read from presence; `topics`, `messages_in` and `messages_out` are sums of
+ * what each node reported at its last heartbeat (this node's as it is now),
+ * so a topic with subscribers on two nodes counts twice.
+ */
+export interface ClusterStats {
+  /** Sum over the nodes of the messages received from clients. */
+  messages_in: number;
+  /** Sum over the nodes of the frames written to session queues. */
+  messages_out: number;
+  /** Live nodes. */
+  nodes: number;
+  /** Sessions on all nodes. */
+  sessions: number;
+  /** Sum over the nodes of the topics with a local subscriber. */
+  topics: number;
+  /** Distinct users with a session on any node. */
+  users: number;
+}
+
 /** Params of `disconnect`. */
 export interface DisconnectParams {
   /** Whose sessions. */
@@ -125,9 +146,45 @@ export interface PresenceEntry {
   user: string;
 }
 
+/** One page of presence, sorted by (user, session). */
+export interface PresencePage {
+  /** The entries of this page. */
+  entries: PresenceEntry[];
+  /** The cursor to pass as `after` for the next page; `null` on the last page. */
+  next?: string | null;
+}
+
 /** Params of `presence`. */
 export interface PresenceParams {
-  /** Only this user's sessions; everybody's when absent. */
+  /** The `next` cursor of the previous page. */
+  after?: string | null;
+  /**
+   * Ask for one page of at most this many entries (at most `limits.max_presence_entries`):
+   * the result is then a [`PresencePage`].
+   */
+  limit?: number | null;
+  /**
+   * Only this topic's subscribers (a topic whose presence is kept, see `presence_topics`).
+   * Not together with `user`; with neither, every session of the cluster.
+   */
+  topic?: string | null;
+  /** Only this user's sessions. */
+  user?: string | null;
+}
+
+/** Result of `presence_stats`. */
+export interface PresenceStats {
+  /** Sessions. */
+  sessions: number;
+  /** Distinct users among them. */
+  users: number;
+}
+
+/** Params of `presence_stats`. */
+export interface PresenceStatsParams {
+  /** Count this topic's subscribers (a topic whose presence is kept). With neither, the cluster. */
+  topic?: string | null;
+  /** Count this user's sessions. */
   user?: string | null;
 }
 
@@ -164,6 +221,8 @@ export interface SessionEvent {
 
 /** Result of `stats`. */
 export interface Stats {
+  /** The whole cluster (every node whose heartbeat is current). */
+  cluster: ClusterStats;
   /** The most recent connects and disconnects, newest last. */
   events: SessionEvent[];
   /** Messages received from clients since the start. */
@@ -262,13 +321,35 @@ export interface ApiMethods {
     };
     result: PublishResult;
   };
-  /** The sessions of a user, or of everybody. */
+  /** The sessions of a user, of a topic whose presence is kept, or of everybody, sorted by (user, session): the array while it holds at most limits.max_presence_entries (past that -32010 with data.limit), or with limit/after one page {entries, next}. */
   presence: {
     params: {
-      /** Only this user's sessions; everybody's when absent. */
+      /** The `next` cursor of the previous page. */
+      after?: string | null;
+      /**
+       * Ask for one page of at most this many entries (at most `limits.max_presence_entries`):
+       * the result is then a [`PresencePage`].
+       */
+      limit?: number | null;
+      /**
+       * Only this topic's subscribers (a topic whose presence is kept, see `presence_topics`).
+       * Not together with `user`; with neither, every session of the cluster.
+       */
+      topic?: string | null;
+      /** Only this user's sessions. */
       user?: string | null;
     };
-    result: PresenceEntry[];
+    result: PresenceEntry[] | PresencePage;
+  };
+  /** How many sessions and distinct users a topic or a user has, or the cluster. */
+  presence_stats: {
+    params: {
+      /** Count this topic's subscribers (a topic whose presence is kept). With neither, the cluster. */
+      topic?: string | null;
+      /** Count this user's sessions. */
+      user?: string | null;
+    };
+    result: PresenceStats;
   };
   /** Close every session of a target. */
   disconnect: {
@@ -302,7 +383,7 @@ export interface ApiMethods {
     };
     result: { [key: string]: unknown };
   };
-  /** Counters and recent connects and disconnects of this node. */
+  /** Counters and recent connects and disconnects of this node, and the cluster's totals. */
   stats: {
     params: Record<string, never> | undefined;
     result: Stats;

@@ -43,6 +43,24 @@ export interface Limits {
   ping_interval_ms: number;
 }
 
+/** One connected session. */
+export interface PresenceEntry {
+  /** The node it is connected to. */
+  node: string;
+  /** The session id. */
+  session: string;
+  /** Its user. */
+  user: string;
+}
+
+/** One page of presence, sorted by (user, session). */
+export interface PresencePage {
+  /** The entries of this page. */
+  entries: PresenceEntry[];
+  /** The cursor to pass as `after` for the next page; `null` on the last page. */
+  next?: string | null;
+}
+
 /** Params of `rpc.progress`. */
 export interface Progress {
   /** The id of the request still running. */
@@ -124,6 +142,19 @@ export type Target = {
   topic: string;
 } | "all";
 
+/**
+ * Params of `rpc.presence`: like the server API's `presence {topic}`, with
+ * the same paging and the same answers.
+ */
+export interface TopicPresenceParams {
+  /** The topic (one whose presence is kept, and that `authorization.presence` allows). */
+  topic: string;
+  /** The `next` cursor of the previous page. */
+  after?: string | null;
+  /** Ask for one page of at most this many entries: the result is then `{entries, next}`. */
+  limit?: number | null;
+}
+
 /** One topic in `rpc.subscribe`. */
 export interface TopicRequest {
   /** The topic name. */
@@ -186,6 +217,18 @@ export interface BuiltinMethods {
       topics: TopicRequest[];
     };
     result: SubscribeResult;
+  };
+  /** The subscribers of a topic whose presence is kept (presence_topics), where authorization.presence allows it: the array, or with limit/after one page {entries, next}. */
+  "rpc.presence": {
+    params: {
+      /** The topic (one whose presence is kept, and that `authorization.presence` allows). */
+      topic: string;
+      /** The `next` cursor of the previous page. */
+      after?: string | null;
+      /** Ask for one page of at most this many entries: the result is then `{entries, next}`. */
+      limit?: number | null;
+    };
+    result: PresenceEntry[] | PresencePage;
   };
   /** Leave topics. */
   "rpc.unsubscribe": {
