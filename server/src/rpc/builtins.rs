@@ -16,6 +16,7 @@ use crate::hub::Hub;
 use crate::hub::SubscribeError;
 use crate::rpc::caller::Caller;
 use crate::rpc::dispatch::{Dispatcher, Outcome, reply_error, reply_result};
+use crate::rpc::history;
 use crate::session::Delivery;
 use crate::session::IdText;
 
@@ -357,13 +358,11 @@ async fn recover_topic(hub: &Hub, t: &TopicRequest, max_replay: usize) -> (Topic
             return (result, Vec::new());
         }
     };
-    let gap = match &t.since {
-        None => None,
-        Some(pos) if pos.epoch != history.epoch || pos.offset > history.top => Some(RecoveryGap::EpochChanged),
-        Some(pos) if pos.offset + 1 < history.first => Some(RecoveryGap::WindowExceeded),
-        Some(pos) if history.top - pos.offset > max_replay as u64 => Some(RecoveryGap::ReplayTooLarge),
-        Some(_) => None,
-    };
+    // A replay carries every missed publication at once, so it is bounded too.
+    let gap = t
+        .since
+        .as_ref()
+        .and_then(|pos| history::gap(pos, &history, Some(max_replay)));
     let replay = if t.since.is_some() && gap.is_none() {
         history.entries.into_iter().map(|(o, f)| (o, f.0)).collect()
     } else {
