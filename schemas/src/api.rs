@@ -26,6 +26,8 @@ pub mod method {
     pub const UNSUBSCRIBE: &str = "unsubscribe";
     /// Counters and recent events of this node.
     pub const STATS: &str = "stats";
+    /// The publications a recoverable topic keeps.
+    pub const HISTORY: &str = "history";
 }
 
 /// What an API key may do.
@@ -44,17 +46,20 @@ pub enum Scope {
     Disconnect,
     /// `subscribe` and `unsubscribe`.
     Subscribe,
+    /// `history`.
+    History,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::Notify,
         Scope::Call,
         Scope::Publish,
         Scope::Presence,
         Scope::Disconnect,
         Scope::Subscribe,
+        Scope::History,
     ];
 
     /// The scope a server API method needs.
@@ -66,6 +71,7 @@ impl Scope {
             method::PRESENCE | method::STATS => Scope::Presence,
             method::DISCONNECT => Scope::Disconnect,
             method::SUBSCRIBE | method::UNSUBSCRIBE => Scope::Subscribe,
+            method::HISTORY => Scope::History,
             _ => return None,
         })
     }

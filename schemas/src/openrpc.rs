@@ -157,6 +157,15 @@ pub fn api_document() -> Value {
         json!({"type": "object"}),
         &target_errors,
     );
+    let params = b.params::<HistoryParams>();
+    let result = b.schema::<HistoryResult>();
+    b.method(
+        method::HISTORY,
+        "The publications a recoverable topic keeps, oldest first: after `since` (as in rpc.subscribe; a position outside the kept window answers recovered: false with its gap and no publications), or the most recent ones. Topics without history are refused with -32602.",
+        params,
+        result,
+        &[codes::INVALID_PARAMS, codes::FORBIDDEN, codes::BROKER_UNAVAILABLE],
+    );
     let result = b.schema::<api::Stats>();
     b.method(
         method::STATS,
@@ -219,6 +228,15 @@ pub fn document() -> Value {
     b.method(
         methods::PUBLISH,
         "Publish on a topic (when the gateway allows client publishing).",
+        params,
+        result,
+        &[codes::INVALID_PARAMS, codes::FORBIDDEN, codes::BROKER_UNAVAILABLE],
+    );
+    let params = b.params::<HistoryParams>();
+    let result = b.schema::<HistoryResult>();
+    b.method(
+        methods::HISTORY,
+        "The publications a recoverable topic keeps, oldest first: after `since` (a position outside the kept window answers recovered: false with its gap and no publications, as rpc.subscribe would), or the most recent ones. Allowed by authorization.history (default: the topics the session may subscribe to); topics without history are refused with -32602.",
         params,
         result,
         &[codes::INVALID_PARAMS, codes::FORBIDDEN, codes::BROKER_UNAVAILABLE],

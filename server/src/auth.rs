@@ -392,6 +392,8 @@ pub(crate) enum Action {
     Subscribe,
     Publish,
     Call,
+    /// Reading a topic's history: `authorization.history`, or `subscribe` when that is unset.
+    History,
 }
 
 impl Authorization {
@@ -401,6 +403,10 @@ impl Authorization {
             Action::Subscribe => (&self.subscribe, "subscribe"),
             Action::Publish => (&self.publish, "publish"),
             Action::Call => (&self.methods, "methods"),
+            Action::History => match &self.history {
+                Some(history) => (history, "history"),
+                None => (&self.subscribe, "subscribe"),
+            },
         };
         let from_claims = claims
             .and_then(|c| c.get(&self.claim))
@@ -454,6 +460,7 @@ mod tests {
             subscribe: vec!["chat:*".into(), "inbox:{sub}".into()],
             publish: vec![],
             methods: vec!["echo".into()],
+            history: None,
             claim: "switchboard".into(),
         };
         assert!(a.allows(Action::Subscribe, "chat:x", "u", None));
@@ -483,6 +490,28 @@ mod tests {
         assert!(own.allows(Action::Subscribe, "files:u/a", "u", Some(&claims)));
         assert!(!own.allows(Action::Subscribe, "files:w/a", "u", Some(&claims)));
     }
+
+    #[test]
+    fn history_follows_subscribe_until_it_has_patterns_of_its_own() {
+        let a = Authorization {
+            subscribe: vec!["chat:*".into()],
+            ..Authorization::default()
+        };
+        assert!(a.allows(Action::History, "chat:x", "u", None));
+        assert!(!a.allows(Action::History, "news", "u", None));
+        let claims = serde_json::json!({"switchboard": {"subscribe": ["news"], "history": ["audit"]}});
+        assert!(a.allows(Action::History, "news", "u", Some(&claims)));
+        assert!(!a.allows(Action::History, "audit", "u", Some(&claims)));
+        let own = Authorization {
+            history: Some(vec!["chat:public*".into()]),
+            ..a
+        };
+        assert!(own.allows(Action::History, "chat:public:1", "u", None));
+        assert!(!own.allows(Action::History, "chat:x", "u", None));
+        assert!(own.allows(Action::Subscribe, "chat:x", "u", None));
+        assert!(own.allows(Action::History, "audit", "u", Some(&claims)));
+        assert!(!own.allows(Action::History, "news", "u", Some(&claims)));
+    }
 }
 
 /// Entry points for the fuzz targets in `server/fuzz`: thin wrappers over the
@@ -509,12 +538,13 @@ pub mod fuzzing {
     }
 
     /// Whether `authorization` lets `user` subscribe to (`action` 0), publish on
-    /// (1) or call (2) `name`.
+    /// (1), call (2) or read the history of (3) `name`.
     pub fn allows(authorization: &Authorization, action: u8, name: &str, user: &str, claims: Option<&Value>) -> bool {
-        let action = match action % 3 {
+        let action = match action % 4 {
             0 => Action::Subscribe,
             1 => Action::Publish,
-            _ => Action::Call,
+            2 => Action::Call,
+            _ => Action::History,
         };
         authorization.allows(action, name, user, claims)
     }

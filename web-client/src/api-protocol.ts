@@ -105,6 +105,57 @@ export interface ErrorObject {
   data?: unknown;
 }
 
+/** Params of `rpc.history` and of the server API's `history`. */
+export interface HistoryParams {
+  /** The topic; only recoverable topics (those matching the gateway's `streams`) have history. */
+  topic: string;
+  /**
+   * The most publications to return: default 100 (or the gateway's
+   * maximum, `limits.max_replay`, if lower); more than the maximum is
+   * refused with `-32602`.
+   */
+  limit?: number | null;
+  /**
+   * Only publications after this position, as in `rpc.subscribe`. Without
+   * it, the most recent ones.
+   */
+  since?: StreamPosition | null;
+}
+
+/** One publication read from a topic's history. */
+export interface HistoryPublication {
+  /** The payload, as published. */
+  data: unknown;
+  /** Its offset in the topic's stream. */
+  offset: number;
+}
+
+/** Result of `rpc.history` and of the server API's `history`. */
+export interface HistoryResult {
+  /** The stream's epoch; it changes when history is lost. */
+  epoch: string;
+  /** The stream's newest offset. */
+  offset: number;
+  /**
+   * Publications oldest first: the first `limit` after `since`, or without
+   * `since` the most recent `limit`. Empty when `recovered` is false. When
+   * the last one's offset is below `offset`, more follow: ask again with it
+   * as `since`.
+   */
+  publications: HistoryPublication[];
+  /**
+   * Whether the publications after `since` can still be read, as in
+   * `rpc.subscribe`. Always `true` without `since`.
+   */
+  recovered: boolean;
+  /**
+   * Why not, when `recovered` is false: `epoch_changed` (history was lost,
+   * or the position is another stream's) or `window_exceeded` (what came
+   * after the position is no longer kept). Either way: reload state.
+   */
+  gap?: RecoveryGap | null;
+}
+
 /** Params of `notify`. */
 export interface NotifyParams {
   /** The notification's method, as the client sees it. */
@@ -147,8 +198,11 @@ export interface PublishResult {
   offset?: number | null;
 }
 
+/** Why a subscription with `since` was not recovered. */
+export type RecoveryGap = "epoch_changed" | "window_exceeded" | "replay_too_large" | "unavailable";
+
 /** What an API key may do. */
-export type Scope = "notify" | "call" | "publish" | "presence" | "disconnect" | "subscribe";
+export type Scope = "notify" | "call" | "publish" | "presence" | "disconnect" | "subscribe" | "history";
 
 /** A connect or disconnect, as `stats` reports it. */
 export interface SessionEvent {
@@ -188,6 +242,14 @@ export type StreamLine = {
   /** The call's totals. */
   done: CallSummary;
 } | CallProgress | CallEntry;
+
+/** A position in a recoverable stream. */
+export interface StreamPosition {
+  /** The stream's epoch; it changes when history is lost. */
+  epoch: string;
+  /** The offset of the last publication seen. */
+  offset: number;
+}
 
 /**
  * Who a push, call, disconnect or server-side subscription is for.
@@ -301,6 +363,25 @@ export interface ApiMethods {
       topics: string[];
     };
     result: { [key: string]: unknown };
+  };
+  /** The publications a recoverable topic keeps, oldest first: after `since` (as in rpc.subscribe; a position outside the kept window answers recovered: false with its gap and no publications), or the most recent ones. Topics without history are refused with -32602. */
+  history: {
+    params: {
+      /** The topic; only recoverable topics (those matching the gateway's `streams`) have history. */
+      topic: string;
+      /**
+       * The most publications to return: default 100 (or the gateway's
+       * maximum, `limits.max_replay`, if lower); more than the maximum is
+       * refused with `-32602`.
+       */
+      limit?: number | null;
+      /**
+       * Only publications after this position, as in `rpc.subscribe`. Without
+       * it, the most recent ones.
+       */
+      since?: StreamPosition | null;
+    };
+    result: HistoryResult;
   };
   /** Counters and recent connects and disconnects of this node. */
   stats: {

@@ -36,9 +36,10 @@ fuzz_target!(|input: Input| {
         subscribe: configured.clone(),
         publish: configured.clone(),
         methods: configured.clone(),
+        history: Some(configured.clone()),
         claim: "switchboard".to_owned(),
     };
-    let key = ["subscribe", "publish", "methods"][usize::from(input.action % 3)];
+    let key = ["subscribe", "publish", "methods", "history"][usize::from(input.action % 4)];
     let claims = input
         .from_claims
         .as_ref()

@@ -126,8 +126,13 @@ pub struct Authorization {
     pub publish: Vec<String>,
     /// Methods a user may call (the gateway's `rpc.*` built-ins are always allowed). Default `["*"]`.
     pub methods: Vec<String>,
+    /// Topics whose history a user may read with `rpc.history`. Default
+    /// unset: the topics the user may subscribe to (`subscribe`, and the
+    /// claim's `subscribe` list). When set, these patterns and the claim's
+    /// `history` list apply instead.
+    pub history: Option<Vec<String>>,
     /// A token claim holding more patterns for its user: an object with
-    /// optional `subscribe`, `publish` and `methods` lists. Default `"switchboard"`.
+    /// optional `subscribe`, `publish`, `methods` and `history` lists. Default `"switchboard"`.
     pub claim: String,
 }
 
@@ -138,6 +143,7 @@ impl Default for Authorization {
             subscribe: all.clone(),
             publish: all.clone(),
             methods: all,
+            history: None,
             claim: "switchboard".to_owned(),
         }
     }

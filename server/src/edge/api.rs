@@ -22,11 +22,12 @@ use switchboard_protocol::api::{
     CallParams, DisconnectParams, NotifyParams, PresenceParams, Scope, StreamLine, TargetTopicsParams, method,
 };
 use switchboard_protocol::frame::{self, Frame, Message};
-use switchboard_protocol::methods::{PublishParams, PublishResult};
+use switchboard_protocol::methods::{HistoryParams, PublishParams, PublishResult};
 use switchboard_protocol::{ErrorObject, codes};
 
-use crate::hub::{CallOptions, CallStream, CallUpdate, Hub, HubError};
-use crate::rpc::builtins::{check_topic, parse_params};
+use crate::hub::{CallOptions, CallStream, CallUpdate, Hub};
+use crate::rpc::builtins::{check_topic, hub_error, parse_params};
+use crate::rpc::history::HistoryRead;
 use crate::state::GatewayShared;
 
 /// Compares without leaking, through timing, how much of a key matched or
@@ -225,15 +226,6 @@ fn to_raw<T: Serialize>(value: &T) -> Result<Box<RawValue>, ErrorObject> {
     serde_json::value::to_raw_value(value).map_err(|_| ErrorObject::new(codes::INTERNAL_ERROR))
 }
 
-fn hub_error(e: HubError) -> ErrorObject {
-    match e {
-        HubError::Broker(b) => {
-            ErrorObject::with_data(codes::BROKER_UNAVAILABLE, serde_json::json!({"reason": b.to_string()}))
-        }
-        HubError::Params(p) => ErrorObject::with_data(codes::INVALID_PARAMS, serde_json::json!({ "reason": p })),
-    }
-}
-
 fn structured(params: Option<&serde_json::Value>) -> Result<Option<Box<RawValue>>, ErrorObject> {
     match params {
         None => Ok(None),
@@ -332,6 +324,12 @@ async fn run(
             empty()
         }
         method::STATS => to_raw(&hub.node_stats()),
+        method::HISTORY => {
+            let p: HistoryParams = parse_params(params)?;
+            check_topic(&p.topic, max_topic)?;
+            let read = HistoryRead::new(hub, p, shared.config.limits.max_replay)?;
+            to_raw(&read.run(hub).await?)
+        }
         _ => Err(ErrorObject::new(codes::METHOD_NOT_FOUND)),
     };
     value.map(Reply::Value)

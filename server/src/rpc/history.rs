@@ -1,10 +1,17 @@
-//! Reading a recoverable topic's history for a client that names a position:
-//! the one decision of whether what came after that position can still be
-//! read (`rpc.subscribe` with `since` replays it).
+//! Reading a recoverable topic's history: the one decision of whether what
+//! came after a client's position can still be read (`rpc.subscribe` with
+//! `since` replays it), and the history read of `rpc.history` and of the
+//! server API's `history`, which differ only in who may ask.
 
-use switchboard_protocol::methods::{RecoveryGap, StreamPosition};
+use serde::Deserialize;
+use switchboard_protocol::methods::{
+    DEFAULT_HISTORY_LIMIT, HistoryParams, HistoryPublication, HistoryResult, Publication, RecoveryGap, StreamPosition,
+};
+use switchboard_protocol::{ErrorObject, codes};
 
-use crate::broker::History;
+use crate::broker::{History, SharedFrame};
+use crate::hub::Hub;
+use crate::rpc::builtins::hub_error;
 
 /// Why the publications after `since` cannot all be read from `history`, or
 /// `None` when they can.
@@ -24,6 +31,108 @@ pub(crate) fn gap(since: &StreamPosition, history: &History, max_replay: Option<
         Some(RecoveryGap::ReplayTooLarge)
     } else {
         None
+    }
+}
+
+/// A history request whose topic keeps history and whose limit is allowed.
+/// Whether the caller may read that topic is checked before.
+pub(crate) struct HistoryRead {
+    params: HistoryParams,
+    limit: usize,
+}
+
+impl HistoryRead {
+    /// Checks that the topic keeps history and that the limit is at most
+    /// `max` (`limits.max_replay`); the default limit is 100, or `max` if lower.
+    pub(crate) fn new(hub: &Hub, params: HistoryParams, max: usize) -> Result<Self, ErrorObject> {
+        if hub.stream_policy(&params.topic).is_none() {
+            return Err(ErrorObject::with_data(
+                codes::INVALID_PARAMS,
+                serde_json::json!({
+                    "topic": params.topic,
+                    "reason": "this topic keeps no history: only topics matching `streams` are recoverable",
+                }),
+            ));
+        }
+        let limit = match params.limit {
+            None => DEFAULT_HISTORY_LIMIT.min(max as u64),
+            Some(limit) if limit <= max as u64 => limit,
+            Some(_) => {
+                return Err(ErrorObject::with_data(
+                    codes::INVALID_PARAMS,
+                    serde_json::json!({
+                        "reason": format!("limit must be at most {max} (limits.max_replay)"),
+                        "limit": max,
+                    }),
+                ));
+            }
+        };
+        Ok(Self {
+            // At most `max`, so it fits.
+            limit: limit as usize,
+            params,
+        })
+    }
+
+    /// Reads the history: with `since`, the first `limit` publications after
+    /// it, unless a gap stands between (then none, and the gap); without, the
+    /// most recent `limit`. Oldest first either way.
+    pub(crate) async fn run(self, hub: &Hub) -> Result<HistoryResult, ErrorObject> {
+        let topic = &self.params.topic;
+        let (history, gap) = match &self.params.since {
+            Some(since) => {
+                let history = hub.history(topic, since.offset, self.limit).await.map_err(hub_error)?;
+                // A page at a time, so no replay limit: the caller asks again from where it got to.
+                let gap = gap(since, &history, None);
+                (history, gap)
+            }
+            None => {
+                // The newest offset first, then the `limit` publications up to it.
+                let newest = hub.history(topic, u64::MAX, 0).await.map_err(hub_error)?;
+                if newest.top == 0 || self.limit == 0 {
+                    (newest, None)
+                } else {
+                    let from = newest.top.saturating_sub(self.limit as u64);
+                    (hub.history(topic, from, self.limit).await.map_err(hub_error)?, None)
+                }
+            }
+        };
+        let publications = if gap.is_none() {
+            history
+                .entries
+                .iter()
+                .map(|(offset, frame)| publication(*offset, frame))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(HistoryResult {
+            publications,
+            offset: history.top,
+            epoch: history.epoch,
+            recovered: gap.is_none(),
+            gap,
+        })
+    }
+}
+
+/// A stored publication (the `rpc.message` frame its subscribers received)
+/// as history answers it: its offset and its data.
+fn publication(offset: u64, frame: &SharedFrame) -> Result<HistoryPublication, ErrorObject> {
+    #[derive(Deserialize)]
+    struct Stored {
+        params: Publication,
+    }
+    match serde_json::from_str::<Stored>(frame.0.as_str()) {
+        Ok(stored) => Ok(HistoryPublication {
+            offset,
+            data: stored.params.data,
+        }),
+        Err(error) => {
+            // Skipping it would be a silent gap: the whole read fails instead.
+            tracing::error!(offset, %error, "a stored publication could not be read");
+            Err(ErrorObject::new(codes::INTERNAL_ERROR))
+        }
     }
 }
 
