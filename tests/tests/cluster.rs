@@ -4,7 +4,8 @@
 //!
 //! Redis comes from `SWITCHBOARD_TEST_REDIS_URL` (default the local one at
 //! 127.0.0.1:6379); `tests/run` makes sure one is there. The Redis restart
-//! test starts a private `redis-server` of its own.
+//! tests start a private `redis-server` of their own, on a free port, which
+//! they may restart: the shared one is never restarted or flushed.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -247,25 +248,26 @@ async fn kill_9_of_a_node_loses_nothing_recoverable() {
     .await;
 }
 
+/// A `redis-server` of one test's own, on a free port, that it may restart.
 struct PrivateRedis {
     child: std::process::Child,
     port: u16,
     dir: PathBuf,
+    persistent: bool,
 }
 
 impl PrivateRedis {
-    fn start(port: u16, dir: &std::path::Path) -> Self {
+    /// Starts one: `persistent` writes every command to an append-only file
+    /// (fsync always), so a restart keeps the data; otherwise a restart loses it.
+    fn start(port: u16, dir: &std::path::Path, persistent: bool) -> Self {
+        let appendonly: &[&str] = if persistent {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
         let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(appendonly)
             .arg("--dir")
             .arg(dir)
             .args(["--save", ""])
@@ -281,7 +283,24 @@ impl PrivateRedis {
             child,
             port,
             dir: dir.to_owned(),
+            persistent,
         }
+    }
+
+    /// Starts one on a port the system found free, with a directory of its own.
+    fn on_a_free_port(persistent: bool) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let dir = std::env::temp_dir().join(format!("sb-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        Self::start(port, &dir, persistent)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
     }
 
     fn stop(&mut self) {
@@ -294,7 +313,7 @@ impl PrivateRedis {
 
     fn restart(&mut self) {
         self.stop();
-        *self = Self::start(self.port, &self.dir.clone());
+        *self = Self::start(self.port, &self.dir.clone(), self.persistent);
     }
 }
 
@@ -308,15 +327,8 @@ impl Drop for PrivateRedis {
 #[tokio::test]
 async fn a_redis_restart_loses_no_recoverable_message() {
     within(WAIT * 6, async {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let dir = std::env::temp_dir().join(format!("sb-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let mut redis = PrivateRedis::start(port, &dir);
-        let config = cluster_config("restart", &format!("redis://127.0.0.1:{port}"));
+        let mut redis = PrivateRedis::on_a_free_port(true);
+        let config = cluster_config("restart", &redis.url());
         let a = Node::start(&config, "127.0.0.1:0");
         let b = Node::start(&config, "127.0.0.1:0");
         let mut c = a.connect("finn").await;
@@ -710,6 +722,69 @@ async fn history_is_refused_outside_authorization_history_and_to_keys_without_it
             r["result"]["publications"],
             json!([{"offset": 1, "data": "chat:secret"}]),
             "{r}"
+        );
+    })
+    .await;
+}
+
+/// Waits until `node` answers `/readyz` with 200 (its broker is reachable).
+async fn ready(node: &Node) {
+    let deadline = Instant::now() + WAIT;
+    while switchboard_tests::http_get(&node.http_url("/readyz"), &[]).await.status != 200 {
+        assert!(Instant::now() < deadline, "the node never became ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restart_that_loses_the_streams_tells_a_resuming_client_epoch_changed() {
+    within(WAIT * 6, async {
+        let mut redis = PrivateRedis::on_a_free_port(false);
+        let config = cluster_config("volatile", &redis.url());
+        let a = Node::start(&config, "127.0.0.1:0");
+        let b = Node::start(&config, "127.0.0.1:0");
+        let mut c = a.connect("kai").await;
+        let old = subscribe(&mut c, "chat:v", None).await["epoch"]
+            .as_str()
+            .expect("epoch")
+            .to_owned();
+        for n in 1..=3 {
+            publish_retrying(&b, "chat:v", json!(n)).await;
+        }
+        until(&mut c, |v| v["method"] == "rpc.message" && v["params"]["offset"] == 3).await;
+        drop(c);
+        // Redis comes back empty: the streams, their offsets and their epochs are gone.
+        redis.restart();
+        // Both nodes listen again, and their commands reach the new Redis.
+        for node in [&a, &b] {
+            ready(node).await;
+            publish_retrying(node, "chat:probe", json!("probe")).await;
+        }
+
+        let mut c = b.connect("kai").await;
+        let resumed = subscribe(&mut c, "chat:v", Some((3, &old))).await;
+        assert_eq!(resumed["recovered"], false, "{resumed}");
+        assert_eq!(resumed["gap"], "epoch_changed", "{resumed}");
+        assert_eq!(resumed["offset"], 0, "{resumed}");
+        let new = resumed["epoch"].as_str().expect("epoch").to_owned();
+        assert_ne!(new, old);
+        let r = a
+            .api(
+                "history",
+                json!({"topic": "chat:v", "since": {"offset": 3, "epoch": old}}),
+            )
+            .await;
+        assert_eq!(
+            r["result"],
+            json!({"publications": [], "offset": 0, "epoch": new, "recovered": false, "gap": "epoch_changed"}),
+            "{r}"
+        );
+        // The topic goes on in the new epoch, and the resumed subscription receives it.
+        assert_eq!(publish_retrying(&a, "chat:v", json!(4)).await, 1);
+        let m = until(&mut c, |v| v["method"] == "rpc.message").await;
+        assert_eq!(
+            m["params"],
+            json!({"topic": "chat:v", "data": 4, "offset": 1, "epoch": new})
         );
     })
     .await;
