@@ -10,11 +10,15 @@ use crate::{ErrorObject, Target};
 
 /// Method names of the server API.
 pub mod method {
-    /// Push a notification to every session of a target.
+    /// Push a notification to every session of a target. Not recoverable:
+    /// a client that is away when it is sent never gets it. A push a user's
+    /// clients must not miss is a [`PUBLISH`] on the personal topic `user:{id}`.
     pub const NOTIFY: &str = "notify";
     /// Call a method on every session of a target and collect the answers.
     pub const CALL: &str = "call";
-    /// Publish on a topic.
+    /// Publish on a topic. On a recoverable topic the publication is kept,
+    /// and subscribers that were away receive it when they resume; on the
+    /// personal topic `user:{id}` that is the recoverable push to a user.
     pub const PUBLISH: &str = "publish";
     /// Who is connected.
     pub const PRESENCE: &str = "presence";
@@ -77,7 +81,9 @@ impl Scope {
     }
 }
 
-/// Params of `notify`.
+/// Params of `notify`. The notification is sent to the sessions connected
+/// now and kept nowhere: nothing recovers it after a reconnect (publish on
+/// `user:{id}` for that).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyParams {

@@ -156,7 +156,11 @@ export interface HistoryResult {
   gap?: RecoveryGap | null;
 }
 
-/** Params of `notify`. */
+/**
+ * Params of `notify`. The notification is sent to the sessions connected
+ * now and kept nowhere: nothing recovers it after a reconnect (publish on
+ * `user:{id}` for that).
+ */
 export interface NotifyParams {
   /** The notification's method, as the client sees it. */
   method: string;
@@ -277,7 +281,7 @@ export interface TargetTopicsParams {
 
 /** The server API's methods (`POST /api`), with their params and results. */
 export interface ApiMethods {
-  /** Push a notification to every session of a target. */
+  /** Push a notification to every session of a target connected now. Not recoverable: a client that is away never gets it and is never told. For a push a user's clients must not miss, publish on the personal topic user:{id} instead. */
   notify: {
     params: {
       /** The notification's method, as the client sees it. */
@@ -314,7 +318,7 @@ export interface ApiMethods {
     };
     result: CallEntry[] | CallOutcomes;
   };
-  /** Publish on a topic. */
+  /** Publish on a topic. On a recoverable topic (streams) the publication is kept with an offset, and subscribers that were away receive it when they resume with since (or are told recovered: false with the gap); on the personal topic user:{id} this is the recoverable push to a user. */
   publish: {
     params: {
       /** The payload. */

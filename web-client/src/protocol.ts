@@ -230,7 +230,7 @@ export interface BuiltinMethods {
     params: Record<string, never> | undefined;
     result: { [key: string]: unknown };
   };
-  /** Subscribe to topics; with `since`, replay what was missed. */
+  /** Subscribe to topics; with `since`, replay what was missed on a recoverable topic, or say why not (recovered: false with the gap). Only publications are recoverable: notifications (the server API's notify) are kept nowhere; a user's recoverable pushes arrive on the personal topic user:{id}. */
   "rpc.subscribe": {
     params: {
       /** The topics to subscribe to. */
