@@ -10,7 +10,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use switchboard_protocol::frame;
-use switchboard_protocol::methods::{self, PublishParams, PublishResult, SubscribeResult, TopicRequest, Welcome};
+use switchboard_protocol::methods::{
+    self, HistoryParams, HistoryResult, PublishParams, PublishResult, StreamPosition, SubscribeResult, TopicRequest,
+    Welcome,
+};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -314,6 +317,28 @@ impl Client {
             data,
         };
         self.call(methods::PUBLISH, params).await
+    }
+
+    /// Reads what a recoverable topic keeps, with `rpc.history`, oldest
+    /// first: with `since`, the publications after that position (at most
+    /// `limit`; ask again from the last one's offset for more); without, the
+    /// most recent `limit` (`None`: 100, or the server's maximum if lower).
+    /// A position the server no longer has is answered `recovered: false`
+    /// with its `gap` and no publications: reload what the topic describes.
+    /// A topic without history is refused with `-32602`, one the user may
+    /// not read with `-32001` ([`Error::Rpc`]).
+    pub async fn history(
+        &self,
+        topic: &str,
+        since: Option<StreamPosition>,
+        limit: Option<u64>,
+    ) -> Result<HistoryResult, Error> {
+        let params = HistoryParams {
+            topic: topic.to_owned(),
+            since,
+            limit,
+        };
+        self.call(methods::HISTORY, params).await
     }
 
     /// Serves the server's calls of `method` with `handler`, replacing any

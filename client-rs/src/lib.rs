@@ -128,6 +128,8 @@ pub use subscription::Subscription;
 pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::ErrorObject;
 pub use switchboard_protocol::backoff::backoff;
-pub use switchboard_protocol::methods::{Publication, RecoveryGap, StreamPosition, Welcome};
+pub use switchboard_protocol::methods::{
+    HistoryPublication, HistoryResult, Publication, RecoveryGap, StreamPosition, Welcome,
+};
 pub use token::TokenTransport;
 pub use topic::{Resubscribed, SubscriptionEvent};

@@ -10,11 +10,15 @@ use crate::{ErrorObject, Target};
 
 /// Method names of the server API.
 pub mod method {
-    /// Push a notification to every session of a target.
+    /// Push a notification to every session of a target. Not recoverable:
+    /// a client that is away when it is sent never gets it. A push a user's
+    /// clients must not miss is a [`PUBLISH`] on the personal topic `user:{id}`.
     pub const NOTIFY: &str = "notify";
     /// Call a method on every session of a target and collect the answers.
     pub const CALL: &str = "call";
-    /// Publish on a topic.
+    /// Publish on a topic. On a recoverable topic the publication is kept,
+    /// and subscribers that were away receive it when they resume; on the
+    /// personal topic `user:{id}` that is the recoverable push to a user.
     pub const PUBLISH: &str = "publish";
     /// Who is connected.
     pub const PRESENCE: &str = "presence";
@@ -28,6 +32,8 @@ pub mod method {
     pub const UNSUBSCRIBE: &str = "unsubscribe";
     /// Counters and recent events of this node.
     pub const STATS: &str = "stats";
+    /// The publications a recoverable topic keeps.
+    pub const HISTORY: &str = "history";
 }
 
 /// What an API key may do.
@@ -46,17 +52,20 @@ pub enum Scope {
     Disconnect,
     /// `subscribe` and `unsubscribe`.
     Subscribe,
+    /// `history`.
+    History,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::Notify,
         Scope::Call,
         Scope::Publish,
         Scope::Presence,
         Scope::Disconnect,
         Scope::Subscribe,
+        Scope::History,
     ];
 
     /// The scope a server API method needs.
@@ -68,12 +77,15 @@ impl Scope {
             method::PRESENCE | method::PRESENCE_STATS | method::STATS => Scope::Presence,
             method::DISCONNECT => Scope::Disconnect,
             method::SUBSCRIBE | method::UNSUBSCRIBE => Scope::Subscribe,
+            method::HISTORY => Scope::History,
             _ => return None,
         })
     }
 }
 
-/// Params of `notify`.
+/// Params of `notify`. The notification is sent to the sessions connected
+/// now and kept nowhere: nothing recovers it after a reconnect (publish on
+/// `user:{id}` for that).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyParams {

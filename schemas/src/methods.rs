@@ -30,6 +30,8 @@ pub const PRESENCE: &str = "rpc.presence";
 pub const UNSUBSCRIBE: &str = "rpc.unsubscribe";
 /// Client → server: publish on a topic.
 pub const PUBLISH: &str = "rpc.publish";
+/// Client → server: read a recoverable topic's history.
+pub const HISTORY: &str = "rpc.history";
 /// Client → server: liveness check; answers `"pong"`.
 pub const PING: &str = "rpc.ping";
 /// Client → server: the OpenRPC document of the methods this session may call.
@@ -224,6 +226,58 @@ pub struct PublishResult {
     /// The stream's epoch, when the topic is recoverable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<String>,
+}
+
+/// How many publications `rpc.history` and the server API's `history` return
+/// when the request names no `limit` (fewer if the gateway's maximum is lower).
+pub const DEFAULT_HISTORY_LIMIT: u64 = 100;
+
+/// Params of `rpc.history` and of the server API's `history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// The topic; only recoverable topics (those matching the gateway's `streams`) have history.
+    pub topic: String,
+    /// Only publications after this position, as in `rpc.subscribe`. Without
+    /// it, the most recent ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<StreamPosition>,
+    /// The most publications to return: default 100 (or the gateway's
+    /// maximum, `limits.max_replay`, if lower); more than the maximum is
+    /// refused with `-32602`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// One publication read from a topic's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HistoryPublication {
+    /// Its offset in the topic's stream.
+    pub offset: u64,
+    /// The payload, as published.
+    pub data: serde_json::Value,
+}
+
+/// Result of `rpc.history` and of the server API's `history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HistoryResult {
+    /// Publications oldest first: the first `limit` after `since`, or without
+    /// `since` the most recent `limit`. Empty when `recovered` is false. When
+    /// the last one's offset is below `offset`, more follow: ask again with it
+    /// as `since`.
+    pub publications: Vec<HistoryPublication>,
+    /// The stream's newest offset.
+    pub offset: u64,
+    /// The stream's epoch; it changes when history is lost.
+    pub epoch: String,
+    /// Whether the publications after `since` can still be read, as in
+    /// `rpc.subscribe`. Always `true` without `since`.
+    pub recovered: bool,
+    /// Why not, when `recovered` is false: `epoch_changed` (history was lost,
+    /// or the position is another stream's) or `window_exceeded` (what came
+    /// after the position is no longer kept). Either way: reload state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<RecoveryGap>,
 }
 
 /// Params of `rpc.refresh`.

@@ -105,7 +105,7 @@ pub fn api_document() -> Value {
     let params = b.params::<api::NotifyParams>();
     b.method(
         method::NOTIFY,
-        "Push a notification to every session of a target.",
+        "Push a notification to every session of a target connected now. Not recoverable: a client that is away never gets it and is never told. For a push a user's clients must not miss, publish on the personal topic user:{id} instead.",
         params,
         json!({"type": "object"}),
         &target_errors,
@@ -124,7 +124,13 @@ pub fn api_document() -> Value {
     );
     let params = b.params::<PublishParams>();
     let result = b.schema::<PublishResult>();
-    b.method(method::PUBLISH, "Publish on a topic.", params, result, &target_errors);
+    b.method(
+        method::PUBLISH,
+        "Publish on a topic. On a recoverable topic (streams) the publication is kept with an offset, and subscribers that were away receive it when they resume with since (or are told recovered: false with the gap); on the personal topic user:{id} this is the recoverable push to a user.",
+        params,
+        result,
+        &target_errors,
+    );
     let params = b.params::<api::PresenceParams>();
     let entries = b.schema::<Vec<api::PresenceEntry>>();
     let page = b.schema::<api::PresencePage>();
@@ -166,6 +172,15 @@ pub fn api_document() -> Value {
         params,
         json!({"type": "object"}),
         &target_errors,
+    );
+    let params = b.params::<HistoryParams>();
+    let result = b.schema::<HistoryResult>();
+    b.method(
+        method::HISTORY,
+        "The publications a recoverable topic keeps, oldest first: after `since` (as in rpc.subscribe; a position outside the kept window answers recovered: false with its gap and no publications), or the most recent ones. Topics without history are refused with -32602.",
+        params,
+        result,
+        &[codes::INVALID_PARAMS, codes::FORBIDDEN, codes::BROKER_UNAVAILABLE],
     );
     let result = b.schema::<api::Stats>();
     b.method(
@@ -211,7 +226,7 @@ pub fn document() -> Value {
     let result = b.schema::<SubscribeResult>();
     b.method(
         methods::SUBSCRIBE,
-        "Subscribe to topics; with `since`, replay what was missed.",
+        "Subscribe to topics; with `since`, replay what was missed on a recoverable topic, or say why not (recovered: false with the gap). Only publications are recoverable: notifications (the server API's notify) are kept nowhere; a user's recoverable pushes arrive on the personal topic user:{id}.",
         params,
         result,
         &[codes::INVALID_PARAMS, codes::FORBIDDEN, codes::LIMIT_EXCEEDED],
@@ -239,6 +254,15 @@ pub fn document() -> Value {
     b.method(
         methods::PUBLISH,
         "Publish on a topic (when the gateway allows client publishing).",
+        params,
+        result,
+        &[codes::INVALID_PARAMS, codes::FORBIDDEN, codes::BROKER_UNAVAILABLE],
+    );
+    let params = b.params::<HistoryParams>();
+    let result = b.schema::<HistoryResult>();
+    b.method(
+        methods::HISTORY,
+        "The publications a recoverable topic keeps, oldest first: after `since` (a position outside the kept window answers recovered: false with its gap and no publications, as rpc.subscribe would), or the most recent ones. Allowed by authorization.history (default: the topics the session may subscribe to); topics without history are refused with -32602.",
         params,
         result,
         &[codes::INVALID_PARAMS, codes::FORBIDDEN, codes::BROKER_UNAVAILABLE],

@@ -877,6 +877,18 @@ var Client = class {
     return this.call("rpc.publish", { topic, data }, options);
   }
   /**
+   * Reads what a recoverable topic keeps (`rpc.history`), oldest first: with
+   * `since`, the publications after that position (at most `limit`; ask again
+   * from the last one's offset for more); without, the most recent `limit`
+   * (default 100). A position the gateway no longer has answers
+   * `recovered: false` with its `gap` and no publications: reload state.
+   * Rejects with {@link RpcError} `-32602` for a topic without history and
+   * `-32001` for one the user may not read.
+   */
+  history(topic, query = {}, options) {
+    return this.call("rpc.history", { ...query, topic }, options);
+  }
+  /**
    * Listens to notifications named `method` pushed by the server; returns
    * the function that stops listening.
    */

@@ -394,6 +394,8 @@ pub(crate) enum Action {
     Call,
     /// Asking for a topic's presence.
     Presence,
+    /// Reading a topic's history: `authorization.history`, or `subscribe` when that is unset.
+    History,
 }
 
 impl Authorization {
@@ -405,6 +407,10 @@ impl Authorization {
             Action::Call => (&self.methods, "methods"),
             Action::Presence => match &self.presence {
                 Some(list) => (list, "presence"),
+                None => (&self.subscribe, "subscribe"),
+            },
+            Action::History => match &self.history {
+                Some(history) => (history, "history"),
                 None => (&self.subscribe, "subscribe"),
             },
         };
@@ -461,6 +467,7 @@ mod tests {
             publish: vec![],
             methods: vec!["echo".into()],
             presence: None,
+            history: None,
             claim: "switchboard".into(),
         };
         assert!(a.allows(Action::Subscribe, "chat:x", "u", None));
@@ -504,6 +511,28 @@ mod tests {
         assert!(own.allows(Action::Subscribe, "files:u/a", "u", Some(&claims)));
         assert!(!own.allows(Action::Subscribe, "files:w/a", "u", Some(&claims)));
     }
+
+    #[test]
+    fn history_follows_subscribe_until_it_has_patterns_of_its_own() {
+        let a = Authorization {
+            subscribe: vec!["chat:*".into()],
+            ..Authorization::default()
+        };
+        assert!(a.allows(Action::History, "chat:x", "u", None));
+        assert!(!a.allows(Action::History, "news", "u", None));
+        let claims = serde_json::json!({"switchboard": {"subscribe": ["news"], "history": ["audit"]}});
+        assert!(a.allows(Action::History, "news", "u", Some(&claims)));
+        assert!(!a.allows(Action::History, "audit", "u", Some(&claims)));
+        let own = Authorization {
+            history: Some(vec!["chat:public*".into()]),
+            ..a
+        };
+        assert!(own.allows(Action::History, "chat:public:1", "u", None));
+        assert!(!own.allows(Action::History, "chat:x", "u", None));
+        assert!(own.allows(Action::Subscribe, "chat:x", "u", None));
+        assert!(own.allows(Action::History, "audit", "u", Some(&claims)));
+        assert!(!own.allows(Action::History, "news", "u", Some(&claims)));
+    }
 }
 
 /// Entry points for the fuzz targets in `server/fuzz`: thin wrappers over the
@@ -530,12 +559,14 @@ pub mod fuzzing {
     }
 
     /// Whether `authorization` lets `user` subscribe to (`action` 0), publish on
-    /// (1) or call (2) `name`.
+    /// (1), call (2), read the history of (3) or see the presence of (4) `name`.
     pub fn allows(authorization: &Authorization, action: u8, name: &str, user: &str, claims: Option<&Value>) -> bool {
-        let action = match action % 3 {
+        let action = match action % 5 {
             0 => Action::Subscribe,
             1 => Action::Publish,
-            _ => Action::Call,
+            2 => Action::Call,
+            3 => Action::History,
+            _ => Action::Presence,
         };
         authorization.allows(action, name, user, claims)
     }

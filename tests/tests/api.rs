@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchboard_server::{ApiKey, Config, protocol::api::Scope};
+use switchboard_server::{ApiKey, Config, StreamConfig, protocol::api::Scope};
 use switchboard_tests::{TestServer, WAIT, WsClient, http_post, within};
 
 const KEY: &str = "k-full-0123456789";
@@ -279,6 +279,71 @@ async fn keys_and_scopes_are_enforced() {
         let batch = r.as_array().expect("batch");
         assert_eq!(batch.len(), 2);
         assert!(batch.iter().any(|e| e["result"]["openrpc"].is_string()));
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn history_answers_the_kept_publications_to_a_key_with_its_scope() {
+    within(WAIT, async {
+        let mut cfg = config();
+        cfg.streams.push(StreamConfig {
+            pattern: "orders:*".into(),
+            history_size: 100,
+            history_ttl_ms: 600_000,
+        });
+        let server = TestServer::start_with(cfg, vec![]).await;
+        let mut epoch = Value::Null;
+        for n in 1..=4 {
+            let (_, r) = api(
+                &server,
+                Some(KEY),
+                rpc(n, "publish", json!({"topic": "orders:7", "data": {"n": n}})),
+            )
+            .await;
+            assert_eq!(r["result"]["offset"], n, "{r}");
+            epoch = r["result"]["epoch"].clone();
+        }
+        let (status, r) = api(
+            &server,
+            Some(KEY),
+            rpc(
+                5,
+                "history",
+                json!({"topic": "orders:7", "since": {"offset": 1, "epoch": epoch}, "limit": 2}),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            r,
+            json!({"jsonrpc": "2.0", "id": 5, "result": {
+                "publications": [{"offset": 2, "data": {"n": 2}}, {"offset": 3, "data": {"n": 3}}],
+                "offset": 4, "epoch": epoch, "recovered": true}})
+        );
+        // A key without the `history` scope is refused, and says which scope it lacks.
+        let (status, r) = api(
+            &server,
+            Some(NOTIFY_ONLY),
+            rpc(6, "history", json!({"topic": "orders:7"})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(r["error"]["code"], -32001, "{r}");
+        assert_eq!(r["error"]["data"]["scope"], "history");
+        // Only recoverable topics have history; the limit has a maximum.
+        let (_, r) = api(&server, Some(KEY), rpc(7, "history", json!({"topic": "news"}))).await;
+        assert_eq!(r["error"]["code"], -32602, "{r}");
+        assert!(r["error"]["data"]["reason"].is_string());
+        let (_, r) = api(
+            &server,
+            Some(KEY),
+            rpc(8, "history", json!({"topic": "orders:7", "limit": 1001})),
+        )
+        .await;
+        assert_eq!(r["error"]["code"], -32602, "{r}");
+        assert_eq!(r["error"]["data"]["limit"], 1000);
         server.stop().await;
     })
     .await;

@@ -343,6 +343,7 @@ async fn the_authorisation_matrix_holds_and_denied_publications_reach_nobody() {
             subscribe: vec!["chat:*".into(), "inbox:{sub}".into()],
             publish: vec!["chat:public".into()],
             methods: vec!["echo".into(), "whoami".into()],
+            history: None,
             claim: "switchboard".into(),
             ..Authorization::default()
         };

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard_client::protocol::codes;
-use switchboard_client::{Client, ClientBuilder, Error};
+use switchboard_client::{Client, ClientBuilder, Error, HistoryResult, RecoveryGap, StreamPosition};
 use switchboard_server::{Config, StreamConfig};
 use switchboard_tests::{TestServer, WAIT, within};
 use tokio_tungstenite::tungstenite::Message;
@@ -175,6 +175,49 @@ async fn notify_reaches_the_server_and_topics_stream_publications() {
         assert_eq!(lobby.next_publication().await.expect("a publication").data, "back");
         client.close().await;
         assert_eq!(lobby.next().await, None, "streams end when the client closes");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn history_reads_the_latest_or_a_page_after_a_position() {
+    within(WAIT, async {
+        let mut config = Config::default();
+        config.streams.push(StreamConfig {
+            pattern: "news:*".into(),
+            history_size: 100,
+            history_ttl_ms: 600_000,
+        });
+        let server = TestServer::start_with(config, vec![]).await;
+        let hub = server.gateway.hub().clone();
+        let client = connect(&server, "alice").await;
+        for n in 1..=5 {
+            hub.publish("news:h", &json!({ "n": n })).await.expect("publish");
+        }
+        let offsets = |r: &HistoryResult| r.publications.iter().map(|p| p.offset).collect::<Vec<_>>();
+        let latest = client.history("news:h", None, Some(2)).await.expect("history");
+        assert_eq!(offsets(&latest), vec![4, 5]);
+        assert_eq!(latest.publications[0].data, json!({"n": 4}));
+        assert_eq!((latest.offset, latest.recovered, latest.gap), (5, true, None));
+        let since = StreamPosition {
+            offset: 2,
+            epoch: latest.epoch.clone(),
+        };
+        let page = client.history("news:h", Some(since), None).await.expect("history");
+        assert_eq!(offsets(&page), vec![3, 4, 5]);
+        let lost = StreamPosition {
+            offset: 2,
+            epoch: "another".into(),
+        };
+        let gap = client.history("news:h", Some(lost), None).await.expect("history");
+        assert_eq!((gap.recovered, gap.gap), (false, Some(RecoveryGap::EpochChanged)));
+        assert!(gap.publications.is_empty());
+        match client.history("chat:plain", None, None).await {
+            Err(Error::Rpc(e)) => assert_eq!(e.code, codes::INVALID_PARAMS),
+            other => panic!("a topic without history is refused: {other:?}"),
+        }
+        client.close().await;
         server.stop().await;
     })
     .await;

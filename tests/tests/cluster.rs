@@ -1,10 +1,11 @@
 //! Several gateway processes sharing one real Redis: every Hub operation
-//! issued on one node reaches sessions on another, recovery works across
-//! nodes, and nothing recoverable is lost when a node or Redis goes away.
+//! issued on one node reaches sessions on another, recovery and history work
+//! across nodes, and nothing recoverable is lost when a node or Redis goes away.
 //!
 //! Redis comes from `SWITCHBOARD_TEST_REDIS_URL` (default the local one at
 //! 127.0.0.1:6379); `tests/run` makes sure one is there. The Redis restart
-//! test starts a private `redis-server` of its own.
+//! tests start a private `redis-server` of their own, on a free port, which
+//! they may restart: the shared one is never restarted or flushed.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -247,25 +248,26 @@ async fn kill_9_of_a_node_loses_nothing_recoverable() {
     .await;
 }
 
+/// A `redis-server` of one test's own, on a free port, that it may restart.
 struct PrivateRedis {
     child: std::process::Child,
     port: u16,
     dir: PathBuf,
+    persistent: bool,
 }
 
 impl PrivateRedis {
-    fn start(port: u16, dir: &std::path::Path) -> Self {
+    /// Starts one: `persistent` writes every command to an append-only file
+    /// (fsync always), so a restart keeps the data; otherwise a restart loses it.
+    fn start(port: u16, dir: &std::path::Path, persistent: bool) -> Self {
+        let appendonly: &[&str] = if persistent {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
         let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(appendonly)
             .arg("--dir")
             .arg(dir)
             .args(["--save", ""])
@@ -281,7 +283,24 @@ impl PrivateRedis {
             child,
             port,
             dir: dir.to_owned(),
+            persistent,
         }
+    }
+
+    /// Starts one on a port the system found free, with a directory of its own.
+    fn on_a_free_port(persistent: bool) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let dir = std::env::temp_dir().join(format!("sb-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        Self::start(port, &dir, persistent)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
     }
 
     fn stop(&mut self) {
@@ -294,7 +313,7 @@ impl PrivateRedis {
 
     fn restart(&mut self) {
         self.stop();
-        *self = Self::start(self.port, &self.dir.clone());
+        *self = Self::start(self.port, &self.dir.clone(), self.persistent);
     }
 }
 
@@ -308,15 +327,8 @@ impl Drop for PrivateRedis {
 #[tokio::test]
 async fn a_redis_restart_loses_no_recoverable_message() {
     within(WAIT * 6, async {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let dir = std::env::temp_dir().join(format!("sb-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let mut redis = PrivateRedis::start(port, &dir);
-        let config = cluster_config("restart", &format!("redis://127.0.0.1:{port}"));
+        let mut redis = PrivateRedis::on_a_free_port(true);
+        let config = cluster_config("restart", &redis.url());
         let a = Node::start(&config, "127.0.0.1:0");
         let b = Node::start(&config, "127.0.0.1:0");
         let mut c = a.connect("finn").await;
@@ -517,6 +529,263 @@ async fn policies_streams_and_cancels_reach_sessions_on_other_nodes() {
         let rc = request_for(&mut cy_b, "hold").await;
         drop(response);
         told_to_cancel(&mut cy_b, &rc).await;
+    })
+    .await;
+}
+
+/// `rpc.history` on `c`: the answer, result or error.
+async fn history(c: &mut WsClient, params: Value) -> Value {
+    c.call(7_000, "rpc.history", params).await
+}
+
+/// The offsets of a history result's publications.
+fn offsets(result: &Value) -> Vec<u64> {
+    result["publications"]
+        .as_array()
+        .unwrap_or_else(|| panic!("publications: {result}"))
+        .iter()
+        .map(|p| p["offset"].as_u64().expect("offset"))
+        .collect()
+}
+
+#[tokio::test]
+async fn history_is_read_on_any_node_after_a_position_and_a_lost_window_is_said_so() {
+    within(WAIT * 3, async {
+        let config = cluster_config("history", &redis_url());
+        let a = Node::start(&config, "127.0.0.1:0");
+        let b = Node::start(&config, "127.0.0.1:0");
+        let mut epoch = String::new();
+        for n in 1..=7 {
+            let r = a.api("publish", json!({"topic": "chat:h", "data": {"n": n}})).await;
+            assert_eq!(r["result"]["offset"], n, "{r}");
+            epoch = r["result"]["epoch"].as_str().expect("epoch").to_owned();
+        }
+        let mut c = b.connect("jo").await;
+        // The most recent ones, oldest first, with the data as published.
+        let r = history(&mut c, json!({"topic": "chat:h", "limit": 2})).await;
+        assert_eq!(
+            r["result"],
+            json!({"publications": [{"offset": 6, "data": {"n": 6}}, {"offset": 7, "data": {"n": 7}}],
+                   "offset": 7, "epoch": epoch, "recovered": true})
+        );
+        // After a position, a page at a time, from a client and from a backend.
+        let since = |offset: u64| json!({"offset": offset, "epoch": epoch});
+        let r = history(&mut c, json!({"topic": "chat:h", "since": since(2), "limit": 3})).await;
+        assert_eq!(offsets(&r["result"]), vec![3, 4, 5]);
+        let r = b.api("history", json!({"topic": "chat:h", "since": since(5)})).await;
+        assert_eq!(offsets(&r["result"]), vec![6, 7]);
+        let r = history(&mut c, json!({"topic": "chat:h", "since": since(7)})).await;
+        assert_eq!(
+            (offsets(&r["result"]), &r["result"]["recovered"]),
+            (vec![], &json!(true))
+        );
+        let r = history(
+            &mut c,
+            json!({"topic": "chat:h", "since": {"offset": 2, "epoch": "gone"}}),
+        )
+        .await;
+        assert_eq!(
+            r["result"],
+            json!({"publications": [], "offset": 7, "epoch": epoch, "recovered": false, "gap": "epoch_changed"})
+        );
+
+        // The personal topic keeps 100: past them, the window is exceeded.
+        for n in 1..=103 {
+            let r = a.api("publish", json!({"topic": "user:jo", "data": n})).await;
+            assert_eq!(r["result"]["offset"], n, "{r}");
+        }
+        let all = history(&mut c, json!({"topic": "user:jo"})).await;
+        assert_eq!(
+            offsets(&all["result"]),
+            (4..=103).collect::<Vec<u64>>(),
+            "the default limit is 100"
+        );
+        let personal = |offset: u64| json!({"offset": offset, "epoch": all["result"]["epoch"]});
+        let r = history(&mut c, json!({"topic": "user:jo", "since": personal(1)})).await;
+        assert_eq!(
+            r["result"],
+            json!({"publications": [], "offset": 103, "epoch": all["result"]["epoch"],
+                   "recovered": false, "gap": "window_exceeded"})
+        );
+        let r = a
+            .api("history", json!({"topic": "user:jo", "since": personal(1), "limit": 5}))
+            .await;
+        assert_eq!(
+            r["result"]["gap"], "window_exceeded",
+            "the server API answers the same: {r}"
+        );
+        // Just inside the window.
+        let r = history(&mut c, json!({"topic": "user:jo", "since": personal(3), "limit": 2})).await;
+        assert_eq!(offsets(&r["result"]), vec![4, 5]);
+        // The same position in rpc.subscribe: the same answer.
+        let s = subscribe(
+            &mut c,
+            "user:jo",
+            Some((1, all["result"]["epoch"].as_str().expect("epoch"))),
+        )
+        .await;
+        assert_eq!(s["gap"], "window_exceeded", "{s}");
+    })
+    .await;
+}
+
+const HS256_SECRET: &str = "history-test-secret-0123456789abcdef";
+const FULL_KEY: &str = "history-full-key-0123456789";
+const PUBLISH_KEY: &str = "history-publish-key-0123456789";
+
+/// A cluster outside dev mode: HS256 tokens, history only of `chat:public*`
+/// (besides the claim's patterns), a full API key and one that may only publish.
+fn authorised_cluster_config(redis: &str) -> PathBuf {
+    let file = cluster_config("history-auth", redis);
+    let mut toml = std::fs::read_to_string(&file).expect("read config");
+    toml.push_str(&format!(
+        "[auth]\n[[auth.jwt]]\nalgorithm = \"HS256\"\nsecret = \"{HS256_SECRET}\"\n\
+         [authorization]\nhistory = [\"chat:public*\"]\n\
+         [[api_keys]]\nname = \"full\"\nkey = \"{FULL_KEY}\"\n\
+         [[api_keys]]\nname = \"publisher\"\nkey = \"{PUBLISH_KEY}\"\nscopes = [\"publish\"]\n"
+    ));
+    std::fs::write(&file, toml).expect("write config");
+    file
+}
+
+/// Connects to `node` with an HS256 token for `sub` carrying `claims`.
+async fn connect_with_token(node: &Node, sub: &str, claims: Value) -> WsClient {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600;
+    let mut claims = claims;
+    claims["sub"] = json!(sub);
+    claims["exp"] = json!(exp);
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(HS256_SECRET.as_bytes()),
+    )
+    .expect("sign");
+    let mut c = WsClient::connect(&format!("ws://{}/ws?token={token}", node.addr)).await;
+    c.welcome().await;
+    c
+}
+
+/// `POST /api` on `node` with `key`.
+async fn api_with_key(node: &Node, key: &str, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let bearer = format!("Bearer {key}");
+    switchboard_tests::http_post(&node.http_url("/api"), &body.to_string(), &[("authorization", &bearer)])
+        .await
+        .json()
+}
+
+#[tokio::test]
+async fn history_is_refused_outside_authorization_history_and_to_keys_without_its_scope() {
+    within(WAIT * 3, async {
+        let config = authorised_cluster_config(&redis_url());
+        let a = Node::start(&config, "127.0.0.1:0");
+        let b = Node::start(&config, "127.0.0.1:0");
+        for topic in ["chat:public:1", "chat:secret", "user:ivy", "user:jack"] {
+            let r = api_with_key(&a, FULL_KEY, "publish", json!({"topic": topic, "data": topic})).await;
+            assert_eq!(r["result"]["offset"], 1, "{r}");
+        }
+        let forbidden = |r: &Value| {
+            assert_eq!(r["error"]["code"], -32001, "{r}");
+            assert!(r["error"]["data"]["reason"].is_string(), "{r}");
+        };
+        let mut ivy = connect_with_token(&b, "ivy", json!({})).await;
+        let r = history(&mut ivy, json!({"topic": "chat:public:1"})).await;
+        assert_eq!(
+            r["result"]["publications"],
+            json!([{"offset": 1, "data": "chat:public:1"}]),
+            "{r}"
+        );
+        // She may subscribe to chat:secret (subscribe allows every topic) but not read its history.
+        forbidden(&history(&mut ivy, json!({"topic": "chat:secret"})).await);
+        assert_eq!(subscribe(&mut ivy, "chat:secret", None).await["recovered"], true);
+        // Her own personal topic is hers to read; another's never is.
+        assert_eq!(
+            offsets(&history(&mut ivy, json!({"topic": "user:ivy"})).await["result"]),
+            vec![1]
+        );
+        forbidden(&history(&mut ivy, json!({"topic": "user:jack"})).await);
+        // A token's claim may add history patterns for its user.
+        let mut jack = connect_with_token(&a, "jack", json!({"switchboard": {"history": ["chat:secret"]}})).await;
+        let r = history(&mut jack, json!({"topic": "chat:secret"})).await;
+        assert_eq!(offsets(&r["result"]), vec![1], "{r}");
+
+        // The server API: the `history` scope, on any node.
+        let r = api_with_key(&b, PUBLISH_KEY, "history", json!({"topic": "chat:secret"})).await;
+        forbidden(&r);
+        assert_eq!(r["error"]["data"]["scope"], "history");
+        let r = api_with_key(&b, FULL_KEY, "history", json!({"topic": "chat:secret"})).await;
+        assert_eq!(
+            r["result"]["publications"],
+            json!([{"offset": 1, "data": "chat:secret"}]),
+            "{r}"
+        );
+    })
+    .await;
+}
+
+/// Waits until `node` answers `/readyz` with 200 (its broker is reachable).
+async fn ready(node: &Node) {
+    let deadline = Instant::now() + WAIT;
+    while switchboard_tests::http_get(&node.http_url("/readyz"), &[]).await.status != 200 {
+        assert!(Instant::now() < deadline, "the node never became ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restart_that_loses_the_streams_tells_a_resuming_client_epoch_changed() {
+    within(WAIT * 6, async {
+        let mut redis = PrivateRedis::on_a_free_port(false);
+        let config = cluster_config("volatile", &redis.url());
+        let a = Node::start(&config, "127.0.0.1:0");
+        let b = Node::start(&config, "127.0.0.1:0");
+        let mut c = a.connect("kai").await;
+        let old = subscribe(&mut c, "chat:v", None).await["epoch"]
+            .as_str()
+            .expect("epoch")
+            .to_owned();
+        for n in 1..=3 {
+            publish_retrying(&b, "chat:v", json!(n)).await;
+        }
+        until(&mut c, |v| v["method"] == "rpc.message" && v["params"]["offset"] == 3).await;
+        drop(c);
+        // Redis comes back empty: the streams, their offsets and their epochs are gone.
+        redis.restart();
+        // Both nodes listen again, and their commands reach the new Redis.
+        for node in [&a, &b] {
+            ready(node).await;
+            publish_retrying(node, "chat:probe", json!("probe")).await;
+        }
+
+        let mut c = b.connect("kai").await;
+        let resumed = subscribe(&mut c, "chat:v", Some((3, &old))).await;
+        assert_eq!(resumed["recovered"], false, "{resumed}");
+        assert_eq!(resumed["gap"], "epoch_changed", "{resumed}");
+        assert_eq!(resumed["offset"], 0, "{resumed}");
+        let new = resumed["epoch"].as_str().expect("epoch").to_owned();
+        assert_ne!(new, old);
+        let r = a
+            .api(
+                "history",
+                json!({"topic": "chat:v", "since": {"offset": 3, "epoch": old}}),
+            )
+            .await;
+        assert_eq!(
+            r["result"],
+            json!({"publications": [], "offset": 0, "epoch": new, "recovered": false, "gap": "epoch_changed"}),
+            "{r}"
+        );
+        // The topic goes on in the new epoch, and the resumed subscription receives it.
+        assert_eq!(publish_retrying(&a, "chat:v", json!(4)).await, 1);
+        let m = until(&mut c, |v| v["method"] == "rpc.message").await;
+        assert_eq!(
+            m["params"],
+            json!({"topic": "chat:v", "data": 4, "offset": 1, "epoch": new})
+        );
     })
     .await;
 }

@@ -281,3 +281,117 @@ async fn held_personal_pushes_are_delivered_to_a_first_subscribe_without_a_posit
     })
     .await;
 }
+
+/// `rpc.history` on `c`; returns the answer (result or error).
+async fn history(c: &mut WsClient, id: u64, params: Value) -> Value {
+    c.call(id, "rpc.history", params).await
+}
+
+/// The offsets of a history result's publications.
+fn offsets(result: &Value) -> Vec<u64> {
+    result["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(|p| p["offset"].as_u64().expect("offset"))
+        .collect()
+}
+
+#[tokio::test]
+async fn history_pages_after_a_position_and_answers_a_lost_one_like_subscribe() {
+    within(WAIT, async {
+        let server = TestServer::start_with(config(5), vec![]).await;
+        let hub = server.gateway.hub().clone();
+        let mut c = server.connect("alice").await;
+        let empty = history(&mut c, 1, json!({"topic": "chat:h"})).await;
+        let epoch = empty["result"]["epoch"].as_str().expect("epoch").to_owned();
+        assert_eq!(
+            empty["result"],
+            json!({"publications": [], "offset": 0, "epoch": epoch, "recovered": true})
+        );
+        for i in 1..=8 {
+            hub.publish("chat:h", &json!({ "n": i })).await.expect("publish");
+        }
+        // Without a position: the most recent, oldest first, with their data.
+        let r = history(&mut c, 2, json!({"topic": "chat:h", "limit": 2})).await;
+        assert_eq!(
+            r["result"],
+            json!({"publications": [{"offset": 7, "data": {"n": 7}}, {"offset": 8, "data": {"n": 8}}],
+                   "offset": 8, "epoch": epoch, "recovered": true})
+        );
+        // Only five are kept: without a limit, those five.
+        assert_eq!(
+            offsets(&history(&mut c, 3, json!({"topic": "chat:h"})).await["result"]),
+            vec![4, 5, 6, 7, 8]
+        );
+        // After a position, a page at a time.
+        let since = |offset: u64| json!({"offset": offset, "epoch": epoch});
+        let r = history(&mut c, 4, json!({"topic": "chat:h", "since": since(3), "limit": 2})).await;
+        assert_eq!(offsets(&r["result"]), vec![4, 5]);
+        let r = history(&mut c, 5, json!({"topic": "chat:h", "since": since(5)})).await;
+        assert_eq!(offsets(&r["result"]), vec![6, 7, 8]);
+        let r = history(&mut c, 6, json!({"topic": "chat:h", "since": since(8)})).await;
+        assert_eq!(r["result"]["publications"], json!([]));
+        assert_eq!(r["result"]["recovered"], true);
+        // Outside the kept window, or from another stream: no publications, and why.
+        for (id, position, gap) in [
+            (7, since(2), "window_exceeded"),
+            (8, since(9), "epoch_changed"),
+            (9, json!({"offset": 4, "epoch": "another"}), "epoch_changed"),
+        ] {
+            let r = history(&mut c, id, json!({"topic": "chat:h", "since": position})).await;
+            assert_eq!(
+                r["result"],
+                json!({"publications": [], "offset": 8, "epoch": epoch, "recovered": false, "gap": gap})
+            );
+        }
+        // The same position answers the same gap in rpc.subscribe.
+        let sub = subscribe(&mut c, "chat:h", Some((2, &epoch)), &mut Vec::new()).await;
+        assert_eq!(sub["gap"], "window_exceeded");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn history_refuses_what_it_cannot_answer_with_the_reason() {
+    within(WAIT, async {
+        let mut cfg = config(100);
+        cfg.limits.max_replay = 10;
+        let server = TestServer::start_with(cfg, vec![]).await;
+        let mut c = server.connect("alice").await;
+        let refused = |r: &Value, code: i64| {
+            assert_eq!(r["error"]["code"], code, "{r}");
+            assert!(r["error"]["data"]["reason"].is_string(), "{r}");
+        };
+        // Not recoverable.
+        let r = history(&mut c, 1, json!({"topic": "news"})).await;
+        refused(&r, -32602);
+        assert_eq!(r["error"]["data"]["topic"], "news");
+        // Over the maximum, which is also the default when lower than 100.
+        let r = history(&mut c, 2, json!({"topic": "chat:x", "limit": 11})).await;
+        refused(&r, -32602);
+        assert_eq!(r["error"]["data"]["limit"], 10);
+        assert_eq!(
+            history(&mut c, 3, json!({"topic": "chat:x", "limit": 10})).await["result"]["recovered"],
+            true
+        );
+        // Malformed: a bad name, a bad limit, a field it does not know.
+        for (id, params) in [
+            (4, json!({"topic": ""})),
+            (5, json!({"topic": "chat:x", "limit": -1})),
+            (6, json!({"topic": "chat:x", "from": 3})),
+            (7, json!([])),
+        ] {
+            refused(&history(&mut c, id, params).await, -32602);
+        }
+        // Personal topics: one's own (recoverable by default), never another's.
+        assert_eq!(
+            history(&mut c, 8, json!({"topic": "user:alice"})).await["result"]["recovered"],
+            true
+        );
+        refused(&history(&mut c, 9, json!({"topic": "user:bob"})).await, -32001);
+        server.stop().await;
+    })
+    .await;
+}

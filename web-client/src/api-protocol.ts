@@ -126,7 +126,62 @@ export interface ErrorObject {
   data?: unknown;
 }
 
-/** Params of `notify`. */
+/** Params of `rpc.history` and of the server API's `history`. */
+export interface HistoryParams {
+  /** The topic; only recoverable topics (those matching the gateway's `streams`) have history. */
+  topic: string;
+  /**
+   * The most publications to return: default 100 (or the gateway's
+   * maximum, `limits.max_replay`, if lower); more than the maximum is
+   * refused with `-32602`.
+   */
+  limit?: number | null;
+  /**
+   * Only publications after this position, as in `rpc.subscribe`. Without
+   * it, the most recent ones.
+   */
+  since?: StreamPosition | null;
+}
+
+/** One publication read from a topic's history. */
+export interface HistoryPublication {
+  /** The payload, as published. */
+  data: unknown;
+  /** Its offset in the topic's stream. */
+  offset: number;
+}
+
+/** Result of `rpc.history` and of the server API's `history`. */
+export interface HistoryResult {
+  /** The stream's epoch; it changes when history is lost. */
+  epoch: string;
+  /** The stream's newest offset. */
+  offset: number;
+  /**
+   * Publications oldest first: the first `limit` after `since`, or without
+   * `since` the most recent `limit`. Empty when `recovered` is false. When
+   * the last one's offset is below `offset`, more follow: ask again with it
+   * as `since`.
+   */
+  publications: HistoryPublication[];
+  /**
+   * Whether the publications after `since` can still be read, as in
+   * `rpc.subscribe`. Always `true` without `since`.
+   */
+  recovered: boolean;
+  /**
+   * Why not, when `recovered` is false: `epoch_changed` (history was lost,
+   * or the position is another stream's) or `window_exceeded` (what came
+   * after the position is no longer kept). Either way: reload state.
+   */
+  gap?: RecoveryGap | null;
+}
+
+/**
+ * Params of `notify`. The notification is sent to the sessions connected
+ * now and kept nowhere: nothing recovers it after a reconnect (publish on
+ * `user:{id}` for that).
+ */
 export interface NotifyParams {
   /** The notification's method, as the client sees it. */
   method: string;
@@ -204,8 +259,11 @@ export interface PublishResult {
   offset?: number | null;
 }
 
+/** Why a subscription with `since` was not recovered. */
+export type RecoveryGap = "epoch_changed" | "window_exceeded" | "replay_too_large" | "unavailable";
+
 /** What an API key may do. */
-export type Scope = "notify" | "call" | "publish" | "presence" | "disconnect" | "subscribe";
+export type Scope = "notify" | "call" | "publish" | "presence" | "disconnect" | "subscribe" | "history";
 
 /** A connect or disconnect, as `stats` reports it. */
 export interface SessionEvent {
@@ -248,6 +306,14 @@ export type StreamLine = {
   done: CallSummary;
 } | CallProgress | CallEntry;
 
+/** A position in a recoverable stream. */
+export interface StreamPosition {
+  /** The stream's epoch; it changes when history is lost. */
+  epoch: string;
+  /** The offset of the last publication seen. */
+  offset: number;
+}
+
 /**
  * Who a push, call, disconnect or server-side subscription is for.
  *
@@ -274,7 +340,7 @@ export interface TargetTopicsParams {
 
 /** The server API's methods (`POST /api`), with their params and results. */
 export interface ApiMethods {
-  /** Push a notification to every session of a target. */
+  /** Push a notification to every session of a target connected now. Not recoverable: a client that is away never gets it and is never told. For a push a user's clients must not miss, publish on the personal topic user:{id} instead. */
   notify: {
     params: {
       /** The notification's method, as the client sees it. */
@@ -311,7 +377,7 @@ export interface ApiMethods {
     };
     result: CallEntry[] | CallOutcomes;
   };
-  /** Publish on a topic. */
+  /** Publish on a topic. On a recoverable topic (streams) the publication is kept with an offset, and subscribers that were away receive it when they resume with since (or are told recovered: false with the gap); on the personal topic user:{id} this is the recoverable push to a user. */
   publish: {
     params: {
       /** The payload. */
@@ -382,6 +448,25 @@ export interface ApiMethods {
       topics: string[];
     };
     result: { [key: string]: unknown };
+  };
+  /** The publications a recoverable topic keeps, oldest first: after `since` (as in rpc.subscribe; a position outside the kept window answers recovered: false with its gap and no publications), or the most recent ones. Topics without history are refused with -32602. */
+  history: {
+    params: {
+      /** The topic; only recoverable topics (those matching the gateway's `streams`) have history. */
+      topic: string;
+      /**
+       * The most publications to return: default 100 (or the gateway's
+       * maximum, `limits.max_replay`, if lower); more than the maximum is
+       * refused with `-32602`.
+       */
+      limit?: number | null;
+      /**
+       * Only publications after this position, as in `rpc.subscribe`. Without
+       * it, the most recent ones.
+       */
+      since?: StreamPosition | null;
+    };
+    result: HistoryResult;
   };
   /** Counters and recent connects and disconnects of this node, and the cluster's totals. */
   stats: {

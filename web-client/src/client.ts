@@ -31,6 +31,7 @@ import {
   PROTOCOL_VERSION,
   type BuiltinMethods,
   type Disconnect,
+  type HistoryParams,
   type Publication,
   type StreamPosition,
   type SubscribeResult,
@@ -333,6 +334,23 @@ export class Client implements SubscriptionOwner {
   /** Publishes on a topic (when the gateway lets clients publish). */
   publish(topic: string, data: unknown, options?: CallOptions): Promise<BuiltinMethods["rpc.publish"]["result"]> {
     return this.call("rpc.publish", { topic, data }, options);
+  }
+
+  /**
+   * Reads what a recoverable topic keeps (`rpc.history`), oldest first: with
+   * `since`, the publications after that position (at most `limit`; ask again
+   * from the last one's offset for more); without, the most recent `limit`
+   * (default 100). A position the gateway no longer has answers
+   * `recovered: false` with its `gap` and no publications: reload state.
+   * Rejects with {@link RpcError} `-32602` for a topic without history and
+   * `-32001` for one the user may not read.
+   */
+  history(
+    topic: string,
+    query: Omit<HistoryParams, "topic"> = {},
+    options?: CallOptions,
+  ): Promise<BuiltinMethods["rpc.history"]["result"]> {
+    return this.call("rpc.history", { ...query, topic }, options);
   }
 
   /**

@@ -29,6 +29,57 @@ export interface Expiry {
   expires_at_ms?: number | null;
 }
 
+/** Params of `rpc.history` and of the server API's `history`. */
+export interface HistoryParams {
+  /** The topic; only recoverable topics (those matching the gateway's `streams`) have history. */
+  topic: string;
+  /**
+   * The most publications to return: default 100 (or the gateway's
+   * maximum, `limits.max_replay`, if lower); more than the maximum is
+   * refused with `-32602`.
+   */
+  limit?: number | null;
+  /**
+   * Only publications after this position, as in `rpc.subscribe`. Without
+   * it, the most recent ones.
+   */
+  since?: StreamPosition | null;
+}
+
+/** One publication read from a topic's history. */
+export interface HistoryPublication {
+  /** The payload, as published. */
+  data: unknown;
+  /** Its offset in the topic's stream. */
+  offset: number;
+}
+
+/** Result of `rpc.history` and of the server API's `history`. */
+export interface HistoryResult {
+  /** The stream's epoch; it changes when history is lost. */
+  epoch: string;
+  /** The stream's newest offset. */
+  offset: number;
+  /**
+   * Publications oldest first: the first `limit` after `since`, or without
+   * `since` the most recent `limit`. Empty when `recovered` is false. When
+   * the last one's offset is below `offset`, more follow: ask again with it
+   * as `since`.
+   */
+  publications: HistoryPublication[];
+  /**
+   * Whether the publications after `since` can still be read, as in
+   * `rpc.subscribe`. Always `true` without `since`.
+   */
+  recovered: boolean;
+  /**
+   * Why not, when `recovered` is false: `epoch_changed` (history was lost,
+   * or the position is another stream's) or `window_exceeded` (what came
+   * after the position is no longer kept). Either way: reload state.
+   */
+  gap?: RecoveryGap | null;
+}
+
 /** Limits of a session, announced in `rpc.welcome` so clients can stay within them. */
 export interface Limits {
   /** The most messages in one batch. */
@@ -210,7 +261,7 @@ export interface BuiltinMethods {
     params: Record<string, never> | undefined;
     result: { [key: string]: unknown };
   };
-  /** Subscribe to topics; with `since`, replay what was missed. */
+  /** Subscribe to topics; with `since`, replay what was missed on a recoverable topic, or say why not (recovered: false with the gap). Only publications are recoverable: notifications (the server API's notify) are kept nowhere; a user's recoverable pushes arrive on the personal topic user:{id}. */
   "rpc.subscribe": {
     params: {
       /** The topics to subscribe to. */
@@ -247,6 +298,25 @@ export interface BuiltinMethods {
       topic: string;
     };
     result: PublishResult;
+  };
+  /** The publications a recoverable topic keeps, oldest first: after `since` (a position outside the kept window answers recovered: false with its gap and no publications, as rpc.subscribe would), or the most recent ones. Allowed by authorization.history (default: the topics the session may subscribe to); topics without history are refused with -32602. */
+  "rpc.history": {
+    params: {
+      /** The topic; only recoverable topics (those matching the gateway's `streams`) have history. */
+      topic: string;
+      /**
+       * The most publications to return: default 100 (or the gateway's
+       * maximum, `limits.max_replay`, if lower); more than the maximum is
+       * refused with `-32602`.
+       */
+      limit?: number | null;
+      /**
+       * Only publications after this position, as in `rpc.subscribe`. Without
+       * it, the most recent ones.
+       */
+      since?: StreamPosition | null;
+    };
+    result: HistoryResult;
   };
   /** The client gave up on one of its requests: if it is still running, its work stops and it is answered -32011. */
   "rpc.cancel": {

@@ -36,9 +36,11 @@ fuzz_target!(|input: Input| {
         subscribe: configured.clone(),
         publish: configured.clone(),
         methods: configured.clone(),
+        presence: Some(configured.clone()),
+        history: Some(configured.clone()),
         claim: "switchboard".to_owned(),
     };
-    let key = ["subscribe", "publish", "methods"][usize::from(input.action % 3)];
+    let key = ["subscribe", "publish", "methods", "history", "presence"][usize::from(input.action % 5)];
     let claims = input
         .from_claims
         .as_ref()

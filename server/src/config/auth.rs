@@ -129,8 +129,14 @@ pub struct Authorization {
     /// Topics whose presence a user may ask for with `rpc.presence`. Default: none given,
     /// and the `subscribe` patterns (the token's included) decide.
     pub presence: Option<Vec<String>>,
+    /// Topics whose history a user may read with `rpc.history`. Default
+    /// unset: the topics the user may subscribe to (`subscribe`, and the
+    /// claim's `subscribe` list). When set, these patterns and the claim's
+    /// `history` list apply instead.
+    pub history: Option<Vec<String>>,
     /// A token claim holding more patterns for its user: an object with
-    /// optional `subscribe`, `publish`, `methods` and `presence` lists. Default `"switchboard"`.
+    /// optional `subscribe`, `publish`, `methods`, `presence` and `history` lists. Default
+    /// `"switchboard"`.
     pub claim: String,
 }
 
@@ -142,6 +148,7 @@ impl Default for Authorization {
             publish: all.clone(),
             methods: all,
             presence: None,
+            history: None,
             claim: "switchboard".to_owned(),
         }
     }

@@ -208,8 +208,9 @@ pub struct Limits {
     pub write_buffer_size: usize,
     /// Largest response a method may produce, in bytes. Default 1 MiB.
     pub max_response_size: usize,
-    /// Most publications one `rpc.subscribe` replays per topic; a larger gap is reported as
-    /// not recovered. Default 1000.
+    /// Most publications one `rpc.subscribe` replays per topic (a larger gap is reported as
+    /// not recovered), and the largest `limit` of `history` and `rpc.history` (a larger one
+    /// gets `-32602`). Default 1000.
     pub max_replay: usize,
     /// How long a new session holds back pushes on its personal topic, waiting for an
     /// `rpc.subscribe` with a position to resume from, in milliseconds. Any other first

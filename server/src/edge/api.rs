@@ -23,12 +23,13 @@ use switchboard_protocol::api::{
     TargetTopicsParams, method,
 };
 use switchboard_protocol::frame::{self, Frame, Message};
-use switchboard_protocol::methods::{PublishParams, PublishResult};
+use switchboard_protocol::methods::{HistoryParams, PublishParams, PublishResult};
 use switchboard_protocol::{ErrorObject, codes};
 
 use crate::hub::{CallOptions, CallStream, CallUpdate, Hub};
-use crate::rpc::builtins::{check_topic, parse_params};
-use crate::rpc::presence::{self, hub_error};
+use crate::rpc::builtins::{check_topic, hub_error, parse_params};
+use crate::rpc::history::HistoryRead;
+use crate::rpc::presence;
 use crate::state::GatewayShared;
 
 /// Compares without leaking, through timing, how much of a key matched or
@@ -335,6 +336,13 @@ async fn run(
             empty()
         }
         method::STATS => to_raw(&hub.node_stats().await.map_err(hub_error)?),
+
+        method::HISTORY => {
+            let p: HistoryParams = parse_params(params)?;
+            check_topic(&p.topic, max_topic)?;
+            let read = HistoryRead::new(hub, p, shared.config.limits.max_replay)?;
+            to_raw(&read.run(hub).await?)
+        }
         _ => Err(ErrorObject::new(codes::METHOD_NOT_FOUND)),
     };
     value.map(Reply::Value)

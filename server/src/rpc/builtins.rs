@@ -4,18 +4,19 @@ use futures_util::FutureExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use switchboard_protocol::methods::{
-    self, Expiry, PublishParams, PublishResult, RecoveryGap, RefreshParams, SubscribeParams, TopicRequest, TopicResult,
-    UnsubscribeParams,
+    self, Expiry, HistoryParams, PublishParams, PublishResult, RecoveryGap, RefreshParams, SubscribeParams,
+    TopicRequest, TopicResult, UnsubscribeParams,
 };
 use switchboard_protocol::{ErrorObject, codes, frame};
 use tungstenite::Utf8Bytes;
 
 use crate::auth::{Action, AuthError};
 use crate::config::WebhookEvent;
-use crate::hub::Hub;
 use crate::hub::SubscribeError;
+use crate::hub::{Hub, HubError};
 use crate::rpc::caller::Caller;
 use crate::rpc::dispatch::{Dispatcher, Outcome, reply_error, reply_result};
+use crate::rpc::history::{self, HistoryRead};
 use crate::rpc::presence;
 use crate::session::Delivery;
 use crate::session::IdText;
@@ -37,6 +38,7 @@ pub(crate) fn call(
         methods::UNSUBSCRIBE => unsubscribe(d, caller, id, params),
         methods::PUBLISH => publish(d, caller, id, params),
         methods::PRESENCE => presence(d, caller, id, params),
+        methods::HISTORY => history(d, caller, id, params),
         methods::CANCEL => cancel(caller, id, params),
         methods::PROGRESS => progress(caller, id, params),
         methods::REFRESH => refresh(d, caller, id, params),
@@ -91,6 +93,16 @@ pub(crate) fn parse_params<'a, T: Deserialize<'a>>(params: Option<&'a RawValue>)
         .map_err(|e| ErrorObject::with_data(codes::INVALID_PARAMS, serde_json::json!({ "reason": e.to_string() })))
 }
 
+/// A hub operation's failure as the caller sees it.
+pub(crate) fn hub_error(e: HubError) -> ErrorObject {
+    match e {
+        HubError::Broker(b) => {
+            ErrorObject::with_data(codes::BROKER_UNAVAILABLE, serde_json::json!({"reason": b.to_string()}))
+        }
+        HubError::Params(p) => ErrorObject::with_data(codes::INVALID_PARAMS, serde_json::json!({ "reason": p })),
+    }
+}
+
 /// Topic names: 1 to `max_len` bytes of letters, digits and `. _ - : / @ =`.
 pub(crate) fn check_topic(topic: &str, max_len: usize) -> Result<(), ErrorObject> {
     let reason = if topic.is_empty() {
@@ -114,7 +126,8 @@ pub(crate) fn check_topic(topic: &str, max_len: usize) -> Result<(), ErrorObject
     }
 }
 
-/// `user:{id}` topics are personal: only their user may subscribe.
+/// `user:{id}` topics are personal: only their user may subscribe, publish
+/// or read their history.
 fn check_personal(topic: &str, user: &str) -> Result<(), ErrorObject> {
     match topic.strip_prefix("user:") {
         Some(owner) if owner != user => Err(ErrorObject::with_data(
@@ -126,7 +139,8 @@ fn check_personal(topic: &str, user: &str) -> Result<(), ErrorObject> {
 }
 
 /// Authorisation by pattern (everything is allowed in dev mode). Personal
-/// topics are checked separately and always belong to their user.
+/// topics are checked separately and always belong to their user, who may
+/// always subscribe to theirs and read its history.
 fn check_allowed(
     d: &Dispatcher,
     action: Action,
@@ -135,7 +149,7 @@ fn check_allowed(
     claims: Option<&serde_json::Value>,
 ) -> Result<(), ErrorObject> {
     if d.config.dev_mode()
-        || (action == Action::Subscribe && topic == crate::hub::personal_topic(user))
+        || (matches!(action, Action::Subscribe | Action::History) && topic == crate::hub::personal_topic(user))
         || d.config.authorization.allows(action, topic, user, claims)
     {
         return Ok(());
@@ -143,7 +157,8 @@ fn check_allowed(
     let what = match action {
         Action::Subscribe => "subscribe to",
         Action::Presence => "see the presence of",
-        _ => "publish on",
+        Action::History => "read the history of",
+        Action::Publish | Action::Call => "publish on",
     };
     Err(ErrorObject::with_data(
         codes::FORBIDDEN,
@@ -359,13 +374,11 @@ async fn recover_topic(hub: &Hub, t: &TopicRequest, max_replay: usize) -> (Topic
             return (result, Vec::new());
         }
     };
-    let gap = match &t.since {
-        None => None,
-        Some(pos) if pos.epoch != history.epoch || pos.offset > history.top => Some(RecoveryGap::EpochChanged),
-        Some(pos) if pos.offset + 1 < history.first => Some(RecoveryGap::WindowExceeded),
-        Some(pos) if history.top - pos.offset > max_replay as u64 => Some(RecoveryGap::ReplayTooLarge),
-        Some(_) => None,
-    };
+    // A replay carries every missed publication at once, so it is bounded too.
+    let gap = t
+        .since
+        .as_ref()
+        .and_then(|pos| history::gap(pos, &history, Some(max_replay)));
     let replay = if t.since.is_some() && gap.is_none() {
         history.entries.into_iter().map(|(o, f)| (o, f.0)).collect()
     } else {
@@ -410,6 +423,48 @@ fn presence(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Opti
                     Err(e) => switchboard_protocol::frame::write_error(Some(id.as_str()), &e),
                 },
             )
+        }
+        .boxed(),
+    )
+}
+
+/// `rpc.history {topic, since?, limit?}`: a recoverable topic's
+/// publications, for a caller that may read them (`authorization.history`,
+/// by default the topics it may subscribe to). Works over `POST /rpc` too.
+fn history(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Option<&RawValue>) -> Outcome {
+    let params: HistoryParams = match parse_params(params) {
+        Ok(p) => p,
+        Err(e) => return reply_error(id, e),
+    };
+    let read = check_topic(&params.topic, d.config.limits.max_topic_len)
+        .and_then(|()| check_personal(&params.topic, caller.user()))
+        .and_then(|()| {
+            check_allowed(
+                d,
+                Action::History,
+                &params.topic,
+                caller.user(),
+                caller.claims().as_deref(),
+            )
+        })
+        .and_then(|()| HistoryRead::new(&d.hub, params, d.config.limits.max_replay));
+    let read = match read {
+        Ok(read) => read,
+        Err(e) => return reply_error(id, e),
+    };
+    let hub = d.hub.clone();
+    let id: Option<IdText> = id.map(|i| IdText::new(i.get()));
+    Outcome::Later(
+        async move {
+            let outcome = read.run(&hub).await;
+            let id = id?;
+            Some(match outcome {
+                Ok(result) => {
+                    let json = serde_json::to_string(&result).unwrap_or_default();
+                    switchboard_protocol::frame::write_result(id.as_str(), &json)
+                }
+                Err(error) => switchboard_protocol::frame::write_error(Some(id.as_str()), &error),
+            })
         }
         .boxed(),
     )
@@ -485,10 +540,7 @@ fn publish(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Optio
                     let json = serde_json::to_string(&result).unwrap_or_default();
                     switchboard_protocol::frame::write_result(id.as_str(), &json)
                 }
-                Err(e) => switchboard_protocol::frame::write_error(
-                    Some(id.as_str()),
-                    &ErrorObject::with_data(codes::BROKER_UNAVAILABLE, serde_json::json!({"reason": e.to_string()})),
-                ),
+                Err(e) => switchboard_protocol::frame::write_error(Some(id.as_str()), &hub_error(e)),
             })
         }
         .boxed(),

@@ -12,6 +12,7 @@ pub(crate) mod caller;
 pub(crate) mod direct;
 pub(crate) mod discover;
 pub(crate) mod dispatch;
+pub(crate) mod history;
 pub(crate) mod presence;
 pub(crate) mod progress;
 pub(crate) mod table;

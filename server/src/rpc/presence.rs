@@ -7,17 +7,8 @@ use switchboard_protocol::api::PresencePage;
 use switchboard_protocol::{ErrorObject, codes};
 
 use crate::broker::{PresenceEntry, PresenceQuery};
-use crate::hub::{Hub, HubError};
-
-/// A hub failure as a JSON-RPC error.
-pub(crate) fn hub_error(e: HubError) -> ErrorObject {
-    match e {
-        HubError::Broker(b) => {
-            ErrorObject::with_data(codes::BROKER_UNAVAILABLE, serde_json::json!({"reason": b.to_string()}))
-        }
-        HubError::Params(p) => ErrorObject::with_data(codes::INVALID_PARAMS, serde_json::json!({ "reason": p })),
-    }
-}
+use crate::hub::Hub;
+use crate::rpc::builtins::hub_error;
 
 fn invalid(reason: impl Into<String>) -> ErrorObject {
     ErrorObject::with_data(codes::INVALID_PARAMS, serde_json::json!({ "reason": reason.into() }))

@@ -101,6 +101,23 @@ describe("calls", () => {
     expect(error).toMatchObject({ code: -32601 });
   });
 
+  it("history() sends rpc.history with the position and limit given, and resolves with its result", async () => {
+    const c = client({ personalTopic: false });
+    const ws = FakeWebSocket.last;
+    ws.welcome();
+    const latest = c.history("chat:1");
+    const page = c.history("chat:1", { since: { offset: 3, epoch: "e" }, limit: 2 });
+    expect(ws.frames).toEqual([
+      { jsonrpc: "2.0", id: 1, method: "rpc.history", params: { topic: "chat:1" } },
+      { jsonrpc: "2.0", id: 2, method: "rpc.history", params: { topic: "chat:1", since: { offset: 3, epoch: "e" }, limit: 2 } },
+    ]);
+    const result = { publications: [{ offset: 4, data: { n: 4 } }], offset: 9, epoch: "e", recovered: true };
+    ws.answer("rpc.history", result);
+    await expect(page).resolves.toEqual(result);
+    ws.push({ jsonrpc: "2.0", id: 1, error: { code: -32602, message: "Invalid params", data: { reason: "no history" } } });
+    await expect(latest).rejects.toMatchObject({ code: -32602, data: { reason: "no history" } });
+  });
+
   it("time out with TimeoutError and tell the server with rpc.cancel", async () => {
     const c = client({ personalTopic: false, timeout: 5000 });
     const ws = FakeWebSocket.last;

@@ -12,6 +12,7 @@ import {
   type CallEntry,
   type CallOutcomes,
   type ClientEvents,
+  type HistoryResult,
   type Publication,
   type State,
   type Stats,
@@ -30,6 +31,10 @@ function checks(client: Client, api: ServerApi): void {
     expectTypeOf(client.call("anything")).toEqualTypeOf<Promise<unknown>>();
     // @ts-expect-error rpc.subscribe needs its topics
     void client.call("rpc.subscribe", {});
+    expectTypeOf(client.history("a", { since: { offset: 1, epoch: "e" }, limit: 5 })).toEqualTypeOf<Promise<HistoryResult>>();
+    // @ts-expect-error a position needs its epoch
+    void client.history("a", { since: { offset: 1 } });
+    expectTypeOf(api.call("history", { topic: "a" })).toEqualTypeOf<Promise<HistoryResult>>();
     // Progress: any JSON value, to a callback of the call.
     void client.call("demo.sleep", { ms: 350 }, { onProgress: (p) => expectTypeOf(p).toEqualTypeOf<unknown>() });
     // @ts-expect-error onProgress takes a function
