@@ -748,10 +748,17 @@ async fn a_redis_restart_that_loses_the_streams_tells_a_resuming_client_epoch_ch
             .as_str()
             .expect("epoch")
             .to_owned();
+        // Another client stays connected throughout.
+        let mut stays = a.connect("lea").await;
+        assert_eq!(subscribe(&mut stays, "chat:v", None).await["epoch"], old.as_str());
         for n in 1..=3 {
             publish_retrying(&b, "chat:v", json!(n)).await;
         }
         until(&mut c, |v| v["method"] == "rpc.message" && v["params"]["offset"] == 3).await;
+        until(&mut stays, |v| {
+            v["method"] == "rpc.message" && v["params"]["offset"] == 3
+        })
+        .await;
         drop(c);
         // Redis comes back empty: the streams, their offsets and their epochs are gone.
         redis.restart();
@@ -782,6 +789,16 @@ async fn a_redis_restart_that_loses_the_streams_tells_a_resuming_client_epoch_ch
         // The topic goes on in the new epoch, and the resumed subscription receives it.
         assert_eq!(publish_retrying(&a, "chat:v", json!(4)).await, 1);
         let m = until(&mut c, |v| v["method"] == "rpc.message").await;
+        assert_eq!(
+            m["params"],
+            json!({"topic": "chat:v", "data": 4, "offset": 1, "epoch": new})
+        );
+        // The client that stayed gets it too: offset 1 is not older than its
+        // last (3), it is the first of a new epoch, which tells it so.
+        let m = until(&mut stays, |v| {
+            v["method"] == "rpc.message" && v["params"]["topic"] == "chat:v"
+        })
+        .await;
         assert_eq!(
             m["params"],
             json!({"topic": "chat:v", "data": 4, "offset": 1, "epoch": new})

@@ -89,6 +89,9 @@ pub enum Envelope {
         topic: String,
         /// The publication's offset in the topic's stream.
         offset: u64,
+        /// The stream's epoch: a new one means the stream began again at offset 1.
+        #[serde(default)]
+        epoch: String,
         /// The `rpc.message` frame, serialised once.
         frame: SharedFrame,
     },
@@ -412,6 +415,7 @@ impl Broker for LocalBroker {
         self.deliver(Envelope::Publication {
             topic: topic.to_owned(),
             offset,
+            epoch: epoch.clone(),
             frame,
         });
         drop(s);

@@ -94,8 +94,8 @@ local ttl = tonumber(ARGV[3]) * 2
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PEXPIRE', KEYS[3], ttl)
-local wire = '{"from":"","env":{"publication":{"topic":' .. ARGV[7] .. ',"offset":' .. offset .. ',"frame":'
-  .. cjson.encode(frame) .. '}}}'
+local wire = '{"from":"","env":{"publication":{"topic":' .. ARGV[7] .. ',"offset":' .. offset .. ',"epoch":"'
+  .. epoch .. '","frame":' .. cjson.encode(frame) .. '}}}'
 redis.call('PUBLISH', ARGV[1], wire)
 return {offset, epoch}
 "#;

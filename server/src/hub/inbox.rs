@@ -33,11 +33,17 @@ impl Inbox for NodeInbox {
                 hub.deliveries.fetch_add(n, Ordering::Relaxed);
                 crate::metrics::hot().messages_out.increment(n);
             }
-            Envelope::Publication { topic, offset, frame } => {
+            Envelope::Publication {
+                topic,
+                offset,
+                epoch,
+                frame,
+            } => {
                 let mut n = 0u64;
                 if let Some(subs) = hub.registry.subscribers(&topic) {
+                    let epoch = crate::session::epoch_tag(&epoch);
                     for s in subs.iter() {
-                        if s.deliver_at(&topic, offset, &frame.0).is_ok() {
+                        if s.deliver_at(&topic, offset, epoch, &frame.0).is_ok() {
                             n += 1;
                         }
                     }
@@ -127,7 +133,7 @@ impl Inbox for NodeInbox {
                 hub.registry.for_each(&target, |s| {
                     for topic in &topics {
                         let delivery = if hub.streams.iter().any(|p| p.matches(topic)) {
-                            Delivery::Live { last: 0 }
+                            Delivery::Live { last: 0, epoch: 0 }
                         } else {
                             Delivery::Plain
                         };

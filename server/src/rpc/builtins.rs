@@ -337,7 +337,8 @@ fn subscribe(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Opt
                     } else {
                         0
                     };
-                    replays.push((t.topic, replay, seam));
+                    let epoch = result.epoch.as_deref().map_or(0, crate::session::epoch_tag);
+                    replays.push((t.topic, replay, seam, epoch));
                 }
                 results.push(result);
             }
@@ -346,8 +347,8 @@ fn subscribe(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Opt
                 let json = serde_json::to_string(&methods::SubscribeResult { topics: results }).unwrap_or_default();
                 let _ = session.send_frame(switchboard_protocol::frame::write_result(id.as_str(), &json).into());
             }
-            for (topic, replay, top) in replays {
-                session.finish_recovery(&topic, replay, top);
+            for (topic, replay, top, epoch) in replays {
+                session.finish_recovery(&topic, replay, top, epoch);
             }
             None
         }

@@ -20,4 +20,4 @@ pub(crate) use pending::{ProgressSink, next_call_id};
 pub use queue::SendError;
 pub(crate) use queue::{CloseRequest, OutboundQueue, Signal};
 pub(crate) use requests::IdText;
-pub(crate) use topics::{Delivery, Subscription};
+pub(crate) use topics::{Delivery, Subscription, epoch_tag};

@@ -4,7 +4,10 @@
 //! recovering holds live publications back while history is read; when the
 //! replay is queued, the held ones follow, minus any the replay already
 //! contained. From then on a publication whose offset is not newer than the
-//! last one delivered is dropped, so the seam has no gap and no duplicate.
+//! last one delivered in the same epoch is dropped, so the seam has no gap
+//! and no duplicate; one in a new epoch (the stream began again, as after a
+//! Redis without persistence restarted) is new and delivered, and its epoch
+//! tells the client so.
 
 use std::sync::Arc;
 
@@ -18,8 +21,10 @@ use super::queue::SendError;
 pub(crate) enum Delivery {
     /// A topic without history: every publication is queued.
     Plain,
-    /// A recoverable topic, live: publications newer than `last` are queued.
-    Live { last: u64 },
+    /// A recoverable topic, live: publications newer than `last` in the
+    /// stream's `epoch` (an [`epoch_tag`], 0 while unknown), or in another
+    /// epoch, are queued.
+    Live { last: u64, epoch: u64 },
     /// A recoverable topic whose history is being read, or (for the personal
     /// topic of a new session) may soon be: publications wait here. `claimed`
     /// marks a recovery under way, which only that recovery may end.
@@ -30,6 +35,15 @@ pub(crate) enum Delivery {
     },
 }
 
+/// A stream's epoch as a number, so that a delivery compares two words, not
+/// two strings (never 0, which stands for an epoch not known yet).
+pub(crate) fn epoch_tag(epoch: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    epoch.hash(&mut h);
+    h.finish().max(1)
+}
+
 /// One subscription of a session.
 #[derive(Debug)]
 pub(crate) struct Subscription {
@@ -38,19 +52,23 @@ pub(crate) struct Subscription {
 }
 
 impl SessionHandle {
-    /// Delivers a publication with an offset on `topic`.
-    pub(crate) fn deliver_at(&self, topic: &str, offset: u64, frame: &Utf8Bytes) -> Result<(), SendError> {
+    /// Delivers a publication with an offset on `topic`, in the epoch tagged `epoch`.
+    pub(crate) fn deliver_at(&self, topic: &str, offset: u64, epoch: u64, frame: &Utf8Bytes) -> Result<(), SendError> {
         let mut subs = self.shared.topics.lock();
         let Some(sub) = subs.iter_mut().find(|s| &*s.topic == topic) else {
             return Err(SendError::Closed);
         };
         match &mut sub.delivery {
             Delivery::Plain => self.shared.queue.push(frame.clone()),
-            Delivery::Live { last } => {
-                if offset <= *last {
+            Delivery::Live { last, epoch: live } => {
+                if *live == 0 {
+                    *live = epoch;
+                }
+                if epoch == *live && offset <= *last {
                     return Ok(());
                 }
                 *last = offset;
+                *live = epoch;
                 self.shared.queue.push(frame.clone())
             }
             Delivery::Held { frames, bytes, .. } => {
@@ -69,13 +87,14 @@ impl SessionHandle {
 
     /// Ends a recovery on `topic`: queues `replay` (publications after the
     /// client's position, in order), then the held live publications that are
-    /// newer than both, and makes the subscription live after `top`.
-    pub(crate) fn finish_recovery(&self, topic: &str, replay: Vec<(u64, Utf8Bytes)>, top: u64) {
+    /// newer than both, and makes the subscription live after `top` in the
+    /// epoch tagged `epoch` (0 if unknown: the next publication's is taken).
+    pub(crate) fn finish_recovery(&self, topic: &str, replay: Vec<(u64, Utf8Bytes)>, top: u64, epoch: u64) {
         let mut subs = self.shared.topics.lock();
         let Some(sub) = subs.iter_mut().find(|s| &*s.topic == topic) else {
             return;
         };
-        let held = match std::mem::replace(&mut sub.delivery, Delivery::Live { last: top }) {
+        let held = match std::mem::replace(&mut sub.delivery, Delivery::Live { last: top, epoch }) {
             Delivery::Held { frames, .. } => frames,
             other => {
                 sub.delivery = other;
@@ -96,7 +115,7 @@ impl SessionHandle {
                 let _ = self.shared.queue.push(frame);
             }
         }
-        sub.delivery = Delivery::Live { last };
+        sub.delivery = Delivery::Live { last, epoch };
     }
 
     /// Claims an unclaimed hold on `topic` for a recovery. Returns whether it did.
@@ -115,7 +134,7 @@ impl SessionHandle {
     /// subscription goes live. A claimed hold is left to its recovery.
     pub(crate) fn release_hold(&self, topic: &str) {
         if self.claim_hold(topic) {
-            self.finish_recovery(topic, Vec::new(), 0);
+            self.finish_recovery(topic, Vec::new(), 0, 0);
         }
     }
 }
