@@ -226,6 +226,12 @@ impl Hub {
     }
 
     /// Sends the notification `method(params)` to every session of the target.
+    ///
+    /// A notification is kept nowhere: a session that is not connected when
+    /// it is sent never receives it, and a reconnecting client cannot recover
+    /// it. For pushes to a user that must survive a reconnect, publish on the
+    /// user's personal topic `user:{id}` with [`publish`](Self::publish) (a
+    /// recoverable topic when `streams` matches it).
     pub async fn notify<P: Serialize + ?Sized>(
         &self,
         target: Target,
