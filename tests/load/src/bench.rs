@@ -13,9 +13,11 @@ use crate::error::LoadError;
 use crate::flavor::{Flavor, Scenario};
 use crate::scenario::{
     self, CallKind, CallsParams, CallsResult, FanoutParams, FanoutResult, MemoryParams, MemoryResult, MulticallParams,
-    MulticallResult, PushParams, PushResult, Target,
+    MulticallResult, PresenceParams, PresenceResult, PushParams, PushResult, Target,
 };
 use crate::server::Server;
+
+mod presence;
 
 /// Everything a run needs to know.
 #[derive(Debug, Clone)]
@@ -57,6 +59,8 @@ pub struct BenchOptions {
     pub memory: MemoryParams,
     /// The server-API push scenario.
     pub push: PushParams,
+    /// The presence scenario (run once, whatever `reps`: its windows are its repetitions).
+    pub presence: PresenceParams,
 }
 
 /// The payload of every call: a JSON array of one short string.
@@ -129,6 +133,22 @@ impl BenchOptions {
                 batch: 50,
                 warmup: Duration::from_secs(1),
                 measure: Duration::from_secs(4),
+            },
+            presence: PresenceParams {
+                round_sessions: 2000,
+                round_topics: 20,
+                windows: 10,
+                window: Duration::from_millis(1200),
+                settle: Duration::from_millis(300),
+                crowd: 10_000,
+                crowd_topics: 100,
+                heartbeat: Duration::from_millis(200),
+                idle_windows: 5,
+                heartbeats_per_window: 10,
+                rewrites: 5,
+                calls: 50,
+                page: 1000,
+                verify: false,
             },
         }
     }
@@ -214,6 +234,22 @@ impl BenchOptions {
                 warmup: Duration::from_millis(50),
                 measure: Duration::from_millis(200),
             },
+            presence: PresenceParams {
+                round_sessions: 20,
+                round_topics: 4,
+                windows: 1,
+                window: Duration::from_millis(100),
+                settle: Duration::from_millis(20),
+                crowd: 50,
+                crowd_topics: 5,
+                heartbeat: Duration::from_millis(100),
+                idle_windows: 1,
+                heartbeats_per_window: 2,
+                rewrites: 1,
+                calls: 3,
+                page: 10,
+                verify: true,
+            },
             ..full
         }
     }
@@ -238,6 +274,8 @@ pub enum Outcome {
     Multicall(MulticallResult),
     /// Memory.
     Memory(MemoryResult),
+    /// What topic presence costs.
+    Presence(Box<PresenceResult>),
     /// The scenario failed; why.
     Failed(String),
 }
@@ -266,10 +304,10 @@ pub async fn run(options: &BenchOptions, mut log: impl FnMut(&str)) -> Vec<Run> 
     for rep in 0..reps {
         let order = options.order(rep);
         for &scenario in &options.scenarios {
-            let wanted = if scenario == Scenario::Memory {
-                options.memory_reps
-            } else {
-                options.reps
+            let wanted = match scenario {
+                Scenario::Memory => options.memory_reps,
+                Scenario::Presence => 1,
+                _ => options.reps,
             };
             if rep >= wanted {
                 continue;
@@ -343,6 +381,7 @@ fn summary(outcome: &Outcome) -> String {
             r.sessions,
             r.rss_before_kib
         ),
+        Outcome::Presence(r) => presence::summary(r),
         Outcome::Failed(e) => format!("FAILED: {e}"),
     }
 }
@@ -350,6 +389,9 @@ fn summary(outcome: &Outcome) -> String {
 async fn run_one(options: &BenchOptions, server: Server, scenario: Scenario) -> Result<Outcome, LoadError> {
     if scenario == Scenario::FanoutRedis {
         return run_cluster(options, server).await;
+    }
+    if scenario == Scenario::Presence {
+        return presence::run(options, server).await;
     }
     let process = ServerProcess::start(options, server, &[]).await?;
     // Let the process finish starting (JIT, lazy statics) before the first reading.
@@ -409,10 +451,10 @@ pub async fn measure(options: &BenchOptions, target: &Target, scenario: Scenario
         Scenario::CallsSerial => Outcome::CallsSerial(scenario::calls(target, &options.calls_serial).await?),
         Scenario::Reverse => Outcome::Reverse(scenario::calls(target, &options.reverse).await?),
         Scenario::Fanout => Outcome::Fanout(scenario::fanout(target, &options.fanout).await?),
-        Scenario::FanoutRedis => {
+        Scenario::FanoutRedis | Scenario::Presence => {
             return Err(LoadError::Unexpected {
-                scenario: "fanout-redis",
-                detail: "starts its own two nodes; it cannot run against --addr".to_owned(),
+                scenario: scenario.name(),
+                detail: "starts its own nodes; it cannot run against --addr".to_owned(),
             });
         }
         Scenario::Memory => Outcome::Memory(scenario::memory(target, &options.memory).await?),
@@ -607,6 +649,10 @@ pub fn missing_programs(options: &BenchOptions) -> Vec<String> {
     }
     if options.server_cpus.is_some() && Command::new("taskset").arg("-V").output().is_err() {
         missing.push("taskset (util-linux)".to_owned());
+    }
+    let presence = options.scenarios.contains(&Scenario::Presence) && options.servers.contains(&Flavor::Switchboard);
+    if presence && Command::new("redis-server").arg("--version").output().is_err() {
+        missing.push("redis-server (the presence scenario starts its own)".to_owned());
     }
     missing
 }

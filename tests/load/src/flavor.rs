@@ -49,11 +49,16 @@ pub enum Scenario {
     Multicall,
     /// Idle subscribed sessions, fresh and after a burst of traffic.
     Memory,
+    /// What topic presence costs: subscribing to a topic with presence
+    /// against a plain one (one node, two on Redis), the heartbeat and a
+    /// whole rewrite of presence on Redis, and `presence_stats` on a large
+    /// topic (switchboard only; it starts its own nodes and Redis).
+    Presence,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Calls,
         Scenario::CallsSerial,
         Scenario::Fanout,
@@ -62,6 +67,7 @@ impl Scenario {
         Scenario::Reverse,
         Scenario::Multicall,
         Scenario::Memory,
+        Scenario::Presence,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -75,6 +81,7 @@ impl Scenario {
             Scenario::Reverse => "reverse",
             Scenario::Multicall => "multicall",
             Scenario::Memory => "memory",
+            Scenario::Presence => "presence",
         }
     }
 }
@@ -148,7 +155,7 @@ impl Flavor {
         match scenario {
             Scenario::Calls | Scenario::CallsSerial | Scenario::Memory => true,
             Scenario::Fanout => self != Flavor::Echo,
-            Scenario::FanoutRedis | Scenario::ApiPush => self == Flavor::Switchboard,
+            Scenario::FanoutRedis | Scenario::ApiPush | Scenario::Presence => self == Flavor::Switchboard,
             Scenario::Reverse => matches!(self, Flavor::Switchboard | Flavor::Axum | Flavor::SocketIo),
             Scenario::Multicall => matches!(self, Flavor::Switchboard | Flavor::SocketIo),
         }

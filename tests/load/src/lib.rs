@@ -48,6 +48,7 @@ pub mod client;
 pub mod flavor;
 pub mod peers;
 pub mod procfs;
+pub mod redis;
 pub mod report;
 pub mod scenario;
 pub mod server;

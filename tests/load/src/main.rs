@@ -38,7 +38,8 @@ struct Cli {
     #[arg(long, value_name = "PATH", conflicts_with = "addr")]
     baseline_bin: Option<PathBuf>,
     /// Scenarios to run, comma-separated: calls, calls-k1, fanout, fanout-redis, api-push, reverse,
-    /// multicall, memory (default: all).
+    /// multicall, memory, presence (default: all). presence runs once whatever --reps (its
+    /// measured windows alternate within the run) and starts its own redis-server.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Repetitions of the CPU scenarios.

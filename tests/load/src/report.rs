@@ -10,6 +10,7 @@ use crate::server::Server;
 
 mod baseline;
 mod multicall;
+mod presence;
 
 pub use baseline::{BASELINE_FIGURES, Comparison};
 
@@ -407,6 +408,7 @@ impl Summary {
         {
             self.write_multicall(&mut out, options);
         }
+        self.write_presence(&mut out, options);
         let _ = writeln!(out, "\n| target | measured | limit | holds |");
         let _ = writeln!(out, "|---|---:|---:|:---:|");
         for t in self.targets() {

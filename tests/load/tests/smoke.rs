@@ -9,7 +9,9 @@ use std::time::Duration;
 use switchboard_load::bench::BenchOptions;
 use switchboard_load::flavor::{Flavor, Scenario};
 use switchboard_load::peers;
-use switchboard_load::scenario::{self, Target};
+use switchboard_load::redis::RedisProcess;
+use switchboard_load::scenario::{self, PRESENCE_TOPICS, Target};
+use switchboard_server::config::{BrokerKind, TopicPattern};
 use switchboard_server::{Config, Gateway};
 
 /// Runs every scenario `flavor` supports against the server at `addr`, in
@@ -102,6 +104,66 @@ async fn switchboard_across_two_nodes_on_redis() {
         );
     })
     .await;
+}
+
+/// The presence scenario: a node on the local broker, two and then one on a
+/// private redis-server (which `tests/run` installs), each keeping presence
+/// for `room:*` only, as `switchboard-load` starts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchboard_presence() {
+    let options = BenchOptions::smoke("unused".into(), "unused".into());
+    let p = &options.presence;
+    let scratch = std::env::temp_dir().join(format!("sbload-presence-{}", std::process::id()));
+    let redis = RedisProcess::start(&scratch, None)
+        .await
+        .expect("a private redis-server (apt-get install redis-server)");
+    let node = async |redis_url: Option<&str>, prefix: &str| {
+        let mut config = Config {
+            presence_topics: Some(vec![TopicPattern::new(PRESENCE_TOPICS)]),
+            ..Config::default()
+        };
+        if let Some(url) = redis_url {
+            config.broker = BrokerKind::Redis;
+            config.redis.url = url.to_owned();
+            config.redis.prefix = prefix.to_owned();
+            config.redis.heartbeat_ms = p.heartbeat.as_millis() as u64;
+        }
+        let gateway = Gateway::builder(config).build().unwrap();
+        let (listener, addr) = local_listener().await;
+        tokio::spawn(gateway.serve(listener, std::future::pending()));
+        Target {
+            addr,
+            pid: std::process::id(),
+            flavor: Flavor::Switchboard,
+            sources: options.sources,
+        }
+    };
+    let url = redis.target.url();
+    within(async {
+        let local = node(None, "").await;
+        let rounds = scenario::rounds(&[local], None, p).await.expect("rounds on one node");
+        assert_eq!(rounds.windows.len(), 2 * p.windows);
+        assert_eq!(rounds.pairs().count(), p.windows, "one window of each kind per pair");
+        let pair = [node(Some(&url), "rounds").await, node(Some(&url), "rounds").await];
+        let rounds = scenario::rounds(&pair, Some(&redis.target), p)
+            .await
+            .expect("rounds on two nodes on Redis");
+        assert!(rounds.windows.iter().all(|w| w.cpu.redis.is_some()));
+
+        let crowd = scenario::crowd(&node(Some(&url), "crowd").await, Some(&redis.target), p)
+            .await
+            .expect("the crowd on Redis");
+        assert_eq!(crowd.rewrites.len(), p.rewrites);
+        assert!(crowd.rewrites.iter().all(|r| r.keys > 0));
+        assert_eq!((crowd.stats.calls, crowd.page.calls), (p.calls, p.calls));
+        let crowd = scenario::crowd(&node(None, "").await, None, p)
+            .await
+            .expect("the crowd on one node");
+        assert!(crowd.rewrites.is_empty(), "no Redis to flush");
+    })
+    .await;
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 async fn within(f: impl Future<Output = ()>) {

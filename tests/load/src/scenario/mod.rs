@@ -9,6 +9,7 @@ mod fanout;
 mod http;
 mod memory;
 mod multicall;
+mod presence;
 mod push;
 
 use std::net::SocketAddr;
@@ -21,6 +22,10 @@ pub use calls::{CallKind, CallsParams, CallsResult, calls};
 pub use fanout::{FanoutParams, FanoutResult, fanout, fanout_from};
 pub use memory::{MemoryParams, MemoryResult, memory};
 pub use multicall::{MulticallParams, MulticallResult, multicall};
+pub use presence::{
+    Cpu, CrowdResult, IdleWindow, PRESENCE_TOPICS, PresenceParams, PresenceResult, Rewrite, RoundsResult, RoundsWindow,
+    Timed, crowd, idle_windows, rounds,
+};
 pub use push::{PushParams, PushResult, push};
 
 use crate::client::{Connector, Ws};
