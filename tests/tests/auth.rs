@@ -580,3 +580,46 @@ async fn upgrades_are_limited_per_client_address_behind_trusted_proxies() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn rpc_presence_is_refused_outside_authorization_presence() {
+    within(WAIT, async {
+        let mut cfg = config();
+        cfg.presence_topics = Some(vec!["room:*".into()]);
+        cfg.authorization = Authorization {
+            subscribe: vec!["room:*".into()],
+            presence: Some(vec!["room:lobby".into()]),
+            ..Authorization::default()
+        };
+        let server = TestServer::start_with(cfg, vec![]).await;
+        let token = |sub: &str, extra: Value| {
+            let mut claims = json!({"sub": sub, "aud": "switchboard", "exp": now() + 3600});
+            if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+                c.extend(e.clone());
+            }
+            hs256(claims)
+        };
+        let mut amy = connect_as(&server, &token("amy", json!({}))).await;
+        for (id, topic) in [(1, "room:lobby"), (2, "room:quiet")] {
+            let r = amy
+                .call(id, "rpc.subscribe", json!({"topics": [{"topic": topic}]}))
+                .await;
+            assert!(r.get("result").is_some(), "{r}");
+        }
+        let r = amy.call(3, "rpc.presence", json!({"topic": "room:lobby"})).await;
+        assert_eq!(r["result"][0]["user"], "amy", "allowed: {r}");
+        // She may subscribe to room:quiet but not see who else is there.
+        let r = amy.call(4, "rpc.presence", json!({"topic": "room:quiet"})).await;
+        assert_eq!(r["error"]["code"], -32001, "{r}");
+        assert!(r["error"]["data"]["reason"].is_string(), "{r}");
+        // A token's claim may add presence patterns for its user.
+        let mut bo = connect_as(
+            &server,
+            &token("bo", json!({"switchboard": {"presence": ["room:quiet"]}})),
+        )
+        .await;
+        let r = bo.call(5, "rpc.presence", json!({"topic": "room:quiet"})).await;
+        assert_eq!(r["result"][0]["user"], "amy", "{r}");
+    })
+    .await;
+}
