@@ -363,27 +363,8 @@ impl CallStream {
                 node,
                 sessions,
                 skipped,
-            } => {
-                self.acks += 1;
-                self.reached += sessions.len();
-                for (session, user) in sessions {
-                    self.owing.insert(session, (user, node.clone()));
-                }
-                for (session, user) in skipped {
-                    let error = CallError::NotCalled("fan-in limit reached").to_error_object();
-                    self.outcome(CallEntry {
-                        session,
-                        user,
-                        node: node.to_string(),
-                        outcome: Err(error),
-                    });
-                }
-            }
-            CallEvent::Result(entry) => {
-                if self.owing.remove(&entry.session).is_some() {
-                    self.outcome(entry);
-                }
-            }
+            } => self.acknowledged(node, sessions, skipped),
+            CallEvent::Result(entry) => self.answered(entry),
             CallEvent::Progress(report) => {
                 if let Some(queued) = &self.progress {
                     queued.fetch_sub(1, Ordering::Relaxed);
@@ -396,6 +377,49 @@ impl CallStream {
             }
         }
         self.check();
+    }
+
+    /// A node says which of its sessions the call reached.
+    fn acknowledged(&mut self, node: NodeId, sessions: Vec<(String, String)>, skipped: Vec<(String, String)>) {
+        self.acks += 1;
+        self.reached += sessions.len();
+        for (session, user) in sessions {
+            self.owing.insert(session, (user, node.clone()));
+        }
+        for (session, user) in skipped {
+            let error = CallError::NotCalled("fan-in limit reached").to_error_object();
+            self.outcome(CallEntry {
+                session,
+                user,
+                node: node.to_string(),
+                outcome: Err(error),
+            });
+        }
+    }
+
+    /// A session's answer, counted once.
+    fn answered(&mut self, entry: CallEntry) {
+        if self.owing.remove(&entry.session).is_some() {
+            self.outcome(entry);
+        }
+    }
+
+    /// Stops taking events and takes in those already queued, so that a node
+    /// whose acknowledgement was on its way is cancelled too: once the
+    /// channel is closed, the inbox cancels a late node itself.
+    fn close_events(&mut self) {
+        self.rx.close();
+        while let Ok(event) = self.rx.try_recv() {
+            match event {
+                CallEvent::Ack {
+                    node,
+                    sessions,
+                    skipped,
+                } => self.acknowledged(node, sessions, skipped),
+                CallEvent::Result(entry) => self.answered(entry),
+                CallEvent::Progress(_) => {}
+            }
+        }
     }
 
     fn outcome(&mut self, entry: CallEntry) {
@@ -441,6 +465,7 @@ impl CallStream {
     /// (cancelled, or timed out at the deadline), the nodes are told to stop,
     /// and the totals are queued.
     fn complete(&mut self, ending: Ending, met: Option<bool>) {
+        self.close_events();
         let nodes = self.owing_nodes();
         for (session, (user, node)) in std::mem::take(&mut self.owing) {
             let error = match ending {
@@ -561,6 +586,7 @@ impl Drop for CallStream {
         // Nodes that have not acknowledged yet are cancelled when their
         // acknowledgement finds the call gone.
         self.hub.calls.remove(&self.id);
+        self.close_events();
         cancel_on(&self.hub, self.id, self.owing_nodes());
     }
 }
@@ -613,10 +639,10 @@ pub(super) fn start_call(
                     continue;
                 }
                 hub.deliveries.fetch_add(1, Ordering::Relaxed);
-                waiting.push(async move {
-                    let outcome = session.answer_to(call).await;
-                    (session, outcome)
-                });
+                // Made now, not when first polled: a cancel that comes
+                // before then drops it, and so tells the client to stop.
+                let answer = session.answer_to(call);
+                waiting.push(async move { (session, answer.await) });
             }
             Err(e) => immediate.push((session, e)),
         }

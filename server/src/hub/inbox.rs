@@ -11,6 +11,7 @@ use super::calls::{CallEntry, CallEvent, CallProgress, cancel_on, start_call};
 use crate::broker::{Envelope, Inbox};
 use crate::config::WebhookEvent;
 use crate::session::Delivery;
+use tokio::sync::mpsc::error::SendError;
 
 /// The broker's way into this node.
 pub(super) struct NodeInbox(pub(super) Weak<HubInner>);
@@ -76,17 +77,22 @@ impl Inbox for NodeInbox {
                 node,
                 sessions,
                 skipped,
-            } => match hub.calls.get(&call).map(|t| t.events.clone()) {
-                Some(tx) => {
-                    let _ = tx.send(CallEvent::Ack {
-                        node,
-                        sessions,
-                        skipped,
-                    });
-                }
+            } => {
+                let events = hub.calls.get(&call).map(|t| t.events.clone());
+                let ack = CallEvent::Ack {
+                    node,
+                    sessions,
+                    skipped,
+                };
+                let refused = match events {
+                    Some(tx) => tx.send(ack).err().map(|SendError(ack)| ack),
+                    None => Some(ack),
+                };
                 // The caller is gone, or its policy was met: this node's sessions are not needed.
-                None => cancel_on(&hub, call, vec![node]),
-            },
+                if let Some(CallEvent::Ack { node, .. }) = refused {
+                    cancel_on(&hub, call, vec![node]);
+                }
+            }
             Envelope::CallResult {
                 call,
                 session,
