@@ -18,6 +18,7 @@ use futures_util::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use switchboard_protocol::api::PresenceStats;
 use switchboard_protocol::{ErrorObject, Target};
 use tungstenite::Utf8Bytes;
 
@@ -25,7 +26,7 @@ mod presence;
 mod redis;
 
 pub(crate) use presence::PresenceBook;
-pub use presence::{NodeFigures, PresenceChange, PresenceQuery};
+pub use presence::{NodeFigures, PresenceChange, PresenceQuery, PresenceWindow};
 pub use redis::RedisBroker;
 
 pub use crate::config::RedisConfig;
@@ -271,8 +272,14 @@ pub trait Broker: Send + Sync + 'static {
     /// this is called, in order with the node's other changes; the future
     /// says whether it reached what the other nodes read.
     fn presence_changed(&self, change: PresenceChange) -> BoxFuture<'static, Result<(), BrokerError>>;
-    /// The sessions `query` asks for across the cluster, sorted by (user, session).
-    fn presence(&self, query: PresenceQuery) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>>;
+    /// The sessions `query` asks for across the cluster in `window`, sorted by (user, session).
+    fn presence(
+        &self,
+        query: PresenceQuery,
+        window: PresenceWindow,
+    ) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>>;
+    /// How many sessions and distinct users `query` finds across the cluster.
+    fn presence_stats(&self, query: PresenceQuery) -> BoxFuture<'_, Result<PresenceStats, BrokerError>>;
     /// What every live node says about itself (`own` is this node's, as it is now).
     fn nodes(&self, own: NodeFigures) -> BoxFuture<'_, Result<Vec<NodeFigures>, BrokerError>>;
     /// Appends `data` to the stream of `topic` and delivers it to every node's
@@ -386,9 +393,18 @@ impl Broker for LocalBroker {
         Box::pin(async { Ok(()) })
     }
 
-    fn presence(&self, query: PresenceQuery) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
-        let out = self.presence.lock().query(&query);
+    fn presence(
+        &self,
+        query: PresenceQuery,
+        window: PresenceWindow,
+    ) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
+        let out = self.presence.lock().query(&query, &window);
         Box::pin(async move { Ok(out) })
+    }
+
+    fn presence_stats(&self, query: PresenceQuery) -> BoxFuture<'_, Result<PresenceStats, BrokerError>> {
+        let stats = self.presence.lock().stats(&query);
+        Box::pin(async move { Ok(stats) })
     }
 
     fn nodes(&self, own: NodeFigures) -> BoxFuture<'_, Result<Vec<NodeFigures>, BrokerError>> {
@@ -507,8 +523,16 @@ impl<B: Broker> Broker for JsonBroker<B> {
         self.inner.presence_changed(change)
     }
 
-    fn presence(&self, query: PresenceQuery) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
-        self.inner.presence(query)
+    fn presence(
+        &self,
+        query: PresenceQuery,
+        window: PresenceWindow,
+    ) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
+        self.inner.presence(query, window)
+    }
+
+    fn presence_stats(&self, query: PresenceQuery) -> BoxFuture<'_, Result<PresenceStats, BrokerError>> {
+        self.inner.presence_stats(query)
     }
 
     fn nodes(&self, own: NodeFigures) -> BoxFuture<'_, Result<Vec<NodeFigures>, BrokerError>> {

@@ -5,9 +5,12 @@
 //! Redis broker keeps this node's share in one and writes it into keys the
 //! node owns, so that it can write them again whole when Redis lost them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use switchboard_protocol::api::PresenceStats;
 
 use super::PresenceEntry;
 
@@ -50,21 +53,61 @@ pub struct NodeFigures {
     pub messages_out: u64,
 }
 
-/// One node's view of presence (or every node's, for the local broker).
+/// Which part of a presence answer to read: the entries after `after`, a
+/// (user, session) position, at most `limit` of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceWindow {
+    /// Start after this (user, session); from the first entry without one.
+    pub after: Option<(String, String)>,
+    /// At most this many entries.
+    pub limit: usize,
+}
+
+impl PresenceWindow {
+    /// Every entry.
+    pub fn all() -> Self {
+        Self {
+            after: None,
+            limit: usize::MAX,
+        }
+    }
+
+    /// Whether (user, session) lies past the window's start.
+    pub(crate) fn starts_before(&self, user: &str, session: &str) -> bool {
+        self.after
+            .as_ref()
+            .is_none_or(|(u, s)| (user, session) > (u.as_str(), s.as_str()))
+    }
+
+    /// Keeps the window of entries sorted by (user, session).
+    pub(crate) fn cut(&self, entries: &mut Vec<PresenceEntry>) {
+        let start = entries.partition_point(|e| !self.starts_before(&e.user, &e.session));
+        entries.drain(..start);
+        entries.truncate(self.limit);
+    }
+}
+
+/// One node's presence: this node's share for the Redis broker, the whole
+/// truth for the local broker. Names are shared (`Arc<str>`) between the
+/// indexes, so a session in presence costs one copy of its id and user.
 #[derive(Debug, Default)]
 pub(crate) struct PresenceBook {
-    sessions: HashMap<String, Held>,
-    /// User → its sessions.
-    users: HashMap<String, BTreeSet<String>>,
-    /// Topic → its members, as (user, session).
-    topics: HashMap<String, BTreeSet<(String, String)>>,
+    /// The node every entry is on.
+    node: String,
+    sessions: HashMap<Arc<str>, Held>,
+    /// User → its sessions, sorted (a page of everyone is a range).
+    users: BTreeMap<Arc<str>, BTreeSet<Arc<str>>>,
+    /// Topic → its members as (user, session), sorted.
+    topics: HashMap<Arc<str>, BTreeSet<Member>>,
 }
+
+type Member = (Arc<str>, Arc<str>);
 
 #[derive(Debug)]
 struct Held {
-    node: String,
+    user: Arc<str>,
     /// The topics with presence this session is in.
-    topics: Vec<String>,
+    topics: Vec<Arc<str>>,
 }
 
 /// What a change touched: the user whose list changed, and each topic with
@@ -80,52 +123,74 @@ impl PresenceBook {
     pub(crate) fn apply(&mut self, change: &PresenceChange) -> Touched {
         match change {
             PresenceChange::Opened(e) => {
-                self.sessions.entry(e.session.clone()).or_insert_with(|| Held {
-                    node: e.node.clone(),
+                if self.node.is_empty() {
+                    self.node = e.node.clone();
+                }
+                let user = self.user_name(&e.user);
+                let session: Arc<str> = e.session.as_str().into();
+                self.users.entry(user.clone()).or_default().insert(session.clone());
+                self.sessions.entry(session).or_insert(Held {
+                    user,
                     topics: Vec::new(),
                 });
-                self.users.entry(e.user.clone()).or_default().insert(e.session.clone());
                 Touched {
                     user: Some(e.user.clone()),
                     topics: Vec::new(),
                 }
             }
             PresenceChange::Closed(e) => {
-                let topics = self.sessions.remove(&e.session).map(|h| h.topics).unwrap_or_default();
-                if let Some(list) = self.users.get_mut(&e.user) {
-                    list.remove(&e.session);
+                let Some((session, held)) = self.sessions.remove_entry(e.session.as_str()) else {
+                    return Touched::default();
+                };
+                if let Some(list) = self.users.get_mut(&held.user) {
+                    list.remove(&session);
                     if list.is_empty() {
-                        self.users.remove(&e.user);
+                        self.users.remove(&held.user);
                     }
                 }
-                for topic in &topics {
-                    self.leave(topic, e);
+                let member = (held.user, session);
+                for topic in &held.topics {
+                    self.leave(topic, &member);
                 }
                 Touched {
                     user: Some(e.user.clone()),
-                    topics: topics.into_iter().map(|t| (t, false)).collect(),
+                    topics: held.topics.iter().map(|t| (t.to_string(), false)).collect(),
                 }
             }
             PresenceChange::Joined(topic, e) => {
-                if let Some(held) = self.sessions.get_mut(&e.session)
-                    && !held.topics.contains(topic)
-                {
-                    held.topics.push(topic.clone());
+                let Some((session, held)) = self.sessions.get_key_value(e.session.as_str()) else {
+                    return Touched::default();
+                };
+                let member = (held.user.clone(), session.clone());
+                let (name, members) = match self.topics.get_key_value(topic.as_str()) {
+                    Some((name, _)) => {
+                        let name = name.clone();
+                        let members = self.topics.get_mut(&name).expect("present");
+                        (name, members)
+                    }
+                    None => {
+                        let name: Arc<str> = topic.as_str().into();
+                        (name.clone(), self.topics.entry(name).or_default())
+                    }
+                };
+                if members.insert(member) {
+                    let held = self.sessions.get_mut(e.session.as_str()).expect("present");
+                    held.topics.push(name);
                 }
-                self.topics
-                    .entry(topic.clone())
-                    .or_default()
-                    .insert((e.user.clone(), e.session.clone()));
                 Touched {
                     user: None,
                     topics: vec![(topic.clone(), true)],
                 }
             }
             PresenceChange::Left(topic, e) => {
-                if let Some(held) = self.sessions.get_mut(&e.session) {
-                    held.topics.retain(|t| t != topic);
+                let Some((session, held)) = self.sessions.get_key_value(e.session.as_str()) else {
+                    return Touched::default();
+                };
+                let member = (held.user.clone(), session.clone());
+                self.leave(topic, &member);
+                if let Some(held) = self.sessions.get_mut(e.session.as_str()) {
+                    held.topics.retain(|t| **t != **topic);
                 }
-                self.leave(topic, e);
                 Touched {
                     user: None,
                     topics: vec![(topic.clone(), false)],
@@ -134,66 +199,129 @@ impl PresenceBook {
         }
     }
 
-    fn leave(&mut self, topic: &str, e: &PresenceEntry) {
+    /// The shared name of `user`, made once while the user has sessions.
+    fn user_name(&self, user: &str) -> Arc<str> {
+        self.users
+            .get_key_value(user)
+            .map_or_else(|| user.into(), |(name, _)| name.clone())
+    }
+
+    fn leave(&mut self, topic: &str, member: &Member) {
         if let Some(members) = self.topics.get_mut(topic) {
-            members.remove(&(e.user.clone(), e.session.clone()));
+            members.remove(member);
             if members.is_empty() {
                 self.topics.remove(topic);
             }
         }
     }
 
-    /// The entries `query` asks for, sorted by (user, session).
-    pub(crate) fn query(&self, query: &PresenceQuery) -> Vec<PresenceEntry> {
-        let entry = |user: &str, session: &str| PresenceEntry {
+    fn entry(&self, user: &str, session: &str) -> PresenceEntry {
+        PresenceEntry {
             session: session.to_owned(),
             user: user.to_owned(),
-            node: self.sessions.get(session).map(|h| h.node.clone()).unwrap_or_default(),
-        };
-        let mut out: Vec<PresenceEntry> = match query {
-            PresenceQuery::Everyone => self
-                .users
-                .iter()
-                .flat_map(|(u, sessions)| sessions.iter().map(|s| entry(u, s)))
-                .collect(),
+            node: self.node.clone(),
+        }
+    }
+
+    /// The entries `query` asks for in `window`, sorted by (user, session):
+    /// only the window is read, never the whole list.
+    pub(crate) fn query(&self, query: &PresenceQuery, window: &PresenceWindow) -> Vec<PresenceEntry> {
+        let after = window.after.as_ref().map(|(u, s)| (u.as_str(), s.as_str()));
+        match query {
+            PresenceQuery::Everyone => {
+                let users: Box<dyn Iterator<Item = (&Arc<str>, &BTreeSet<Arc<str>>)>> = match after {
+                    Some((user, _)) => Box::new(self.users.range::<str, _>((Bound::Included(user), Bound::Unbounded))),
+                    None => Box::new(self.users.iter()),
+                };
+                users
+                    .flat_map(|(u, sessions)| sessions.iter().map(move |s| (u, s)))
+                    .filter(|(u, s)| window.starts_before(u, s))
+                    .take(window.limit)
+                    .map(|(u, s)| self.entry(u, s))
+                    .collect()
+            }
             PresenceQuery::User(user) => self
                 .users
-                .get(user)
+                .get(user.as_str())
                 .into_iter()
-                .flat_map(|sessions| sessions.iter().map(|s| entry(user, s)))
+                .flatten()
+                .filter(|s| window.starts_before(user, s))
+                .take(window.limit)
+                .map(|s| self.entry(user, s))
                 .collect(),
-            PresenceQuery::Topic(topic) => self
-                .topics
-                .get(topic)
-                .into_iter()
-                .flat_map(|m| m.iter().map(|(u, s)| entry(u, s)))
-                .collect(),
-        };
-        sort(&mut out);
-        out
+            PresenceQuery::Topic(topic) => {
+                let Some(members) = self.topics.get(topic.as_str()) else {
+                    return Vec::new();
+                };
+                let members: Box<dyn Iterator<Item = &Member>> = match after {
+                    Some((user, session)) => {
+                        let from: Member = (user.into(), session.into());
+                        Box::new(members.range((Bound::Excluded(from), Bound::Unbounded)))
+                    }
+                    None => Box::new(members.iter()),
+                };
+                members.take(window.limit).map(|(u, s)| self.entry(u, s)).collect()
+            }
+        }
+    }
+
+    /// How many sessions and distinct users `query` finds, counted without
+    /// copying an entry.
+    pub(crate) fn stats(&self, query: &PresenceQuery) -> PresenceStats {
+        match query {
+            PresenceQuery::Everyone => PresenceStats {
+                sessions: self.sessions.len(),
+                users: self.users.len(),
+            },
+            PresenceQuery::User(user) => {
+                let sessions = self.users.get(user.as_str()).map_or(0, BTreeSet::len);
+                PresenceStats {
+                    sessions,
+                    users: usize::from(sessions > 0),
+                }
+            }
+            PresenceQuery::Topic(topic) => {
+                let Some(members) = self.topics.get(topic.as_str()) else {
+                    return PresenceStats::default();
+                };
+                // Sorted by user: a new user is one unlike the member before.
+                let mut users = 0;
+                let mut last: Option<&Arc<str>> = None;
+                for (user, _) in members {
+                    if last != Some(user) {
+                        users += 1;
+                        last = Some(user);
+                    }
+                }
+                PresenceStats {
+                    sessions: members.len(),
+                    users,
+                }
+            }
+        }
     }
 
     /// The sessions of `user`, joined by spaces (as the Redis broker stores them), if any.
     pub(crate) fn user_sessions(&self, user: &str) -> Option<String> {
         let sessions = self.users.get(user)?;
-        Some(sessions.iter().map(String::as_str).collect::<Vec<_>>().join(" "))
+        Some(sessions.iter().map(|s| &**s).collect::<Vec<_>>().join(" "))
     }
 
     /// Every user with its sessions joined by spaces.
     pub(crate) fn users(&self) -> impl Iterator<Item = (&str, String)> {
         self.users
             .keys()
-            .filter_map(|u| self.user_sessions(u).map(|s| (u.as_str(), s)))
+            .filter_map(|u| self.user_sessions(u).map(|s| (&**u, s)))
     }
 
     /// Every topic with members.
     pub(crate) fn topics(&self) -> impl Iterator<Item = &str> {
-        self.topics.keys().map(String::as_str)
+        self.topics.keys().map(|t| &**t)
     }
 
     /// The members of `topic`, as (user, session).
-    pub(crate) fn members(&self, topic: &str) -> impl Iterator<Item = &(String, String)> {
-        self.topics.get(topic).into_iter().flatten()
+    pub(crate) fn members(&self, topic: &str) -> impl Iterator<Item = (&str, &str)> {
+        self.topics.get(topic).into_iter().flatten().map(|(u, s)| (&**u, &**s))
     }
 }
 
@@ -214,6 +342,10 @@ mod tests {
         }
     }
 
+    fn sessions(v: Vec<PresenceEntry>) -> Vec<String> {
+        v.into_iter().map(|e| e.session).collect()
+    }
+
     #[test]
     fn a_closed_session_leaves_its_user_and_topics() {
         let mut book = PresenceBook::default();
@@ -223,18 +355,65 @@ mod tests {
         book.apply(&PresenceChange::Joined("room".into(), e("n1.2", "bob")));
         book.apply(&PresenceChange::Joined("room".into(), e("n1.3", "amy")));
         let room = PresenceQuery::Topic("room".into());
-        let sessions = |v: Vec<PresenceEntry>| v.into_iter().map(|e| e.session).collect::<Vec<_>>();
+        let all = PresenceWindow::all();
         assert_eq!(
-            sessions(book.query(&room)),
+            sessions(book.query(&room, &all)),
             ["n1.3", "n1.2"],
             "sorted by user, then session"
         );
-        assert_eq!(sessions(book.query(&PresenceQuery::Everyone)), ["n1.3", "n1.1", "n1.2"]);
+        assert_eq!(
+            sessions(book.query(&PresenceQuery::Everyone, &all)),
+            ["n1.3", "n1.1", "n1.2"]
+        );
+        assert_eq!(book.query(&room, &all)[0].node, "n1");
         let touched = book.apply(&PresenceChange::Closed(e("n1.2", "bob")));
         assert_eq!(touched.topics, [("room".to_owned(), false)]);
-        assert_eq!(sessions(book.query(&room)), ["n1.3"]);
+        assert_eq!(sessions(book.query(&room, &all)), ["n1.3"]);
         assert_eq!(book.user_sessions("bob").as_deref(), Some("n1.1"));
         book.apply(&PresenceChange::Left("room".into(), e("n1.3", "amy")));
         assert_eq!(book.topics().count(), 0, "an empty topic is forgotten");
+    }
+
+    #[test]
+    fn windows_page_through_every_entry_once_and_stats_count_without_copies() {
+        let mut book = PresenceBook::default();
+        let mut expected = Vec::new();
+        for user in ["amy", "bob", "cy"] {
+            for n in 0..4 {
+                let session = format!("{user}.{n}");
+                book.apply(&PresenceChange::Opened(e(&session, user)));
+                book.apply(&PresenceChange::Joined("room".into(), e(&session, user)));
+                expected.push(session);
+            }
+        }
+        for query in [PresenceQuery::Everyone, PresenceQuery::Topic("room".into())] {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = book.query(
+                    &query,
+                    &PresenceWindow {
+                        after: after.clone(),
+                        limit: 5,
+                    },
+                );
+                let Some(last) = page.last() else { break };
+                after = Some((last.user.clone(), last.session.clone()));
+                seen.extend(sessions(page));
+            }
+            assert_eq!(seen, expected, "{query:?}");
+            assert_eq!(book.stats(&query), PresenceStats { sessions: 12, users: 3 });
+        }
+        let bob = PresenceQuery::User("bob".into());
+        let window = PresenceWindow {
+            after: Some(("bob".into(), "bob.1".into())),
+            limit: 1,
+        };
+        assert_eq!(sessions(book.query(&bob, &window)), ["bob.2"]);
+        assert_eq!(book.stats(&bob), PresenceStats { sessions: 4, users: 1 });
+        assert_eq!(
+            book.stats(&PresenceQuery::Topic("none".into())),
+            PresenceStats::default()
+        );
     }
 }

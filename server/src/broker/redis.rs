@@ -43,9 +43,10 @@ mod presence;
 
 use crate::broker::{
     Broker, BrokerError, Envelope, History, Inbox, Interest, NodeFigures, NodeId, PresenceChange, PresenceEntry,
-    PresenceQuery, SharedFrame, StreamPolicy,
+    PresenceQuery, PresenceWindow, SharedFrame, StreamPolicy,
 };
 use crate::config::RedisConfig;
+use switchboard_protocol::api::PresenceStats;
 
 /// What travels on a channel: the sending node and the message.
 #[derive(Serialize, Deserialize)]
@@ -382,10 +383,23 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn presence(&self, query: PresenceQuery) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
+    fn presence(
+        &self,
+        query: PresenceQuery,
+        window: PresenceWindow,
+    ) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
         Box::pin(async move {
             let mut con = self.commands.clone();
-            presence::read(&mut con, &self.presence_keys, &query).await
+            let mut entries = presence::read(&mut con, &self.presence_keys, &query).await?;
+            window.cut(&mut entries);
+            Ok(entries)
+        })
+    }
+
+    fn presence_stats(&self, query: PresenceQuery) -> BoxFuture<'_, Result<PresenceStats, BrokerError>> {
+        Box::pin(async move {
+            let mut con = self.commands.clone();
+            presence::stats(&mut con, &self.presence_keys, &query).await
         })
     }
 

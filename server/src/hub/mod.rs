@@ -29,7 +29,7 @@ pub(crate) use registry::{Registry, SubscribeError};
 
 use crate::broker::{
     Broker, BrokerError, Envelope, History, NodeFigures, NodeId, PresenceChange, PresenceEntry, PresenceQuery,
-    SharedFrame, StreamPolicy,
+    PresenceWindow, SharedFrame, StreamPolicy,
 };
 use crate::config::WebhookEvent;
 use crate::config::{Config, Limits, StreamConfig, TopicPattern};
@@ -163,8 +163,7 @@ impl Hub {
     pub async fn node_stats(&self) -> Result<Stats, HubError> {
         let own = self.inner.figures();
         let nodes = self.inner.broker.nodes(own).await?;
-        let everyone = self.presence_of(PresenceQuery::Everyone).await?;
-        let counted = count(&everyone);
+        let counted = self.presence_stats(PresenceQuery::Everyone).await?;
         let cluster = ClusterStats {
             nodes: nodes.len(),
             sessions: counted.sessions,
@@ -309,19 +308,23 @@ impl Hub {
     /// The sessions of `user`, or of everybody, across all nodes.
     pub async fn presence(&self, user: Option<&str>) -> Result<Vec<PresenceEntry>, HubError> {
         let query = user.map_or(PresenceQuery::Everyone, |u| PresenceQuery::User(u.to_owned()));
-        self.presence_of(query).await
+        self.presence_of(query, PresenceWindow::all()).await
     }
 
-    /// The sessions `query` asks for across all nodes, sorted by (user,
-    /// session). A topic's presence is kept only if
+    /// The sessions `query` asks for across all nodes in `window`, sorted by
+    /// (user, session). A topic's presence is kept only if
     /// [`keeps_presence`](Self::keeps_presence); for others it is empty.
-    pub async fn presence_of(&self, query: PresenceQuery) -> Result<Vec<PresenceEntry>, HubError> {
-        Ok(self.inner.broker.presence(query).await?)
+    pub async fn presence_of(
+        &self,
+        query: PresenceQuery,
+        window: PresenceWindow,
+    ) -> Result<Vec<PresenceEntry>, HubError> {
+        Ok(self.inner.broker.presence(query, window).await?)
     }
 
     /// How many sessions and distinct users `query` finds.
     pub async fn presence_stats(&self, query: PresenceQuery) -> Result<PresenceStats, HubError> {
-        Ok(count(&self.presence_of(query).await?))
+        Ok(self.inner.broker.presence_stats(query).await?)
     }
 
     /// Whether the subscribers of `topic` are kept in presence (`presence_topics`).
@@ -496,22 +499,6 @@ impl HubInner {
             messages_in: self.messages_in.load(Ordering::Relaxed),
             messages_out: self.deliveries.load(Ordering::Relaxed),
         }
-    }
-}
-
-/// How many sessions and distinct users a presence answer holds (sorted by user).
-fn count(entries: &[PresenceEntry]) -> PresenceStats {
-    let mut users = 0;
-    let mut last: Option<&str> = None;
-    for e in entries {
-        if last != Some(e.user.as_str()) {
-            users += 1;
-            last = Some(&e.user);
-        }
-    }
-    PresenceStats {
-        sessions: entries.len(),
-        users,
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 use switchboard_protocol::api::PresencePage;
 use switchboard_protocol::{ErrorObject, codes};
 
-use crate::broker::{PresenceEntry, PresenceQuery};
+use crate::broker::{PresenceEntry, PresenceQuery, PresenceWindow};
 use crate::hub::Hub;
 use crate::rpc::builtins::hub_error;
 
@@ -49,20 +49,23 @@ pub(crate) async fn answer(
         return Err(invalid(format!("limit must be 1 to {max}")));
     }
     let after = after.map(cursor).transpose()?;
-    let entries = hub.presence_of(query).await.map_err(hub_error)?;
+    // One entry past the window says whether there is more.
+    let window = PresenceWindow {
+        after: after.map(|(u, s)| (u.to_owned(), s.to_owned())),
+        limit: limit.saturating_add(1),
+    };
+    let mut entries = hub.presence_of(query, window).await.map_err(hub_error)?;
+    let more = entries.len() > limit;
+    entries.truncate(limit);
     let json = if paged {
-        let start = after.map_or(0, |(user, session)| {
-            entries.partition_point(|e| (e.user.as_str(), e.session.as_str()) <= (user, session))
-        });
-        let page: Vec<PresenceEntry> = entries.iter().skip(start).take(limit).cloned().collect();
-        let next = (start + page.len() < entries.len())
-            .then(|| page.last().map(|e| format!("{}/{}", e.user, e.session)))
+        let next = more
+            .then(|| entries.last().map(|e| format!("{}/{}", e.user, e.session)))
             .flatten();
         serde_json::to_string(&PresencePage {
-            entries: page.into_iter().map(wire).collect(),
+            entries: entries.into_iter().map(wire).collect(),
             next,
         })
-    } else if entries.len() > max {
+    } else if more {
         return Err(ErrorObject::with_data(
             codes::LIMIT_EXCEEDED,
             serde_json::json!({

@@ -19,11 +19,12 @@
 //! that closed while Redis was away does not stay). Readers look only at the
 //! keys of nodes whose heartbeat has not lapsed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
+use switchboard_protocol::api::PresenceStats;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{now_ms, unavailable};
@@ -242,7 +243,7 @@ impl Writer {
     fn rewrite_topic(&self, pipe: &mut redis::Pipeline, book: &PresenceBook, topic: &str) {
         let key = self.keys.topic(&self.node, topic);
         pipe.del(&key).ignore();
-        let members: Vec<(&str, &str)> = book.members(topic).map(|(u, s)| (s.as_str(), u.as_str())).collect();
+        let members: Vec<(&str, &str)> = book.members(topic).map(|(u, s)| (s, u)).collect();
         if !members.is_empty() {
             pipe.hset_multiple(&key, &members).ignore();
             pipe.pexpire(&key, self.ttl_ms as i64).ignore();
@@ -310,6 +311,52 @@ pub(super) async fn read(
         }
     }
     crate::broker::presence::sort(&mut out);
+    Ok(out)
+}
+
+/// How many sessions and distinct users `query` finds across the live
+/// nodes, read without making an entry of each session.
+pub(super) async fn stats(
+    con: &mut ConnectionManager,
+    keys: &Keys,
+    query: &PresenceQuery,
+) -> Result<PresenceStats, BrokerError> {
+    let nodes = live_nodes(con, keys).await?;
+    let mut out = PresenceStats::default();
+    if nodes.is_empty() {
+        return Ok(out);
+    }
+    let mut pipe = redis::pipe();
+    for node in &nodes {
+        match query {
+            PresenceQuery::Everyone => pipe.hgetall(keys.users(node)),
+            PresenceQuery::User(user) => pipe.cmd("HMGET").arg(keys.users(node)).arg(user),
+            PresenceQuery::Topic(topic) => pipe.cmd("HVALS").arg(keys.topic(node, topic)),
+        };
+    }
+    match query {
+        PresenceQuery::Everyone => {
+            let per_node: Vec<HashMap<String, String>> = pipe.query_async(con).await.map_err(unavailable)?;
+            let mut users = HashSet::new();
+            for node_users in per_node {
+                for (user, sessions) in node_users {
+                    out.sessions += sessions.split(' ').count();
+                    users.insert(user);
+                }
+            }
+            out.users = users.len();
+        }
+        PresenceQuery::User(_) => {
+            let per_node: Vec<(Option<String>,)> = pipe.query_async(con).await.map_err(unavailable)?;
+            out.sessions = per_node.iter().flat_map(|(s,)| s).map(|s| s.split(' ').count()).sum();
+            out.users = usize::from(out.sessions > 0);
+        }
+        PresenceQuery::Topic(_) => {
+            let per_node: Vec<Vec<String>> = pipe.query_async(con).await.map_err(unavailable)?;
+            out.sessions = per_node.iter().map(Vec::len).sum();
+            out.users = per_node.iter().flatten().collect::<HashSet<_>>().len();
+        }
+    }
     Ok(out)
 }
 
