@@ -229,10 +229,8 @@ impl PresenceBook {
         let after = window.after.as_ref().map(|(u, s)| (u.as_str(), s.as_str()));
         match query {
             PresenceQuery::Everyone => {
-                let users: Box<dyn Iterator<Item = (&Arc<str>, &BTreeSet<Arc<str>>)>> = match after {
-                    Some((user, _)) => Box::new(self.users.range::<str, _>((Bound::Included(user), Bound::Unbounded))),
-                    None => Box::new(self.users.iter()),
-                };
+                let from = after.map_or(Bound::Unbounded, |(user, _)| Bound::Included(user));
+                let users = self.users.range::<str, _>((from, Bound::Unbounded));
                 users
                     .flat_map(|(u, sessions)| sessions.iter().map(move |s| (u, s)))
                     .filter(|(u, s)| window.starts_before(u, s))
@@ -253,13 +251,10 @@ impl PresenceBook {
                 let Some(members) = self.topics.get(topic.as_str()) else {
                     return Vec::new();
                 };
-                let members: Box<dyn Iterator<Item = &Member>> = match after {
-                    Some((user, session)) => {
-                        let from: Member = (user.into(), session.into());
-                        Box::new(members.range((Bound::Excluded(from), Bound::Unbounded)))
-                    }
-                    None => Box::new(members.iter()),
-                };
+                let from: Bound<Member> = after.map_or(Bound::Unbounded, |(user, session)| {
+                    Bound::Excluded((user.into(), session.into()))
+                });
+                let members = members.range((from, Bound::Unbounded));
                 members.take(window.limit).map(|(u, s)| self.entry(u, s)).collect()
             }
         }
