@@ -540,3 +540,122 @@ impl NdjsonLines {
         }
     }
 }
+
+/// The Redis the suite shares: `SWITCHBOARD_TEST_REDIS_URL` (set by
+/// `tests/run`), otherwise the local one. Tests that share it keep to keys
+/// of their own ([`unique_prefix`]).
+pub fn redis_url() -> String {
+    std::env::var("SWITCHBOARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A Redis key prefix no other test, and no other run, uses.
+pub fn unique_prefix(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!("{tag}{nanos}")
+}
+
+/// Writes `contents` as the config file of one test (`suite`, `name`) and
+/// returns its path, for [`Node::start`].
+pub fn config_file(suite: &str, name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sb-{suite}-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("config.toml");
+    std::fs::write(&file, contents).expect("write config");
+    file
+}
+
+/// A `redis-server` of one test's own, on a free port, for tests that
+/// restart, flush or cut off Redis (the others share [`redis_url`]).
+pub struct PrivateRedis {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+    persistent: bool,
+}
+
+impl PrivateRedis {
+    /// Starts one on a port the system found free, with a directory of its
+    /// own: `persistent` writes every command to an append-only file (fsync
+    /// always), so a restart keeps the data; otherwise a restart loses it.
+    pub fn on_a_free_port(persistent: bool) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("sb-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        Self::start(port, &dir, persistent)
+    }
+
+    fn start(port: u16, dir: &std::path::Path, persistent: bool) -> Self {
+        let appendonly: &[&str] = if persistent {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(appendonly)
+            .arg("--dir")
+            .arg(dir)
+            .args(["--save", ""])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (tests/run installs it)");
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the private redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            dir: dir.to_owned(),
+            persistent,
+        }
+    }
+
+    /// Where it listens.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs one command with `redis-cli` and asserts that it succeeded.
+    pub fn cli(&self, args: &[&str]) {
+        let status = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("redis-cli comes with redis-server");
+        assert!(status.success(), "redis-cli {args:?}");
+    }
+
+    /// Stops it with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Stops it and starts it again on the same port and directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        *self = Self::start(self.port, &self.dir.clone(), self.persistent);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -11,32 +11,21 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard_tests::{Node, WAIT, WsClient, within};
-
-fn redis_url() -> String {
-    std::env::var("SWITCHBOARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
+use switchboard_tests::{Node, PrivateRedis, WAIT, WsClient, redis_url, unique_prefix, within};
 
 /// A config file for one test's cluster: its own key prefix, `chat:*` recoverable.
 fn cluster_config(name: &str, redis: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sb-cluster-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("config.toml");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    std::fs::write(
-        &file,
-        format!(
+    let prefix = unique_prefix("t");
+    switchboard_tests::config_file(
+        "cluster",
+        name,
+        &format!(
             "broker = \"redis\"\njoin_leave = [\"room:*\"]\n\
-             [redis]\nurl = \"{redis}\"\nprefix = \"t{nanos}\"\nheartbeat_ms = 500\nnode_ttl_ms = 1500\n\
+             [redis]\nurl = \"{redis}\"\nprefix = \"{prefix}\"\nheartbeat_ms = 500\nnode_ttl_ms = 1500\n\
              [[streams]]\npattern = \"user:*\"\n\
              [[streams]]\npattern = \"chat:*\"\nhistory_size = 10000\n"
         ),
     )
-    .expect("write config");
-    file
 }
 
 async fn subscribe(c: &mut WsClient, topic: &str, since: Option<(u64, &str)>) -> Value {
@@ -246,82 +235,6 @@ async fn kill_9_of_a_node_loses_nothing_recoverable() {
         }
     })
     .await;
-}
-
-/// A `redis-server` of one test's own, on a free port, that it may restart.
-struct PrivateRedis {
-    child: std::process::Child,
-    port: u16,
-    dir: PathBuf,
-    persistent: bool,
-}
-
-impl PrivateRedis {
-    /// Starts one: `persistent` writes every command to an append-only file
-    /// (fsync always), so a restart keeps the data; otherwise a restart loses it.
-    fn start(port: u16, dir: &std::path::Path, persistent: bool) -> Self {
-        let appendonly: &[&str] = if persistent {
-            &["--appendonly", "yes", "--appendfsync", "always"]
-        } else {
-            &["--appendonly", "no"]
-        };
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(appendonly)
-            .arg("--dir")
-            .arg(dir)
-            .args(["--save", ""])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (tests/run installs it)");
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the private redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child,
-            port,
-            dir: dir.to_owned(),
-            persistent,
-        }
-    }
-
-    /// Starts one on a port the system found free, with a directory of its own.
-    fn on_a_free_port(persistent: bool) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let dir = std::env::temp_dir().join(format!("sb-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        Self::start(port, &dir, persistent)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        *self = Self::start(self.port, &self.dir.clone(), self.persistent);
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchboard_server::{Config, Limits, TopicPattern};
-use switchboard_tests::{Node, TestServer, WAIT, WsClient, error_code, http_post, within};
+use switchboard_tests::{
+    Node, PrivateRedis, TestServer, WAIT, WsClient, error_code, http_post, redis_url, unique_prefix, within,
+};
 
 /// A longer limit for the tests that wait on heartbeats.
 const CLUSTER_WAIT: Duration = Duration::from_secs(30);
@@ -184,30 +186,19 @@ async fn dev_mode_keeps_presence_for_every_topic_but_the_personal_one() {
 // ---------------------------------------------------------------------------
 // On Redis, across nodes.
 
-fn redis_url() -> String {
-    std::env::var("SWITCHBOARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 /// A config file for one test's nodes: their own key prefix, presence kept for `room:*`.
 fn node_config(name: &str, redis: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sb-presence-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("config.toml");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    std::fs::write(
-        &file,
-        format!(
+    let prefix = unique_prefix("p");
+    switchboard_tests::config_file(
+        "presence",
+        name,
+        &format!(
             "broker = \"redis\"\npresence_topics = [\"room:*\"]\n\
              [limits]\nmax_presence_entries = 3\n\
-             [redis]\nurl = \"{redis}\"\nprefix = \"p{nanos}\"\nheartbeat_ms = 300\nnode_ttl_ms = 1500\n\
+             [redis]\nurl = \"{redis}\"\nprefix = \"{prefix}\"\nheartbeat_ms = 300\nnode_ttl_ms = 1500\n\
              command_timeout_ms = 500\n"
         ),
     )
-    .expect("write config");
-    file
 }
 
 /// Polls `presence` with `params` on `node` until `check` holds.
@@ -284,67 +275,10 @@ async fn topic_presence_paging_and_stats_span_the_nodes() {
     .await;
 }
 
-/// A `redis-server` of the test's own, without persistence.
-struct Scratch {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Scratch {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (tests/run installs it)");
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the scratch redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Runs one command with `redis-cli`.
-    fn cli(&self, args: &[&str]) {
-        let status = std::process::Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("redis-cli comes with redis-server");
-        assert!(status.success(), "redis-cli {args:?}");
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn presence_is_complete_again_after_redis_lost_its_data() {
     within(CLUSTER_WAIT * 2, async {
-        let redis = Scratch::start();
+        let redis = PrivateRedis::on_a_free_port(false);
         let config = node_config("flush", &redis.url());
         let a = Node::start(&config, "127.0.0.1:0");
         let b = Node::start(&config, "127.0.0.1:0");
@@ -369,7 +303,7 @@ async fn presence_is_complete_again_after_redis_lost_its_data() {
 #[tokio::test]
 async fn a_session_that_closed_while_redis_was_away_does_not_stay() {
     within(CLUSTER_WAIT * 2, async {
-        let redis = Scratch::start();
+        let redis = PrivateRedis::on_a_free_port(false);
         let config = node_config("outage", &redis.url());
         let a = Node::start(&config, "127.0.0.1:0");
         let mut stays = a.connect("hal").await;
