@@ -73,17 +73,10 @@ impl PresenceWindow {
     }
 
     /// Whether (user, session) lies past the window's start.
-    pub(crate) fn starts_before(&self, user: &str, session: &str) -> bool {
+    pub(crate) fn admits(&self, user: &str, session: &str) -> bool {
         self.after
             .as_ref()
             .is_none_or(|(u, s)| (user, session) > (u.as_str(), s.as_str()))
-    }
-
-    /// Keeps the window of entries sorted by (user, session).
-    pub(crate) fn cut(&self, entries: &mut Vec<PresenceEntry>) {
-        let start = entries.partition_point(|e| !self.starts_before(&e.user, &e.session));
-        entries.drain(..start);
-        entries.truncate(self.limit);
     }
 }
 
@@ -233,7 +226,7 @@ impl PresenceBook {
                 let users = self.users.range::<str, _>((from, Bound::Unbounded));
                 users
                     .flat_map(|(u, sessions)| sessions.iter().map(move |s| (u, s)))
-                    .filter(|(u, s)| window.starts_before(u, s))
+                    .filter(|(u, s)| window.admits(u, s))
                     .take(window.limit)
                     .map(|(u, s)| self.entry(u, s))
                     .collect()
@@ -243,7 +236,7 @@ impl PresenceBook {
                 .get(user.as_str())
                 .into_iter()
                 .flatten()
-                .filter(|s| window.starts_before(user, s))
+                .filter(|s| window.admits(user, s))
                 .take(window.limit)
                 .map(|s| self.entry(user, s))
                 .collect(),
@@ -318,11 +311,6 @@ impl PresenceBook {
     pub(crate) fn members(&self, topic: &str) -> impl Iterator<Item = (&str, &str)> {
         self.topics.get(topic).into_iter().flatten().map(|(u, s)| (&**u, &**s))
     }
-}
-
-/// Sorts entries by (user, session), the order presence answers in.
-pub(crate) fn sort(entries: &mut [PresenceEntry]) {
-    entries.sort_by(|a, b| (&a.user, &a.session).cmp(&(&b.user, &b.session)));
 }
 
 #[cfg(test)]

@@ -390,9 +390,7 @@ impl Broker for RedisBroker {
     ) -> BoxFuture<'_, Result<Vec<PresenceEntry>, BrokerError>> {
         Box::pin(async move {
             let mut con = self.commands.clone();
-            let mut entries = presence::read(&mut con, &self.presence_keys, &query).await?;
-            window.cut(&mut entries);
-            Ok(entries)
+            presence::read(&mut con, &self.presence_keys, &query, &window).await
         })
     }
 

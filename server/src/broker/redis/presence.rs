@@ -28,7 +28,9 @@ use switchboard_protocol::api::PresenceStats;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{now_ms, unavailable};
-use crate::broker::{BrokerError, Inbox, NodeFigures, PresenceBook, PresenceChange, PresenceEntry, PresenceQuery};
+use crate::broker::{
+    BrokerError, Inbox, NodeFigures, PresenceBook, PresenceChange, PresenceEntry, PresenceQuery, PresenceWindow,
+};
 
 /// The names of the presence keys.
 #[derive(Clone)]
@@ -262,16 +264,18 @@ async fn live_nodes(con: &mut ConnectionManager, keys: &Keys) -> Result<Vec<Stri
         .map_err(unavailable)
 }
 
-/// The entries `query` asks for across the live nodes, sorted by (user, session).
+/// The entries `query` asks for across the live nodes in `window`, sorted
+/// by (user, session). Every node's share is read (a node's keys are not
+/// sorted), but only the window's entries are sorted and made.
 pub(super) async fn read(
     con: &mut ConnectionManager,
     keys: &Keys,
     query: &PresenceQuery,
+    window: &PresenceWindow,
 ) -> Result<Vec<PresenceEntry>, BrokerError> {
     let nodes = live_nodes(con, keys).await?;
-    let mut out = Vec::new();
     if nodes.is_empty() {
-        return Ok(out);
+        return Ok(Vec::new());
     }
     let mut pipe = redis::pipe();
     for node in &nodes {
@@ -281,37 +285,55 @@ pub(super) async fn read(
             PresenceQuery::Topic(topic) => pipe.hgetall(keys.topic(node, topic)),
         };
     }
-    let entry = |session: &str, user: &str, node: &str| PresenceEntry {
-        session: session.to_owned(),
-        user: user.to_owned(),
-        node: node.to_owned(),
+    // (user, session, index of the node), in the window.
+    let mut found: Vec<(String, String, usize)> = Vec::new();
+    let mut keep = |user: &str, session: String, node: usize| {
+        if window.admits(user, &session) {
+            found.push((user.to_owned(), session, node));
+        }
     };
     match query {
         PresenceQuery::Everyone => {
-            let per_node: Vec<HashMap<String, String>> = pipe.query_async(con).await.map_err(unavailable)?;
-            for (node, users) in nodes.iter().zip(per_node) {
+            let per_node: Vec<Vec<(String, String)>> = pipe.query_async(con).await.map_err(unavailable)?;
+            for (node, users) in per_node.into_iter().enumerate() {
                 for (user, sessions) in users {
-                    out.extend(sessions.split(' ').map(|s| entry(s, &user, node)));
+                    for session in sessions.split(' ') {
+                        keep(&user, session.to_owned(), node);
+                    }
                 }
             }
         }
         PresenceQuery::User(user) => {
             let per_node: Vec<(Option<String>,)> = pipe.query_async(con).await.map_err(unavailable)?;
-            for (node, (sessions,)) in nodes.iter().zip(per_node) {
-                if let Some(sessions) = sessions {
-                    out.extend(sessions.split(' ').map(|s| entry(s, user, node)));
+            for (node, (sessions,)) in per_node.into_iter().enumerate() {
+                for session in sessions.iter().flat_map(|s| s.split(' ')) {
+                    keep(user, session.to_owned(), node);
                 }
             }
         }
         PresenceQuery::Topic(_) => {
-            let per_node: Vec<HashMap<String, String>> = pipe.query_async(con).await.map_err(unavailable)?;
-            for (node, members) in nodes.iter().zip(per_node) {
-                out.extend(members.iter().map(|(s, u)| entry(s, u, node)));
+            let per_node: Vec<Vec<(String, String)>> = pipe.query_async(con).await.map_err(unavailable)?;
+            for (node, members) in per_node.into_iter().enumerate() {
+                for (session, user) in members {
+                    keep(&user, session, node);
+                }
             }
         }
     }
-    crate::broker::presence::sort(&mut out);
-    Ok(out)
+    let order = |a: &(String, String, usize), b: &(String, String, usize)| (&a.0, &a.1).cmp(&(&b.0, &b.1));
+    if found.len() > window.limit {
+        found.select_nth_unstable_by(window.limit, order);
+        found.truncate(window.limit);
+    }
+    found.sort_unstable_by(order);
+    Ok(found
+        .into_iter()
+        .map(|(user, session, node)| PresenceEntry {
+            session,
+            user,
+            node: nodes[node].clone(),
+        })
+        .collect())
 }
 
 /// How many sessions and distinct users `query` finds across the live
