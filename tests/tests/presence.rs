@@ -214,6 +214,85 @@ async fn presence_until(node: &Node, params: Value, what: &str, check: impl Fn(&
     }
 }
 
+/// Every page of `params` on `node`, walked with `limit` 1, as sessions.
+async fn walk_pages(node: &Node, mut params: Value) -> Vec<String> {
+    params["limit"] = json!(1);
+    let mut all = Vec::new();
+    loop {
+        let r = node.api("presence", params.clone()).await;
+        let page = sessions(&r["result"]["entries"]);
+        assert!(page.len() <= 1, "{r}");
+        all.extend(page);
+        match r["result"]["next"].as_str() {
+            Some(next) => params["after"] = json!(next),
+            None => return all,
+        }
+    }
+}
+
+#[tokio::test]
+async fn user_and_everyone_pages_span_the_nodes() {
+    within(CLUSTER_WAIT * 2, async {
+        let config = node_config("pages", &redis_url());
+        let a = Node::start(&config, "127.0.0.1:0");
+        let b = Node::start(&config, "127.0.0.1:0");
+        // v1 and v2 each on both nodes, w on one.
+        let mut clients = Vec::new();
+        for (node, user) in [(&a, "v1"), (&b, "v1"), (&b, "v2"), (&a, "w"), (&a, "v2")] {
+            clients.push((user, node.connect(user).await));
+        }
+        let of = |user: &str| {
+            let mut s: Vec<String> = clients
+                .iter()
+                .filter(|(u, _)| *u == user)
+                .map(|(_, c)| c.session.clone())
+                .collect();
+            s.sort();
+            s
+        };
+        let everyone: Vec<String> = ["v1", "v2", "w"].iter().flat_map(|u| of(u)).collect();
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        for node in [&a, &b] {
+            loop {
+                let r = node.api("presence_stats", json!({})).await;
+                if r["result"]["sessions"] == 5 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "every session in presence: {r}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        for node in [&a, &b] {
+            assert_eq!(
+                walk_pages(node, json!({})).await,
+                everyone,
+                "everyone, one page at a time"
+            );
+            assert_eq!(
+                walk_pages(node, json!({"user": "v2"})).await,
+                of("v2"),
+                "one user on both nodes"
+            );
+            let r = node.api("presence_stats", json!({"user": "v1"})).await;
+            assert_eq!(r["result"], json!({"sessions": 2, "users": 1}), "{r}");
+            let r = node.api("presence_stats", json!({})).await;
+            assert_eq!(r["result"], json!({"sessions": 5, "users": 3}), "{r}");
+        }
+        // A cursor inside a user's sessions: the rest of that user, then the next.
+        let v2 = of("v2");
+        let r = a
+            .api("presence", json!({"limit": 2, "after": format!("v2/{}", v2[0])}))
+            .await;
+        assert_eq!(
+            sessions(&r["result"]["entries"]),
+            [v2[1].clone(), of("w")[0].clone()],
+            "{r}"
+        );
+        assert!(r["result"]["next"].is_null(), "{r}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn topic_presence_paging_and_stats_span_the_nodes() {
     within(CLUSTER_WAIT * 2, async {

@@ -103,11 +103,10 @@ struct Held {
     topics: Vec<Arc<str>>,
 }
 
-/// What a change touched: the user whose list changed, and each topic with
-/// the member that joined (`true`) or left (`false`).
+/// What a change touched: each topic with the member that joined (`true`)
+/// or left (`false`).
 #[derive(Debug, Default)]
 pub(crate) struct Touched {
-    pub(crate) user: Option<String>,
     pub(crate) topics: Vec<(String, bool)>,
 }
 
@@ -126,10 +125,7 @@ impl PresenceBook {
                     user,
                     topics: Vec::new(),
                 });
-                Touched {
-                    user: Some(e.user.clone()),
-                    topics: Vec::new(),
-                }
+                Touched { topics: Vec::new() }
             }
             PresenceChange::Closed(e) => {
                 let Some((session, held)) = self.sessions.remove_entry(e.session.as_str()) else {
@@ -146,7 +142,6 @@ impl PresenceBook {
                     self.leave(topic, &member);
                 }
                 Touched {
-                    user: Some(e.user.clone()),
                     topics: held.topics.iter().map(|t| (t.to_string(), false)).collect(),
                 }
             }
@@ -171,7 +166,6 @@ impl PresenceBook {
                     held.topics.push(name);
                 }
                 Touched {
-                    user: None,
                     topics: vec![(topic.clone(), true)],
                 }
             }
@@ -185,7 +179,6 @@ impl PresenceBook {
                     held.topics.retain(|t| **t != **topic);
                 }
                 Touched {
-                    user: None,
                     topics: vec![(topic.clone(), false)],
                 }
             }
@@ -289,17 +282,11 @@ impl PresenceBook {
         }
     }
 
-    /// The sessions of `user`, joined by spaces (as the Redis broker stores them), if any.
-    pub(crate) fn user_sessions(&self, user: &str) -> Option<String> {
-        let sessions = self.users.get(user)?;
-        Some(sessions.iter().map(|s| &**s).collect::<Vec<_>>().join(" "))
-    }
-
-    /// Every user with its sessions joined by spaces.
-    pub(crate) fn users(&self) -> impl Iterator<Item = (&str, String)> {
+    /// Every session, as (user, session).
+    pub(crate) fn everyone(&self) -> impl Iterator<Item = (&str, &str)> {
         self.users
-            .keys()
-            .filter_map(|u| self.user_sessions(u).map(|s| (&**u, s)))
+            .iter()
+            .flat_map(|(u, sessions)| sessions.iter().map(move |s| (&**u, &**s)))
     }
 
     /// Every topic with members.
@@ -352,7 +339,7 @@ mod tests {
         let touched = book.apply(&PresenceChange::Closed(e("n1.2", "bob")));
         assert_eq!(touched.topics, [("room".to_owned(), false)]);
         assert_eq!(sessions(book.query(&room, &all)), ["n1.3"]);
-        assert_eq!(book.user_sessions("bob").as_deref(), Some("n1.1"));
+        assert_eq!(book.everyone().collect::<Vec<_>>(), [("amy", "n1.3"), ("bob", "n1.1")]);
         book.apply(&PresenceChange::Left("room".into(), e("n1.3", "amy")));
         assert_eq!(book.topics().count(), 0, "an empty topic is forgotten");
     }

@@ -2,10 +2,11 @@
 //!
 //! Each node writes its own sessions and nothing else:
 //!
-//! * `{prefix}:presence:{node}:users`, a hash from user to the node's
-//!   sessions of that user (space-separated);
-//! * `{prefix}:presence:{node}:topic:{topic}`, a hash from session to user,
-//!   for each topic whose presence is kept and that has members on the node;
+//! * `{prefix}:presence:{node}:sessions`, a sorted set of the node's
+//!   sessions as members `user NUL session`, all of score 0, so that they
+//!   sort by (user, session) and a page is a `ZRANGEBYLEX` from a cursor;
+//! * `{prefix}:presence:{node}:members:{topic}`, the same for each topic
+//!   whose presence is kept and that has members on the node;
 //! * `{prefix}:presence:{node}:figures`, what the node says about itself;
 //! * its member in the sorted set `{prefix}:presence:nodes`, scored with the
 //!   time its heartbeat lapses.
@@ -17,9 +18,10 @@
 //! Redis no longer has (after a restart without persistence or a flush), and
 //! writes all of them again whole after any write failed (so that a session
 //! that closed while Redis was away does not stay). Readers look only at the
-//! keys of nodes whose heartbeat has not lapsed.
+//! keys of nodes whose heartbeat has not lapsed; a page reads at most its
+//! size from each node and merges them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,17 +51,36 @@ impl Keys {
         format!("{}:nodes", self.prefix)
     }
 
-    fn users(&self, node: &str) -> String {
-        format!("{}:{node}:users", self.prefix)
+    fn sessions(&self, node: &str) -> String {
+        format!("{}:{node}:sessions", self.prefix)
     }
 
     fn topic(&self, node: &str, topic: &str) -> String {
-        format!("{}:{node}:topic:{topic}", self.prefix)
+        format!("{}:{node}:members:{topic}", self.prefix)
     }
 
     fn figures(&self, node: &str) -> String {
         format!("{}:{node}:figures", self.prefix)
     }
+
+    /// The key `query` reads on `node`.
+    fn of(&self, node: &str, query: &PresenceQuery) -> String {
+        match query {
+            PresenceQuery::Everyone | PresenceQuery::User(_) => self.sessions(node),
+            PresenceQuery::Topic(topic) => self.topic(node, topic),
+        }
+    }
+}
+
+/// A session as a member of a sorted set: `user NUL session` sorts as
+/// (user, session) does, since NUL sorts before every other byte.
+fn member(user: &str, session: &str) -> String {
+    format!("{user}\0{session}")
+}
+
+/// The (user, session) of a member (session ids hold no NUL).
+fn unmember(member: &str) -> Option<(&str, &str)> {
+    member.rsplit_once('\0')
 }
 
 /// A change on its way to Redis, and who waits for it.
@@ -123,43 +144,42 @@ impl Writer {
 
     /// Applies a batch of changes to the book and writes what they touched.
     async fn write(&mut self, state: &mut State, batch: &[Op]) -> Result<(), BrokerError> {
-        let mut users = BTreeSet::new();
-        let mut topics: BTreeMap<String, Vec<(PresenceEntry, bool)>> = BTreeMap::new();
+        let mut pipe = redis::pipe();
+        let sessions_key = self.keys.sessions(&self.node);
+        let mut sessions_touched = false;
+        let mut topics = BTreeSet::new();
         for op in batch {
             let touched = state.book.apply(&op.change);
-            users.extend(touched.user);
             let entry = match &op.change {
-                PresenceChange::Opened(e)
-                | PresenceChange::Closed(e)
-                | PresenceChange::Joined(_, e)
-                | PresenceChange::Left(_, e) => e,
+                PresenceChange::Opened(e) => {
+                    pipe.zadd(&sessions_key, member(&e.user, &e.session), 0).ignore();
+                    sessions_touched = true;
+                    e
+                }
+                PresenceChange::Closed(e) => {
+                    pipe.zrem(&sessions_key, member(&e.user, &e.session)).ignore();
+                    sessions_touched = true;
+                    e
+                }
+                PresenceChange::Joined(_, e) | PresenceChange::Left(_, e) => e,
             };
             for (topic, joined) in touched.topics {
-                topics.entry(topic).or_default().push((entry.clone(), joined));
-            }
-        }
-        let mut pipe = redis::pipe();
-        let ttl = self.ttl_ms;
-        if !users.is_empty() {
-            let key = self.keys.users(&self.node);
-            for user in &users {
-                match state.book.user_sessions(user) {
-                    Some(sessions) => pipe.hset(&key, user, sessions).ignore(),
-                    None => pipe.hdel(&key, user).ignore(),
-                };
-            }
-            pipe.pexpire(&key, ttl as i64).ignore();
-        }
-        for (topic, changes) in &topics {
-            let key = self.keys.topic(&self.node, topic);
-            for (entry, joined) in changes {
-                if *joined {
-                    pipe.hset(&key, &entry.session, &entry.user).ignore();
+                let key = self.keys.topic(&self.node, &topic);
+                let m = member(&entry.user, &entry.session);
+                if joined {
+                    pipe.zadd(&key, m, 0).ignore();
                 } else {
-                    pipe.hdel(&key, &entry.session).ignore();
+                    pipe.zrem(&key, m).ignore();
                 }
+                topics.insert(key);
             }
-            pipe.pexpire(&key, ttl as i64).ignore();
+        }
+        let ttl = self.ttl_ms as i64;
+        if sessions_touched {
+            pipe.pexpire(&sessions_key, ttl).ignore();
+        }
+        for key in &topics {
+            pipe.pexpire(key, ttl).ignore();
         }
         let _: () = pipe.query_async(&mut self.con).await.map_err(unavailable)?;
         Ok(())
@@ -172,7 +192,7 @@ impl Writer {
         let now = now_ms();
         let figures = self.inbox.figures();
         let figures_key = self.keys.figures(&self.node);
-        let users_key = self.keys.users(&self.node);
+        let sessions_key = self.keys.sessions(&self.node);
         let topics: Vec<String> = state.book.topics().map(str::to_owned).collect();
         let mut pipe = redis::pipe();
         pipe.zadd(self.keys.nodes(), &self.node, now + ttl)
@@ -199,7 +219,7 @@ impl Writer {
             // Everything again, in one transaction, so that readers never see the node half written.
             let mut all = redis::pipe();
             all.atomic();
-            self.rewrite_users(&mut all, &state.book, &users_key);
+            self.rewrite_sessions(&mut all, &state.book, &sessions_key);
             for topic in &topics {
                 self.rewrite_topic(&mut all, &state.book, topic);
             }
@@ -208,7 +228,7 @@ impl Writer {
             state.dirty = false;
             return Ok(());
         }
-        pipe.pexpire(&users_key, ttl as i64);
+        pipe.pexpire(&sessions_key, ttl as i64);
         for topic in &topics {
             pipe.pexpire(self.keys.topic(&self.node, topic), ttl as i64);
         }
@@ -216,8 +236,8 @@ impl Writer {
         // A key that is gone while the book has entries for it was lost: write it again.
         let mut again = redis::pipe();
         let mut lost = false;
-        if !extended[0] && state.book.users().next().is_some() {
-            self.rewrite_users(&mut again, &state.book, &users_key);
+        if !extended[0] && state.book.everyone().next().is_some() {
+            self.rewrite_sessions(&mut again, &state.book, &sessions_key);
             lost = true;
         }
         for (topic, kept) in topics.iter().zip(&extended[1..]) {
@@ -233,22 +253,21 @@ impl Writer {
         Ok(())
     }
 
-    fn rewrite_users(&self, pipe: &mut redis::Pipeline, book: &PresenceBook, key: &str) {
-        pipe.del(key).ignore();
-        let users: Vec<(&str, String)> = book.users().collect();
-        if !users.is_empty() {
-            pipe.hset_multiple(key, &users).ignore();
-            pipe.pexpire(key, self.ttl_ms as i64).ignore();
-        }
+    fn rewrite_sessions(&self, pipe: &mut redis::Pipeline, book: &PresenceBook, key: &str) {
+        self.rewrite(pipe, key, book.everyone());
     }
 
     fn rewrite_topic(&self, pipe: &mut redis::Pipeline, book: &PresenceBook, topic: &str) {
-        let key = self.keys.topic(&self.node, topic);
-        pipe.del(&key).ignore();
-        let members: Vec<(&str, &str)> = book.members(topic).map(|(u, s)| (s, u)).collect();
+        self.rewrite(pipe, &self.keys.topic(&self.node, topic), book.members(topic));
+    }
+
+    /// Replaces `key` with the sorted set of `members`.
+    fn rewrite<'a>(&self, pipe: &mut redis::Pipeline, key: &str, members: impl Iterator<Item = (&'a str, &'a str)>) {
+        pipe.del(key).ignore();
+        let members: Vec<(u8, String)> = members.map(|(u, s)| (0, member(u, s))).collect();
         if !members.is_empty() {
-            pipe.hset_multiple(&key, &members).ignore();
-            pipe.pexpire(&key, self.ttl_ms as i64).ignore();
+            pipe.zadd_multiple(key, &members).ignore();
+            pipe.pexpire(key, self.ttl_ms as i64).ignore();
         }
     }
 }
@@ -264,9 +283,33 @@ async fn live_nodes(con: &mut ConnectionManager, keys: &Keys) -> Result<Vec<Stri
         .map_err(unavailable)
 }
 
+/// A `ZRANGEBYLEX` of `key` from `start` to `end`, at most `limit` members.
+fn range(pipe: &mut redis::Pipeline, key: String, start: &str, end: &str, limit: usize) {
+    let cmd = pipe.cmd("ZRANGEBYLEX").arg(key).arg(start).arg(end);
+    if let Ok(limit) = i64::try_from(limit) {
+        cmd.arg("LIMIT").arg(0).arg(limit);
+    }
+}
+
+/// The bounds of `query` in `window` for `ZRANGEBYLEX`: after the cursor,
+/// and within the user's members for a user.
+fn bounds(query: &PresenceQuery, window: &PresenceWindow) -> (String, String) {
+    let after = window.after.as_ref().map(|(u, s)| format!("({}", member(u, s)));
+    match query {
+        PresenceQuery::User(user) => {
+            let first = format!("[{}", member(user, ""));
+            let start = match after {
+                Some(after) if after[1..] > first[1..] => after,
+                _ => first,
+            };
+            (start, format!("({user}\u{1}"))
+        }
+        _ => (after.unwrap_or_else(|| "-".to_owned()), "+".to_owned()),
+    }
+}
+
 /// The entries `query` asks for across the live nodes in `window`, sorted
-/// by (user, session). Every node's share is read (a node's keys are not
-/// sorted), but only the window's entries are sorted and made.
+/// by (user, session): at most `window.limit` from each node, merged.
 pub(super) async fn read(
     con: &mut ConnectionManager,
     keys: &Keys,
@@ -277,67 +320,39 @@ pub(super) async fn read(
     if nodes.is_empty() {
         return Ok(Vec::new());
     }
+    let (start, end) = bounds(query, window);
     let mut pipe = redis::pipe();
     for node in &nodes {
-        match query {
-            PresenceQuery::Everyone => pipe.hgetall(keys.users(node)),
-            PresenceQuery::User(user) => pipe.cmd("HMGET").arg(keys.users(node)).arg(user),
-            PresenceQuery::Topic(topic) => pipe.hgetall(keys.topic(node, topic)),
-        };
+        range(&mut pipe, keys.of(node, query), &start, &end, window.limit);
     }
-    // (user, session, index of the node), in the window.
-    let mut found: Vec<(String, String, usize)> = Vec::new();
-    let mut keep = |user: &str, session: String, node: usize| {
-        if window.admits(user, &session) {
-            found.push((user.to_owned(), session, node));
-        }
-    };
-    match query {
-        PresenceQuery::Everyone => {
-            let per_node: Vec<Vec<(String, String)>> = pipe.query_async(con).await.map_err(unavailable)?;
-            for (node, users) in per_node.into_iter().enumerate() {
-                for (user, sessions) in users {
-                    for session in sessions.split(' ') {
-                        keep(&user, session.to_owned(), node);
-                    }
-                }
-            }
-        }
-        PresenceQuery::User(user) => {
-            let per_node: Vec<(Option<String>,)> = pipe.query_async(con).await.map_err(unavailable)?;
-            for (node, (sessions,)) in per_node.into_iter().enumerate() {
-                for session in sessions.iter().flat_map(|s| s.split(' ')) {
-                    keep(user, session.to_owned(), node);
-                }
-            }
-        }
-        PresenceQuery::Topic(_) => {
-            let per_node: Vec<Vec<(String, String)>> = pipe.query_async(con).await.map_err(unavailable)?;
-            for (node, members) in per_node.into_iter().enumerate() {
-                for (session, user) in members {
-                    keep(&user, session, node);
-                }
-            }
-        }
+    let per_node: Vec<Vec<String>> = pipe.query_async(con).await.map_err(unavailable)?;
+    let mut found: Vec<(String, usize)> = Vec::new();
+    for (node, members) in per_node.into_iter().enumerate() {
+        found.extend(members.into_iter().map(|m| (m, node)));
     }
-    let order = |a: &(String, String, usize), b: &(String, String, usize)| (&a.0, &a.1).cmp(&(&b.0, &b.1));
-    if found.len() > window.limit {
-        found.select_nth_unstable_by(window.limit, order);
-        found.truncate(window.limit);
-    }
-    found.sort_unstable_by(order);
-    Ok(found
-        .into_iter()
-        .map(|(user, session, node)| PresenceEntry {
-            session,
-            user,
-            node: nodes[node].clone(),
+    let mut entries: Vec<PresenceEntry> = found
+        .iter()
+        .filter_map(|(m, node)| {
+            let (user, session) = unmember(m)?;
+            let wanted = match query {
+                PresenceQuery::User(u) => u == user,
+                _ => true,
+            };
+            (wanted && window.admits(user, session)).then(|| PresenceEntry {
+                session: session.to_owned(),
+                user: user.to_owned(),
+                node: nodes[*node].clone(),
+            })
         })
-        .collect())
+        .collect();
+    entries.sort_unstable_by(|a, b| (&a.user, &a.session).cmp(&(&b.user, &b.session)));
+    entries.truncate(window.limit);
+    Ok(entries)
 }
 
 /// How many sessions and distinct users `query` finds across the live
-/// nodes, read without making an entry of each session.
+/// nodes. Sessions are counted by Redis; distinct users (a user may be on
+/// several nodes) need the members.
 pub(super) async fn stats(
     con: &mut ConnectionManager,
     keys: &Keys,
@@ -349,36 +364,28 @@ pub(super) async fn stats(
         return Ok(out);
     }
     let mut pipe = redis::pipe();
+    if let PresenceQuery::User(_) = query {
+        let (start, end) = bounds(query, &PresenceWindow::all());
+        for node in &nodes {
+            pipe.cmd("ZLEXCOUNT").arg(keys.sessions(node)).arg(&start).arg(&end);
+        }
+        let counts: Vec<usize> = pipe.query_async(con).await.map_err(unavailable)?;
+        out.sessions = counts.iter().sum();
+        out.users = usize::from(out.sessions > 0);
+        return Ok(out);
+    }
     for node in &nodes {
-        match query {
-            PresenceQuery::Everyone => pipe.hgetall(keys.users(node)),
-            PresenceQuery::User(user) => pipe.cmd("HMGET").arg(keys.users(node)).arg(user),
-            PresenceQuery::Topic(topic) => pipe.cmd("HVALS").arg(keys.topic(node, topic)),
-        };
+        pipe.cmd("ZRANGE").arg(keys.of(node, query)).arg(0).arg(-1);
     }
-    match query {
-        PresenceQuery::Everyone => {
-            let per_node: Vec<HashMap<String, String>> = pipe.query_async(con).await.map_err(unavailable)?;
-            let mut users = HashSet::new();
-            for node_users in per_node {
-                for (user, sessions) in node_users {
-                    out.sessions += sessions.split(' ').count();
-                    users.insert(user);
-                }
-            }
-            out.users = users.len();
-        }
-        PresenceQuery::User(_) => {
-            let per_node: Vec<(Option<String>,)> = pipe.query_async(con).await.map_err(unavailable)?;
-            out.sessions = per_node.iter().flat_map(|(s,)| s).map(|s| s.split(' ').count()).sum();
-            out.users = usize::from(out.sessions > 0);
-        }
-        PresenceQuery::Topic(_) => {
-            let per_node: Vec<Vec<String>> = pipe.query_async(con).await.map_err(unavailable)?;
-            out.sessions = per_node.iter().map(Vec::len).sum();
-            out.users = per_node.iter().flatten().collect::<HashSet<_>>().len();
+    let per_node: Vec<Vec<String>> = pipe.query_async(con).await.map_err(unavailable)?;
+    let mut users = HashSet::new();
+    for member in per_node.iter().flatten() {
+        if let Some((user, _)) = unmember(member) {
+            out.sessions += 1;
+            users.insert(user);
         }
     }
+    out.users = users.len();
     Ok(out)
 }
 
