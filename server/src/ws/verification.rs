@@ -17,15 +17,19 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tungstenite::Utf8Bytes;
 
 use super::read::{Incoming, Input, ReadError};
-use super::{CLOSE_TIMEOUT, Socket, SocketConfig, WsUpgrade};
+use super::{CLOSE_TIMEOUT, Outgoing, Socket, SocketConfig, WsUpgrade};
 use crate::config::Limits;
 
 /// A router with a WebSocket echo at `/`: every text and binary message
 /// comes back as it came, pings are answered, and a broken frame closes the
 /// connection with the code a session would close it with. The upgrade is
 /// the gateway's own (no authentication: nothing here reaches a session).
-pub fn echo_router(limits: &Limits) -> Router {
-    let config = SocketConfig::new(limits);
+///
+/// permessage-deflate is accepted as a session accepts it; messages of
+/// `compression_threshold` bytes or more are echoed deflated when that makes
+/// them smaller (`None`: compression off).
+pub fn echo_router(limits: &Limits, compression_threshold: Option<usize>) -> Router {
+    let config = SocketConfig::new(limits).compression(compression_threshold);
     Router::new().route(
         "/",
         get(move |upgrade: WsUpgrade| async move { upgrade.accept(config, echo) }),
@@ -65,7 +69,10 @@ async fn echo(mut socket: Socket) {
         })
         .await;
         match next {
-            Ok(Some(Echo::Text(text))) => socket.push_text(text),
+            Ok(Some(Echo::Text(text))) => {
+                let threshold = socket.deflate_threshold();
+                socket.push(Outgoing::from(text).wire(threshold));
+            }
             Ok(Some(Echo::Binary(bytes))) => socket.push_binary(bytes),
             Ok(Some(Echo::Nothing)) => {}
             Ok(Some(Echo::Close(code))) => {
@@ -109,7 +116,8 @@ pub enum End {
     Eof,
     /// A frame or message over the limit (close 1009).
     TooBig,
-    /// Text or a close reason that is not UTF-8 (close 1007).
+    /// Text or a close reason that is not UTF-8, or a deflated message that
+    /// does not inflate (close 1007).
     InvalidUtf8,
     /// A frame that breaks RFC 6455 (close 1002).
     Protocol,
@@ -152,7 +160,7 @@ pub fn read_stream(pieces: &[&[u8]], step: usize, max: usize) -> (Vec<Read>, End
     let mut io = Pieces {
         pieces: pieces.iter().copied().collect(),
     };
-    let mut input = Input::new(step, max);
+    let mut input = Input::new(step, max, false);
     let mut out = Vec::new();
     let waker = futures_util::task::noop_waker();
     let mut cx = Context::from_waker(&waker);
@@ -170,7 +178,7 @@ pub fn read_stream(pieces: &[&[u8]], step: usize, max: usize) -> (Vec<Read>, End
             Poll::Ready(Err(e)) => {
                 break match e {
                     ReadError::TooBig => End::TooBig,
-                    ReadError::InvalidUtf8 => End::InvalidUtf8,
+                    ReadError::InvalidUtf8 | ReadError::Inflate => End::InvalidUtf8,
                     ReadError::Protocol(_) => End::Protocol,
                     ReadError::Eof | ReadError::Io(_) => End::Eof,
                 };
