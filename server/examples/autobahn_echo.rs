@@ -9,9 +9,9 @@
 //! `listening on ws://<address>/` once it does, and runs until it is killed.
 //! Messages are limited to `MAX_MESSAGE_SIZE` bytes (default: the gateway's
 //! `limits.max_message_size`). permessage-deflate is accepted as the gateway
-//! accepts it, and every message that deflating makes smaller is echoed
-//! deflated (a threshold of 0, so that the compression cases exercise the
-//! deflating side on small messages too).
+//! accepts it, and every text message is echoed deflated (a threshold of 0,
+//! so that the compression cases exercise the deflating side on small
+//! messages too).
 
 use switchboard_server::{Limits, ws_verification};
 

@@ -128,25 +128,9 @@ thread_local! {
 /// `message` deflated on its own, ready to be sent with RSV1 set; `None`
 /// when deflating would not make it smaller (it is then sent as it is).
 pub(crate) fn deflate(message: &[u8]) -> Option<Bytes> {
-    let deflated = DEFLATER.with_borrow_mut(|(compressor, out)| {
-        compressor.reset();
-        out.clear();
-        // Room for the message as it is and the flush's marker: a result
-        // that does not fit is no smaller than the message anyway.
-        out.reserve(message.len() + TAIL.len());
-        let room = out.capacity();
-        let status = compressor.compress_vec(message, out, FlushCompress::Sync).ok()?;
-        // With room left after a sync flush, the whole message is in `out`,
-        // ending with the flush's marker, which is not sent.
-        let whole = status == Status::Ok && out.len() < room && compressor.total_in() == message.len() as u64;
-        let deflated = (whole && out.ends_with(&TAIL) && out.len() - TAIL.len() < message.len())
-            .then(|| Bytes::copy_from_slice(&out[..out.len() - TAIL.len()]));
-        if out.capacity() > KEPT_BUFFER {
-            // A thread does not keep the buffer of its largest message.
-            *out = Vec::new();
-        }
-        deflated
-    });
+    // Room for the message as it is and the flush's marker: a result that
+    // does not fit is no smaller than the message anyway.
+    let deflated = deflate_within(message, message.len() + TAIL.len()).filter(|d| d.len() < message.len());
     let hot = crate::metrics::hot();
     match &deflated {
         Some(bytes) => {
@@ -157,6 +141,34 @@ pub(crate) fn deflate(message: &[u8]) -> Option<Bytes> {
         None => hot.incompressible.increment(1),
     }
     deflated
+}
+
+/// `message` deflated on its own even when that makes it larger (for the
+/// verification echo, which deflates every message it can).
+pub(crate) fn deflate_always(message: &[u8]) -> Option<Bytes> {
+    // Stored blocks cost 5 bytes per 64 KiB, and a sync flush a few more.
+    deflate_within(message, message.len() + message.len() / 1024 + 64)
+}
+
+/// `message` deflated, the flush's marker stripped, if the result with its
+/// marker fits in `room` bytes.
+fn deflate_within(message: &[u8], room: usize) -> Option<Bytes> {
+    DEFLATER.with_borrow_mut(|(compressor, out)| {
+        compressor.reset();
+        out.clear();
+        out.reserve(room);
+        let room = out.capacity();
+        let status = compressor.compress_vec(message, out, FlushCompress::Sync).ok()?;
+        // With room left after a sync flush, the whole message is in `out`,
+        // ending with the flush's marker, which is not sent.
+        let whole = status == Status::Ok && out.len() < room && compressor.total_in() == message.len() as u64;
+        let deflated = (whole && out.ends_with(&TAIL)).then(|| Bytes::copy_from_slice(&out[..out.len() - TAIL.len()]));
+        if out.capacity() > KEPT_BUFFER {
+            // A thread does not keep the buffer of its largest message.
+            *out = Vec::new();
+        }
+        deflated
+    })
 }
 
 /// Inflates one message received with RSV1 set into `out` (emptied first).
@@ -289,6 +301,14 @@ mod tests {
             })
             .collect();
         assert_eq!(deflate(&noise), None);
+        // The verification echo deflates them all the same.
+        let mut out = Vec::new();
+        for message in [&b"ab"[..], &noise] {
+            let deflated = deflate_always(message).expect("deflates");
+            assert!(deflated.len() > message.len());
+            inflate(&deflated, 1 << 20, &mut out).unwrap();
+            assert_eq!(out, message);
+        }
     }
 
     #[test]

@@ -248,14 +248,15 @@ impl<T> Socket<T> {
         self.out.push(opcode::TEXT, Bytes::from(payload));
     }
 
-    /// Queues a binary message carrying `payload`, deflated like a text
-    /// message would be (only the verification echo sends one: the protocol
-    /// is text).
+    /// Queues a binary message carrying `payload`. Only the verification
+    /// echo sends one (the protocol is text), and deflates it, with
+    /// compression negotiated, from the threshold on even where that does not
+    /// make it smaller, as it does text (see `verification.rs`).
     pub(crate) fn push_binary(&mut self, payload: Bytes) {
         match self
             .deflate
             .filter(|t| payload.len() >= *t)
-            .and_then(|_| deflate::deflate(&payload))
+            .and_then(|_| deflate::deflate_always(&payload))
         {
             Some(deflated) => self.out.push_deflated(opcode::BINARY, deflated),
             None => self.out.push(opcode::BINARY, payload),

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tungstenite::Utf8Bytes;
 
 use super::read::{Incoming, Input, ReadError};
-use super::{CLOSE_TIMEOUT, Outgoing, Socket, SocketConfig, WsUpgrade};
+use super::{CLOSE_TIMEOUT, Outgoing, Socket, SocketConfig, Wire, WsUpgrade, deflate};
 use crate::config::Limits;
 
 /// A router with a WebSocket echo at `/`: every text and binary message
@@ -26,8 +26,9 @@ use crate::config::Limits;
 /// the gateway's own (no authentication: nothing here reaches a session).
 ///
 /// permessage-deflate is accepted as a session accepts it; messages of
-/// `compression_threshold` bytes or more are echoed deflated when that makes
-/// them smaller (`None`: compression off).
+/// `compression_threshold` bytes or more are echoed deflated, even where a
+/// session would send them plain because deflating does not make them
+/// smaller (`None`: compression off).
 pub fn echo_router(limits: &Limits, compression_threshold: Option<usize>) -> Router {
     let config = SocketConfig::new(limits).compression(compression_threshold);
     Router::new().route(
@@ -71,7 +72,19 @@ async fn echo(mut socket: Socket) {
         match next {
             Ok(Some(Echo::Text(text))) => {
                 let threshold = socket.deflate_threshold();
-                socket.push(Outgoing::from(text).wire(threshold));
+                let wire = match Outgoing::from(text).wire(threshold) {
+                    // Deflated even where that does not make it smaller (a
+                    // session would send it plain), so that the compression
+                    // cases check the deflated path on every message; kosoku
+                    // 0.1.0 also fails a case in which a plain text message
+                    // arrives on a compressing connection, which RFC 7692 allows.
+                    Wire::Text(text) if threshold.is_some() => match deflate::deflate_always(text.as_bytes()) {
+                        Some(deflated) => Wire::Deflated(deflated),
+                        None => Wire::Text(text),
+                    },
+                    wire => wire,
+                };
+                socket.push(wire);
             }
             Ok(Some(Echo::Binary(bytes))) => socket.push_binary(bytes),
             Ok(Some(Echo::Nothing)) => {}
