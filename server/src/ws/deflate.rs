@@ -178,6 +178,11 @@ fn deflate_within(message: &[u8], room: usize) -> Option<Bytes> {
 /// forbids) is [`ReadError::Inflate`].
 pub(crate) fn inflate(message: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
     out.clear();
+    if out.capacity() > max + 1 {
+        // The inflater fills whatever room the buffer has: a larger one kept
+        // from before would let it go past the limit.
+        *out = Vec::new();
+    }
     INFLATER.with_borrow_mut(|inflater| {
         inflater.reset(false);
         for input in [message, &TAIL[..]] {
@@ -320,6 +325,48 @@ mod tests {
         let mut out = Vec::new();
         assert!(matches!(inflate(&bomb, 64 * 1024, &mut out), Err(ReadError::TooBig)));
         assert!(out.capacity() <= 64 * 1024 + 1, "{}", out.capacity());
+    }
+
+    #[test]
+    fn arbitrary_and_mangled_input_ends_within_the_limit() {
+        // xorshift64: a fixed sequence, so a failure reproduces.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let text = "{\"jsonrpc\":\"2.0\",\"method\":\"rpc.message\",\"params\":{\"data\":\"ab\"}}".repeat(30);
+        let valid = deflate(text.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        for round in 0..3000 {
+            let input: Vec<u8> = if round % 2 == 0 {
+                // Random bytes of random length.
+                (0..next() % 300).map(|_| next() as u8).collect()
+            } else {
+                // A valid message with a few bytes changed, or cut short.
+                let mut mangled = valid.to_vec();
+                for _ in 0..1 + next() % 3 {
+                    let at = (next() as usize) % mangled.len();
+                    mangled[at] ^= 1 << (next() % 8);
+                }
+                mangled.truncate(1 + (next() as usize) % mangled.len());
+                mangled
+            };
+            let max = (next() % 4096) as usize;
+            match inflate(&input, max, &mut out) {
+                Ok(()) => assert!(out.len() <= max, "{} bytes over a limit of {max}", out.len()),
+                Err(ReadError::TooBig) => assert!(out.len() <= max + 1),
+                Err(ReadError::Inflate) => {}
+                Err(other) => panic!("{other}"),
+            }
+            assert!(
+                out.capacity() <= max + 1,
+                "{} bytes of room for a limit of {max}",
+                out.capacity()
+            );
+        }
     }
 
     #[test]

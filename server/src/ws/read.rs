@@ -518,6 +518,17 @@ mod tests {
 
     /// What a reader makes of `pieces`, written one by one.
     async fn read_pieces(pieces: Vec<Vec<u8>>, step: usize, max: usize) -> (Vec<String>, ReadError, Vec<Vec<u8>>) {
+        read_pieces_with(pieces, step, max, false).await
+    }
+
+    /// What a reader makes of `pieces`, with permessage-deflate negotiated
+    /// if `inflate`.
+    async fn read_pieces_with(
+        pieces: Vec<Vec<u8>>,
+        step: usize,
+        max: usize,
+        inflate: bool,
+    ) -> (Vec<String>, ReadError, Vec<Vec<u8>>) {
         let (mut client, mut server) = tokio::io::duplex(64);
         let writer = tokio::spawn(async move {
             for part in pieces {
@@ -526,7 +537,7 @@ mod tests {
                 }
             }
         });
-        let mut input = Input::new(step, max, false);
+        let mut input = Input::new(step, max, inflate);
         let mut got = Vec::new();
         let mut pongs = Vec::new();
         let error = loop {
@@ -667,6 +678,72 @@ mod tests {
                 ReadError::Protocol(_) => "protocol",
                 ReadError::InvalidUtf8 => "utf-8",
                 ReadError::TooBig => "too big",
+                _ => "other",
+            };
+            assert_eq!(kind, expected, "{name}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn deflated_messages_are_inflated_however_the_bytes_are_cut() {
+        tokio::time::timeout(LIMIT, deflated()).await.expect("in time");
+    }
+
+    async fn deflated() {
+        let deflate = |s: &str| super::deflate::deflate(s.as_bytes()).expect("deflates");
+        let long = "{\"jsonrpc\":\"2.0\",\"method\":\"é\"}".repeat(20);
+        let mut bytes = frame(0xC1, &deflate(&long));
+        bytes.extend(text("plain"));
+        // In fragments, RSV1 on the first only, with a ping between them.
+        let deflated = deflate(&long);
+        bytes.extend(frame(0x41, &deflated[..10]));
+        bytes.extend(frame(0x89, b""));
+        bytes.extend(frame(0x80, &deflated[10..]));
+        bytes.extend(frame(0xC2, &deflate(&long)));
+        for (piece, step) in [(1, 16), (7, 64), (1000, 1024)] {
+            let (got, error, _) = read_pieces_with(cut(&bytes, piece), step, 4096, true).await;
+            assert_eq!(
+                got,
+                [&long, "plain", "<ping>", &long, "<binary>"],
+                "pieces of {piece}, steps of {step}"
+            );
+            assert!(matches!(error, ReadError::Eof), "{error}");
+        }
+        let mut continuation = frame(0x01, b"[");
+        continuation.extend(frame(0xC0, &deflate(&long)));
+        let cases: Vec<(&str, Vec<u8>, bool, &str)> = vec![
+            (
+                "RSV1 without negotiation",
+                frame(0xC1, &deflate(&long)),
+                false,
+                "protocol",
+            ),
+            ("RSV1 on a ping", frame(0xC9, b""), true, "protocol"),
+            ("RSV1 on a continuation", continuation, true, "protocol"),
+            ("RSV2", frame(0xA1, b"[]"), true, "protocol"),
+            ("RSV3", frame(0x91, b"[]"), true, "protocol"),
+            (
+                "inflates past the limit",
+                frame(0xC1, &deflate(&"x".repeat(101))),
+                true,
+                "too big",
+            ),
+            ("does not inflate", frame(0xC1, &[0xFF; 8]), true, "inflate"),
+            (
+                "inflates to bad UTF-8",
+                frame(0xC1, &super::deflate::deflate(&[0xFF; 64]).unwrap()),
+                true,
+                "utf-8",
+            ),
+        ];
+        for (name, bytes, inflate, expected) in cases {
+            let (got, error, _) = read_pieces_with(cut(&bytes, 3), 16, 100, inflate).await;
+            assert!(got.is_empty(), "{name}: nothing handed out, got {got:?}");
+            let kind = match error {
+                ReadError::Protocol(_) => "protocol",
+                ReadError::InvalidUtf8 => "utf-8",
+                ReadError::TooBig => "too big",
+                ReadError::Inflate => "inflate",
                 _ => "other",
             };
             assert_eq!(kind, expected, "{name}: {error}");
