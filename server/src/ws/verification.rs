@@ -1,6 +1,6 @@
 //! The framing layer, reachable from outside the crate for verification
-//! only: an echo endpoint for the Autobahn test suite and a frame reader for
-//! the fuzz target. Both run the code sessions run (the upgrade, [`Socket`],
+//! only: an echo endpoint for the Autobahn test suite, and a frame reader and
+//! permessage-deflate's pieces for the fuzz targets. Both run the code sessions run (the upgrade, [`Socket`],
 //! the reader and the outbox), not copies of it. Not an API: it may change at
 //! any time.
 
@@ -213,4 +213,49 @@ pub fn read_stream(pieces: &[&[u8]], step: usize, max: usize) -> (Vec<Read>, End
         out.push(read);
     };
     (out, end)
+}
+
+/// Whether the gateway accepts one of the permessage-deflate offers in
+/// `lines` (the lines of a `Sec-WebSocket-Extensions` header; a line that is
+/// not a valid header value is left out).
+pub fn accepts_offer(lines: &[&[u8]]) -> bool {
+    let mut headers = axum::http::HeaderMap::new();
+    for line in lines {
+        if let Ok(value) = axum::http::HeaderValue::from_bytes(line) {
+            headers.append(axum::http::header::SEC_WEBSOCKET_EXTENSIONS, value);
+        }
+    }
+    deflate::offered(&headers)
+}
+
+/// `message` deflated as a session deflates it: `None` when that would not
+/// make it smaller.
+pub fn deflate_message(message: &[u8]) -> Option<Vec<u8>> {
+    deflate::deflate(message).map(|bytes| bytes.to_vec())
+}
+
+/// `message` deflated even when that makes it larger, as the echo does.
+pub fn deflate_message_always(message: &[u8]) -> Option<Vec<u8>> {
+    deflate::deflate_always(message).map(|bytes| bytes.to_vec())
+}
+
+/// A client's deflated message inflated as the reader inflates it, within
+/// `max` bytes: [`End::TooBig`] past them, [`End::InvalidUtf8`] (close 1007)
+/// when it does not inflate.
+///
+/// Panics when inflating breaks its own rule: a buffer with room past the
+/// limit (plus the one byte that tells it is passed).
+pub fn inflate_message(deflated: &[u8], max: usize) -> Result<Vec<u8>, End> {
+    let mut out = Vec::new();
+    let result = deflate::inflate(deflated, max, &mut out);
+    assert!(
+        out.capacity() <= max + 1,
+        "room for {} bytes under a limit of {max}",
+        out.capacity()
+    );
+    match result {
+        Ok(()) => Ok(out),
+        Err(ReadError::TooBig) => Err(End::TooBig),
+        Err(_) => Err(End::InvalidUtf8),
+    }
 }
