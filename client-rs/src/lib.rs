@@ -65,6 +65,13 @@
 //!
 //! # Other JSON-RPC 2.0 servers
 #![doc = include_str!("docs/other-servers.md")]
+//!
+//! # Compression
+//!
+//! The client does not offer permessage-deflate: its WebSocket library
+//! (tokio-tungstenite) has no implementation of it. The gateway then sends
+//! it every message uncompressed, whatever its `compression` setting, while
+//! browsers and Node's `ws` on the same gateway get large messages deflated.
 
 // The modules form layers, numbered from the bottom up. A module imports
 // only from lower layers, never from its own or a higher one, so there is no

@@ -8,7 +8,10 @@
 //! It listens on `ADDR` (default `127.0.0.1:0`), prints
 //! `listening on ws://<address>/` once it does, and runs until it is killed.
 //! Messages are limited to `MAX_MESSAGE_SIZE` bytes (default: the gateway's
-//! `limits.max_message_size`).
+//! `limits.max_message_size`). permessage-deflate is accepted as the gateway
+//! accepts it, and every text message is echoed deflated (a threshold of 0,
+//! so that the compression cases exercise the deflating side on small
+//! messages too).
 
 use switchboard_server::{Limits, ws_verification};
 
@@ -28,5 +31,5 @@ async fn main() -> std::io::Result<()> {
     {
         println!("listening on ws://{}/", listener.local_addr()?);
     }
-    axum::serve(listener, ws_verification::echo_router(&limits)).await
+    axum::serve(listener, ws_verification::echo_router(&limits, Some(0))).await
 }

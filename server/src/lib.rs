@@ -64,5 +64,6 @@ pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::Target;
 pub use switchboard_protocol::api::{CallPolicy, CallSummary};
 pub use tungstenite::Utf8Bytes;
+pub use ws::Outgoing;
 #[doc(hidden)]
 pub use ws::verification as ws_verification;

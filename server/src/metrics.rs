@@ -32,6 +32,14 @@ pub(crate) struct Hot {
     pub(crate) messages_out: metrics::Counter,
     /// Server→client call outcomes: ok, error, timeout, session_gone, refused.
     pub(crate) calls: [metrics::Counter; 5],
+    /// Messages deflated (each once, however many sessions it reached).
+    pub(crate) compressed: metrics::Counter,
+    /// Their bytes before deflating.
+    pub(crate) compressed_bytes_in: metrics::Counter,
+    /// Their bytes after deflating.
+    pub(crate) compressed_bytes_out: metrics::Counter,
+    /// Messages over the threshold that deflating would not have made smaller.
+    pub(crate) incompressible: metrics::Counter,
 }
 
 /// The hot-path counters (registered with the recorder on first use).
@@ -50,6 +58,10 @@ pub(crate) fn hot() -> &'static Hot {
                 outcome("session_gone"),
                 outcome("refused"),
             ],
+            compressed: metrics::counter!("switchboard_messages_compressed_total"),
+            compressed_bytes_in: metrics::counter!("switchboard_compression_bytes_in_total"),
+            compressed_bytes_out: metrics::counter!("switchboard_compression_bytes_out_total"),
+            incompressible: metrics::counter!("switchboard_messages_incompressible_total"),
         }
     })
 }

@@ -292,7 +292,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
             // Handlers before the socket, so that what they answer leaves in the next write.
             // Every handler that can go on runs, and all that end answer in this turn.
             () = std::future::poll_fn(|cx| handlers.poll_answers(cx, |answer| {
-                let _ = session.send_frame(answer.into());
+                let _ = session.send_frame(answer);
             })), if handlers.len() > 0 => {}
             ready = std::future::poll_fn(|cx| poll_socket(socket, queue, cx)) => {
                 if let Err(e) = ready {
@@ -330,7 +330,7 @@ async fn serve(socket: &mut Socket, session: &SessionHandle, gw: &Arc<GatewaySha
                                 codes::INVALID_REQUEST,
                                 serde_json::json!({"reason": "binary frames are not supported; send JSON-RPC as text frames"}),
                             );
-                            let _ = session.send_frame(frame::write_error(None, &error).into());
+                            let _ = session.send_frame(frame::write_error(None, &error));
                         }
                         Ok(Incoming::Ping | Incoming::Pong) => {}
                         Err(e) => return classify_error(e),
@@ -354,11 +354,11 @@ fn over_rate(session: &SessionHandle, text: &str) -> bool {
     match frame::parse(text) {
         frame::Frame::Single(frame::Message::Response { .. }) => return true,
         frame::Frame::Single(frame::Message::Request { id, .. }) => {
-            let _ = session.send_frame(frame::write_error(Some(id.get()), &error()).into());
+            let _ = session.send_frame(frame::write_error(Some(id.get()), &error()));
         }
         frame::Frame::Single(frame::Message::Notification { .. }) => {}
         _ => {
-            let _ = session.send_frame(frame::write_error(None, &error()).into());
+            let _ = session.send_frame(frame::write_error(None, &error()));
         }
     }
     metrics::counter!("switchboard_rate_limited_total").increment(1);
@@ -368,7 +368,7 @@ fn over_rate(session: &SessionHandle, text: &str) -> bool {
 fn handle_text(session: &SessionHandle, gw: &GatewayShared, caller: &Caller, text: &str, handlers: &mut Handlers) {
     match gw.dispatcher.handle_text(caller, text) {
         Outcome::Reply(reply) => {
-            let _ = session.send_frame(reply.into());
+            let _ = session.send_frame(reply);
         }
         Outcome::Silent => {}
         Outcome::Later(future) => handlers.push(future),
@@ -393,7 +393,7 @@ fn poll_socket(socket: &mut Socket, queue: &OutboundQueue, cx: &mut Context<'_>)
 fn poll_write_queued(socket: &mut Socket, queue: &OutboundQueue, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
     loop {
         if socket.is_flushed() && queue.poll_frames(cx).is_ready() {
-            queue.drain(|frame| socket.push_text(frame));
+            queue.drain(|frame| socket.push(frame));
         }
         if socket.is_flushed() {
             return Poll::Ready(Ok(()));

@@ -34,9 +34,10 @@ pub use crate::config::RedisConfig;
 /// The id of a gateway node.
 pub type NodeId = Arc<str>;
 
-/// A frame serialised once, shared by every session it goes to.
+/// A frame serialised once, shared by every session it goes to (and
+/// compressed at most once, for those that negotiated compression).
 #[derive(Clone, PartialEq, Eq)]
-pub struct SharedFrame(pub Utf8Bytes);
+pub struct SharedFrame(pub crate::ws::Outgoing);
 
 impl fmt::Debug for SharedFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -46,7 +47,7 @@ impl fmt::Debug for SharedFrame {
 
 impl From<String> for SharedFrame {
     fn from(s: String) -> Self {
-        Self(Utf8Bytes::from(s))
+        Self(crate::ws::Outgoing::shared(Utf8Bytes::from(s)))
     }
 }
 

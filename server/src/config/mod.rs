@@ -69,6 +69,12 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Serve `/metrics` without an API key outside dev mode. Default `false`.
     pub metrics_public: bool,
+    /// Accept permessage-deflate (RFC 7692) from clients that offer it, as every browser
+    /// does. Each message is deflated on its own, once for all the sessions it goes to, and
+    /// no session keeps compressor state. Default `true`.
+    pub compression: bool,
+    /// Messages shorter than this many bytes are sent uncompressed. Default 256.
+    pub compression_threshold: usize,
     /// Proxies whose `X-Forwarded-For` is believed when limiting upgrades per IP.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Topics (names or `prefix*` patterns) whose subscribers are told when a session joins or
@@ -144,6 +150,8 @@ impl Default for Config {
             authorization: Authorization::default(),
             allowed_origins: Vec::new(),
             metrics_public: false,
+            compression: true,
+            compression_threshold: 256,
             trusted_proxies: Vec::new(),
             join_leave: Vec::new(),
             presence_topics: None,
@@ -308,6 +316,11 @@ impl Config {
         let config: Config = figment.extract().map_err(|e| Error::Load(Box::new(e)))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// With `compression` on: the size from which messages are deflated.
+    pub(crate) fn deflate_threshold(&self) -> Option<usize> {
+        self.compression.then_some(self.compression_threshold)
     }
 
     /// Whether the gateway runs in dev mode: nothing configures authentication.

@@ -498,13 +498,18 @@ async fn ws_upgrade(
     if shared.hub.registry().user_session_count(&identity.user) >= limits.max_sessions_per_user {
         return (StatusCode::TOO_MANY_REQUESTS, "too many sessions for this user").into_response();
     }
-    let session = SessionHandle::new(SessionId::new(shared.hub.next_session_id()), identity.user, limits);
+    let config = SocketConfig::new(limits).compression(shared.config.deflate_threshold());
+    let session = SessionHandle::new(
+        SessionId::new(shared.hub.next_session_id()),
+        identity.user,
+        limits,
+        ws.compression(&config),
+    );
     if shared.auth.is_some() {
         session.set_auth(Some(identity.claims), identity.expires_at);
     }
     let conn_id = shared.conn_ids.fetch_add(1, Ordering::Relaxed);
     let tasks = shared.tasks.clone();
-    let config = SocketConfig::new(limits);
     ws.accept(config, move |socket| {
         tasks.track_future(crate::actor::run(socket, session, shared, conn_id))
     })

@@ -8,7 +8,6 @@ use switchboard_protocol::methods::{
     TopicRequest, TopicResult, UnsubscribeParams,
 };
 use switchboard_protocol::{ErrorObject, codes, frame};
-use tungstenite::Utf8Bytes;
 
 use crate::auth::{Action, AuthError};
 use crate::config::WebhookEvent;
@@ -20,6 +19,7 @@ use crate::rpc::history::{self, HistoryRead};
 use crate::rpc::presence;
 use crate::session::Delivery;
 use crate::session::IdText;
+use crate::ws::Outgoing;
 
 pub(crate) fn call(
     d: &Dispatcher,
@@ -345,7 +345,7 @@ fn subscribe(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Opt
             // The answer first, then each topic's replay followed by what was held back.
             if let Some(id) = &id {
                 let json = serde_json::to_string(&methods::SubscribeResult { topics: results }).unwrap_or_default();
-                let _ = session.send_frame(switchboard_protocol::frame::write_result(id.as_str(), &json).into());
+                let _ = session.send_frame(switchboard_protocol::frame::write_result(id.as_str(), &json));
             }
             for (topic, replay, top, epoch) in replays {
                 session.finish_recovery(&topic, replay, top, epoch);
@@ -358,7 +358,7 @@ fn subscribe(d: &Dispatcher, caller: &Caller, id: Option<&RawValue>, params: Opt
 
 /// Reads what a subscriber missed since its position and decides whether it
 /// can be recovered. Returns the topic's result and the publications to replay.
-async fn recover_topic(hub: &Hub, t: &TopicRequest, max_replay: usize) -> (TopicResult, Vec<(u64, Utf8Bytes)>) {
+async fn recover_topic(hub: &Hub, t: &TopicRequest, max_replay: usize) -> (TopicResult, Vec<(u64, Outgoing)>) {
     let since = t.since.as_ref().map_or(u64::MAX, |s| s.offset);
     let history = match hub.history(&t.topic, since, max_replay).await {
         Ok(h) => h,

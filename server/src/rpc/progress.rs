@@ -71,7 +71,7 @@ impl Progress {
         session
             .shared
             .requests
-            .while_running(*serial, || session.send_frame(frame.into()).is_ok())
+            .while_running(*serial, || session.send_frame(frame).is_ok())
             .unwrap_or(false)
     }
 }

@@ -12,11 +12,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use switchboard_protocol::{ErrorObject, codes, frame, methods};
-use tungstenite::Utf8Bytes;
 
 use super::pending::{Outcome, PendingCalls, ProgressSink, next_call_id};
 use super::queue::{CloseRequest, OutboundQueue, SendError};
 use crate::error::CallError;
+use crate::ws::Outgoing;
 
 /// The opaque id of a session, unique on its node (and prefixed by the node id).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,12 +101,14 @@ impl fmt::Debug for SessionHandle {
 }
 
 impl SessionHandle {
-    pub(crate) fn new(id: SessionId, user: Arc<str>, limits: &crate::config::Limits) -> Self {
+    /// A session whose messages of `deflate` bytes or more are deflated
+    /// (`None`: it did not negotiate compression).
+    pub(crate) fn new(id: SessionId, user: Arc<str>, limits: &crate::config::Limits, deflate: Option<usize>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 id,
                 user,
-                queue: OutboundQueue::new(limits.max_queue_bytes),
+                queue: OutboundQueue::new(limits.max_queue_bytes, deflate),
                 pending: PendingCalls::new(limits.max_pending_calls),
                 requests: super::requests::Requests::default(),
                 in_flight: AtomicUsize::new(0),
@@ -146,16 +148,19 @@ impl SessionHandle {
         self.shared.queue.is_closing()
     }
 
-    /// Enqueues an already serialised frame. Cloning a [`Utf8Bytes`] shares
-    /// its bytes, so one frame can go to many sessions.
-    pub fn send_frame(&self, frame: Utf8Bytes) -> Result<(), SendError> {
-        self.shared.queue.push(frame)
+    /// Enqueues an already serialised frame: a `String`, a
+    /// [`Utf8Bytes`](crate::Utf8Bytes) or an [`Outgoing`]. Cloning a
+    /// `Utf8Bytes` shares its bytes, so one frame can go to many sessions;
+    /// an [`Outgoing::shared`] message also shares its compressed form among
+    /// the sessions that negotiated compression.
+    pub fn send_frame(&self, frame: impl Into<Outgoing>) -> Result<(), SendError> {
+        self.shared.queue.push(&frame.into())
     }
 
     /// Sends a JSON-RPC notification to this client.
     pub fn notify<P: Serialize>(&self, method: &str, params: &P) -> Result<(), SendError> {
         let params = serde_json::to_string(params).map_err(|_| SendError::Closed)?;
-        self.send_frame(frame::write_notification(method, Some(&params)).into())
+        self.send_frame(frame::write_notification(method, Some(&params)))
     }
 
     /// Calls `method` on this client and waits at most `timeout` for its answer.
@@ -195,7 +200,7 @@ impl SessionHandle {
         }
         let frame = frame::write_request(id, method, params.map(RawValue::get));
         let call = self.answer_to(id);
-        if self.send_frame(frame.into()).is_err() {
+        if self.send_frame(frame).is_err() {
             // The session is closing: its table is (or is about to be) closed too.
             return ClientCall::failed(CallError::SessionGone);
         }

@@ -5,6 +5,10 @@
 //! socket. The queue is bounded in bytes: when a push would overflow it, the
 //! session is marked for closing as a slow consumer and the publisher moves on
 //! at once. Nobody ever waits on a slow client.
+//!
+//! A session that negotiated compression queues a message in the form it
+//! will be written in (deflated once for every such session, see
+//! [`Outgoing`]), so the bound counts the bytes that will actually be written.
 
 use std::collections::VecDeque;
 
@@ -14,7 +18,8 @@ use std::task::{Context, Poll, ready};
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use switchboard_protocol::codes::close;
-use tungstenite::Utf8Bytes;
+
+use crate::ws::{Outgoing, Wire};
 
 /// Why a frame was not enqueued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +44,7 @@ const KEPT_CAPACITY: usize = 8;
 
 #[derive(Default)]
 struct State {
-    frames: VecDeque<Utf8Bytes>,
+    frames: VecDeque<Wire>,
     bytes: usize,
     close: Option<CloseRequest>,
 }
@@ -68,15 +73,20 @@ pub(crate) struct OutboundQueue {
     /// The session task, woken when a signal is raised.
     waker: AtomicWaker,
     max_bytes: usize,
+    /// With compression negotiated: the size from which messages are deflated.
+    deflate: Option<usize>,
 }
 
 impl OutboundQueue {
-    pub(crate) fn new(max_bytes: usize) -> Self {
+    /// A queue of at most `max_bytes` bytes, for a session that deflates
+    /// messages of `deflate` bytes or more (`None`: it did not negotiate compression).
+    pub(crate) fn new(max_bytes: usize, deflate: Option<usize>) -> Self {
         Self {
             state: Mutex::new(State::default()),
             signals: AtomicU8::new(0),
             waker: AtomicWaker::new(),
             max_bytes,
+            deflate,
         }
     }
 
@@ -84,8 +94,10 @@ impl OutboundQueue {
         self.max_bytes
     }
 
-    /// Enqueues a frame. Never waits.
-    pub(crate) fn push(&self, frame: Utf8Bytes) -> Result<(), SendError> {
+    /// Enqueues a message. Never waits (deflating it, when this session
+    /// is the first to need it deflated, is done here, before the lock).
+    pub(crate) fn push(&self, message: &Outgoing) -> Result<(), SendError> {
+        let frame = message.wire(self.deflate);
         let len = frame.len();
         let mut state = self.state.lock();
         if state.close.is_some() {
@@ -146,7 +158,7 @@ impl OutboundQueue {
 
     /// Hands every queued frame to `take`, in order (under the queue's lock:
     /// `take` must not wait).
-    pub(crate) fn drain(&self, take: impl FnMut(Utf8Bytes)) {
+    pub(crate) fn drain(&self, take: impl FnMut(Wire)) {
         let mut state = self.state.lock();
         state.bytes = 0;
         self.signals.fetch_and(!signal::FRAMES, Ordering::Release);
@@ -232,13 +244,31 @@ mod tests {
 
     #[test]
     fn overflow_marks_slow_consumer_and_refuses_more() {
-        let q = OutboundQueue::new(10);
-        assert_eq!(q.push(Utf8Bytes::from("123456")), Ok(()));
-        assert_eq!(q.push(Utf8Bytes::from("123456")), Err(SendError::Overflow));
+        let q = OutboundQueue::new(10, None);
+        assert_eq!(q.push(&"123456".into()), Ok(()));
+        assert_eq!(q.push(&"123456".into()), Err(SendError::Overflow));
         assert_eq!(q.close_request().unwrap().code, close::SLOW_CONSUMER);
-        assert_eq!(q.push(Utf8Bytes::from("1")), Err(SendError::Closed));
+        assert_eq!(q.push(&"1".into()), Err(SendError::Closed));
         let mut out = Vec::new();
         q.drain(|frame| out.push(frame));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn the_bound_counts_the_bytes_written() {
+        // 2,000 bytes of JSON deflate to far less than 1,000.
+        let message = Outgoing::shared(format!("[{}0]", "0,".repeat(998)).into());
+        let plain = OutboundQueue::new(1000, None);
+        assert_eq!(plain.push(&message), Err(SendError::Overflow));
+        let deflating = OutboundQueue::new(1000, Some(256));
+        for _ in 0..3 {
+            assert_eq!(deflating.push(&message), Ok(()));
+        }
+        let mut written = Vec::new();
+        deflating.drain(|frame| written.push(frame));
+        assert!(
+            written.iter().all(|f| matches!(f, Wire::Deflated(b) if b.len() < 300)),
+            "{written:?}"
+        );
     }
 }

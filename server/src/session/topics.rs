@@ -11,10 +11,9 @@
 
 use std::sync::Arc;
 
-use tungstenite::Utf8Bytes;
-
 use super::SessionHandle;
 use super::queue::SendError;
+use crate::ws::Outgoing;
 
 /// How publications on one topic reach this session.
 #[derive(Debug)]
@@ -29,7 +28,7 @@ pub(crate) enum Delivery {
     /// topic of a new session) may soon be: publications wait here. `claimed`
     /// marks a recovery under way, which only that recovery may end.
     Held {
-        frames: Vec<(u64, Utf8Bytes)>,
+        frames: Vec<(u64, Outgoing)>,
         bytes: usize,
         claimed: bool,
     },
@@ -53,13 +52,13 @@ pub(crate) struct Subscription {
 
 impl SessionHandle {
     /// Delivers a publication with an offset on `topic`, in the epoch tagged `epoch`.
-    pub(crate) fn deliver_at(&self, topic: &str, offset: u64, epoch: u64, frame: &Utf8Bytes) -> Result<(), SendError> {
+    pub(crate) fn deliver_at(&self, topic: &str, offset: u64, epoch: u64, frame: &Outgoing) -> Result<(), SendError> {
         let mut subs = self.shared.topics.lock();
         let Some(sub) = subs.iter_mut().find(|s| &*s.topic == topic) else {
             return Err(SendError::Closed);
         };
         match &mut sub.delivery {
-            Delivery::Plain => self.shared.queue.push(frame.clone()),
+            Delivery::Plain => self.shared.queue.push(frame),
             Delivery::Live { last, epoch: live } => {
                 if *live == 0 {
                     *live = epoch;
@@ -69,7 +68,7 @@ impl SessionHandle {
                 }
                 *last = offset;
                 *live = epoch;
-                self.shared.queue.push(frame.clone())
+                self.shared.queue.push(frame)
             }
             Delivery::Held { frames, bytes, .. } => {
                 *bytes += frame.len();
@@ -89,7 +88,7 @@ impl SessionHandle {
     /// client's position, in order), then the held live publications that are
     /// newer than both, and makes the subscription live after `top` in the
     /// epoch tagged `epoch` (0 if unknown: the next publication's is taken).
-    pub(crate) fn finish_recovery(&self, topic: &str, replay: Vec<(u64, Utf8Bytes)>, top: u64, epoch: u64) {
+    pub(crate) fn finish_recovery(&self, topic: &str, replay: Vec<(u64, Outgoing)>, top: u64, epoch: u64) {
         let mut subs = self.shared.topics.lock();
         let Some(sub) = subs.iter_mut().find(|s| &*s.topic == topic) else {
             return;
@@ -105,14 +104,14 @@ impl SessionHandle {
         for (offset, frame) in replay {
             if offset > last {
                 last = offset;
-                let _ = self.shared.queue.push(frame);
+                let _ = self.shared.queue.push(&frame);
             }
         }
         last = last.max(top);
         for (offset, frame) in held {
             if offset > last {
                 last = offset;
-                let _ = self.shared.queue.push(frame);
+                let _ = self.shared.queue.push(&frame);
             }
         }
         sub.delivery = Delivery::Live { last, epoch };

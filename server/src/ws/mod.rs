@@ -9,7 +9,14 @@
 //! fan-out frame is one buffer shared by every session) that is freed after
 //! each flush. An idle session's connection holds no buffer at all, whatever
 //! it received or sent before.
+//!
+//! permessage-deflate (`deflate.rs`) is negotiated in the upgrade when the
+//! configuration turns it on; a message is then deflated on its own, once
+//! for every session that receives it ([`Outgoing`]), and inflated by the
+//! reader within the message size limit.
 
+mod deflate;
+mod outgoing;
 mod read;
 #[doc(hidden)]
 pub mod verification;
@@ -32,6 +39,8 @@ use switchboard_protocol::methods;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tungstenite::Utf8Bytes;
 
+pub use outgoing::Outgoing;
+pub(crate) use outgoing::Wire;
 pub(crate) use read::{Incoming, ReadError};
 use write::{Outbox, opcode};
 
@@ -44,6 +53,8 @@ pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct WsUpgrade {
     key: HeaderValue,
     protocol: Option<HeaderValue>,
+    /// Whether the client offered permessage-deflate in a form the gateway accepts.
+    deflate_offered: bool,
     on_upgrade: OnUpgrade,
 }
 
@@ -107,6 +118,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
         Ok(Self {
             key,
             protocol,
+            deflate_offered: deflate::offered(headers),
             on_upgrade,
         })
     }
@@ -118,19 +130,38 @@ pub(crate) struct SocketConfig {
     read_step: usize,
     write_limit: usize,
     max_message: usize,
+    /// With compression on: the size from which messages are deflated.
+    compression: Option<usize>,
 }
 
 impl SocketConfig {
+    /// Sockets without compression.
     pub(crate) fn new(limits: &Limits) -> Self {
         Self {
             read_step: limits.read_buffer_size,
             write_limit: limits.write_buffer_size,
             max_message: limits.max_message_size,
+            compression: None,
+        }
+    }
+
+    /// Offers permessage-deflate to clients that ask for it, deflating
+    /// messages of `threshold` bytes or more (`None`: compression is off).
+    pub(crate) fn compression(self, threshold: Option<usize>) -> Self {
+        Self {
+            compression: threshold,
+            ..self
         }
     }
 }
 
 impl WsUpgrade {
+    /// The threshold from which the session's messages will be deflated, if
+    /// the client offered compression and `config` turns it on.
+    pub(crate) fn compression(&self, config: &SocketConfig) -> Option<usize> {
+        config.compression.filter(|_| self.deflate_offered)
+    }
+
     /// Answers `101 Switching Protocols` and, once the connection has
     /// switched, runs `session` on the socket in a task of its own.
     pub(crate) fn accept<F, Fut>(self, config: SocketConfig, session: F) -> Response
@@ -138,12 +169,13 @@ impl WsUpgrade {
         F: FnOnce(Socket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        let deflate = self.compression(&config);
         let on_upgrade = self.on_upgrade;
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            session(Socket::new(TokioIo::new(upgraded), config)).await;
+            session(Socket::new(TokioIo::new(upgraded), config, deflate)).await;
         });
         let accept = tungstenite::handshake::derive_accept_key(self.key.as_bytes());
         let mut response = Response::new(axum::body::Body::empty());
@@ -156,6 +188,12 @@ impl WsUpgrade {
         }
         if let Some(protocol) = self.protocol {
             headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+        }
+        if deflate.is_some() {
+            headers.insert(
+                header::SEC_WEBSOCKET_EXTENSIONS,
+                HeaderValue::from_static(deflate::AGREED),
+            );
         }
         response
     }
@@ -171,14 +209,32 @@ pub(crate) struct Socket<T = TokioIo<Upgraded>> {
     io: T,
     input: read::Input,
     out: Outbox,
+    /// With permessage-deflate negotiated: the size from which messages are deflated.
+    deflate: Option<usize>,
 }
 
 impl<T> Socket<T> {
-    pub(crate) fn new(io: T, config: SocketConfig) -> Self {
+    /// A socket over `io`; `deflate` is the threshold of a negotiated
+    /// permessage-deflate.
+    pub(crate) fn new(io: T, config: SocketConfig, deflate: Option<usize>) -> Self {
         Self {
             io,
-            input: read::Input::new(config.read_step, config.max_message),
+            input: read::Input::new(config.read_step, config.max_message, deflate.is_some()),
             out: Outbox::new(config.write_limit),
+            deflate,
+        }
+    }
+
+    /// With permessage-deflate negotiated: the size from which messages are deflated.
+    pub(crate) fn deflate_threshold(&self) -> Option<usize> {
+        self.deflate
+    }
+
+    /// Queues a message as the session's queue prepared it; it leaves at the next flush.
+    pub(crate) fn push(&mut self, message: Wire) {
+        match message {
+            Wire::Text(text) => self.push_text(text),
+            Wire::Deflated(bytes) => self.out.push_deflated(opcode::TEXT, bytes),
         }
     }
 
@@ -192,10 +248,19 @@ impl<T> Socket<T> {
         self.out.push(opcode::TEXT, Bytes::from(payload));
     }
 
-    /// Queues a binary frame carrying `payload` (only the verification
-    /// echo sends one: the protocol is text).
+    /// Queues a binary message carrying `payload`. Only the verification
+    /// echo sends one (the protocol is text), and deflates it, with
+    /// compression negotiated, from the threshold on even where that does not
+    /// make it smaller, as it does text (see `verification.rs`).
     pub(crate) fn push_binary(&mut self, payload: Bytes) {
-        self.out.push(opcode::BINARY, payload);
+        match self
+            .deflate
+            .filter(|t| payload.len() >= *t)
+            .and_then(|_| deflate::deflate_always(&payload))
+        {
+            Some(deflated) => self.out.push_deflated(opcode::BINARY, deflated),
+            None => self.out.push(opcode::BINARY, payload),
+        }
     }
 
     /// Queues a ping with no payload.
@@ -216,7 +281,7 @@ impl<T: AsyncRead + Unpin> Socket<T> {
     /// The client's next message or control frame; pending until one has
     /// arrived whole (the socket's waker is registered with `cx`).
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Incoming<'_>, ReadError>> {
-        let Self { io, input, out } = self;
+        let Self { io, input, out, .. } = self;
         input.poll_next(io, cx, |ping| out.push(opcode::PONG, Bytes::copy_from_slice(ping)))
     }
 }

@@ -9,7 +9,11 @@
 //! buffer that grows to its largest frame, and sometimes to twice that, is
 //! what made the resident size of a long-running node creep up). A message is
 //! handed out borrowed from the buffer, unmasked in place: nothing is copied
-//! unless it came in fragments.
+//! unless it came in fragments or deflated.
+//!
+//! With permessage-deflate negotiated, a message whose first frame has RSV1
+//! set is inflated once it has arrived whole, into a buffer that never grows
+//! past the message size limit (plus the one byte that tells it is passed).
 
 use std::io;
 use std::pin::Pin;
@@ -18,6 +22,7 @@ use std::task::{Context, Poll, ready};
 use switchboard_protocol::codes::close;
 use tokio::io::AsyncRead;
 
+use super::deflate;
 use super::write::opcode;
 
 /// A message or control frame from the client.
@@ -40,6 +45,8 @@ pub(crate) enum ReadError {
     TooBig,
     /// A text message or close reason that is not UTF-8 (close `1007`).
     InvalidUtf8,
+    /// A deflated message that does not inflate (close `1007`).
+    Inflate,
     /// A frame that breaks RFC 6455 (close `1002`).
     Protocol(&'static str),
     /// The connection ended without a close frame.
@@ -53,7 +60,7 @@ impl ReadError {
     pub(crate) fn close_code(&self) -> Option<u16> {
         match self {
             Self::TooBig => Some(close::TOO_BIG),
-            Self::InvalidUtf8 => Some(close::INVALID_UTF8),
+            Self::InvalidUtf8 | Self::Inflate => Some(close::INVALID_UTF8),
             Self::Protocol(_) => Some(close::PROTOCOL_ERROR),
             Self::Eof | Self::Io(_) => None,
         }
@@ -65,6 +72,7 @@ impl std::fmt::Display for ReadError {
         match self {
             Self::TooBig => f.write_str("message too big"),
             Self::InvalidUtf8 => f.write_str("text is not UTF-8"),
+            Self::Inflate => f.write_str("a compressed message that does not inflate"),
             Self::Protocol(why) => f.write_str(why),
             Self::Eof => f.write_str("connection closed without a close frame"),
             Self::Io(e) => e.fmt(f),
@@ -75,6 +83,8 @@ impl std::fmt::Display for ReadError {
 /// A frame header as read from the wire.
 struct Header {
     fin: bool,
+    /// RSV1: the message's payload is deflated (first frames only).
+    deflated: bool,
     opcode: u8,
     mask: [u8; 4],
     /// Header bytes (2 to 14).
@@ -84,15 +94,23 @@ struct Header {
 
 /// Parses the header at the start of `b`; `None` while it is incomplete.
 /// Everything that can be refused from the header alone is refused here,
-/// before any of the payload is read.
-fn parse_header(b: &[u8], max: usize) -> Result<Option<Header>, ReadError> {
+/// before any of the payload is read. `inflate`: permessage-deflate was
+/// negotiated, so RSV1 may mark the first frame of a message.
+fn parse_header(b: &[u8], max: usize, inflate: bool) -> Result<Option<Header>, ReadError> {
     let [b0, b1, ..] = *b else { return Ok(None) };
-    if b0 & 0x70 != 0 {
+    if b0 & 0x30 != 0 {
         return Err(ReadError::Protocol("reserved bits set without an extension"));
     }
     let fin = b0 & 0x80 != 0;
+    let deflated = b0 & 0x40 != 0;
     let op = b0 & 0x0F;
     let control = op & 0x08 != 0;
+    if deflated && !inflate {
+        return Err(ReadError::Protocol("a compressed frame without permessage-deflate"));
+    }
+    if deflated && (control || op == opcode::CONTINUATION) {
+        return Err(ReadError::Protocol("RSV1 on a control or continuation frame"));
+    }
     if !matches!(
         op,
         opcode::CONTINUATION | opcode::TEXT | opcode::BINARY | opcode::CLOSE | opcode::PING | opcode::PONG
@@ -132,6 +150,7 @@ fn parse_header(b: &[u8], max: usize) -> Result<Option<Header>, ReadError> {
     };
     Ok(Some(Header {
         fin,
+        deflated,
         opcode: op,
         mask: mask.try_into().expect("four bytes"),
         len: at + 4,
@@ -173,10 +192,11 @@ enum Found {
     Close(Option<u16>),
 }
 
-/// A message arriving in fragments: whether it is text, its bytes so far,
-/// and how many of them are known to be UTF-8.
+/// A message arriving in fragments: whether it is text, whether it is
+/// deflated, its bytes so far, and how many of them are known to be UTF-8.
 struct Fragments {
     text: bool,
+    deflated: bool,
     data: Vec<u8>,
     checked: usize,
 }
@@ -188,7 +208,8 @@ impl Fragments {
     /// anyway). A character cut between two fragments is waited for.
     fn push(&mut self, fragment: &[u8]) -> Result<(), ReadError> {
         self.data.extend_from_slice(fragment);
-        if self.text {
+        // Deflated bytes are not text: their UTF-8 is checked once inflated.
+        if self.text && !self.deflated {
             match std::str::from_utf8(&self.data[self.checked..]) {
                 Ok(_) => self.checked = self.data.len(),
                 Err(e) if e.error_len().is_none() => self.checked += e.valid_up_to(),
@@ -206,17 +227,19 @@ pub(super) struct Input {
     pos: usize,
     /// A message arriving in fragments.
     fragments: Option<Fragments>,
-    /// The last message that came in fragments, until the next read.
+    /// The last message that came in fragments or deflated, until the next read.
     assembled: Vec<u8>,
     chunk: usize,
     max_message: usize,
+    /// Whether permessage-deflate was negotiated.
+    inflate: bool,
     /// How the socket's reading ended, found by [`poll_ready`](Self::poll_ready)
     /// and reported by the next [`poll_next`](Self::poll_next).
     ended: Option<ReadError>,
 }
 
 impl Input {
-    pub(super) fn new(chunk: usize, max_message: usize) -> Self {
+    pub(super) fn new(chunk: usize, max_message: usize, inflate: bool) -> Self {
         Self {
             buf: Vec::new(),
             pos: 0,
@@ -224,6 +247,7 @@ impl Input {
             assembled: Vec::new(),
             chunk: chunk.max(16),
             max_message,
+            inflate,
             ended: None,
         }
     }
@@ -237,7 +261,7 @@ impl Input {
             return Poll::Ready(());
         }
         loop {
-            let needed = match parse_header(&self.buf[self.pos..], self.max_message) {
+            let needed = match parse_header(&self.buf[self.pos..], self.max_message, self.inflate) {
                 // A header that is refused is for poll_next to report.
                 Err(_) => return Poll::Ready(()),
                 Ok(Some(h)) if self.buf.len() - self.pos >= h.len + h.payload => return Poll::Ready(()),
@@ -282,7 +306,7 @@ impl Input {
             self.assembled = Vec::new();
         }
         let found = loop {
-            let header = parse_header(&self.buf[self.pos..], self.max_message)?;
+            let header = parse_header(&self.buf[self.pos..], self.max_message, self.inflate)?;
             // How many bytes the next frame needs in all, if its header is here.
             let needed = match &header {
                 Some(h) => h.len + h.payload,
@@ -348,12 +372,17 @@ impl Input {
                 if !h.fin {
                     let mut fragments = Fragments {
                         text,
+                        deflated: h.deflated,
                         data: Vec::new(),
                         checked: 0,
                     };
                     fragments.push(payload)?;
                     self.fragments = Some(fragments);
                     return Ok(None);
+                }
+                if h.deflated {
+                    deflate::inflate(payload, self.max_message, &mut self.assembled)?;
+                    return Ok(Some(Found::Assembled { text }));
                 }
                 Found::Buffered { text, start, end }
             }
@@ -369,7 +398,12 @@ impl Input {
                     return Ok(None);
                 }
                 let text = fragments.text;
-                self.assembled = self.fragments.take().map(|f| f.data).unwrap_or_default();
+                let fragments = self.fragments.take().expect("a message in fragments");
+                if fragments.deflated {
+                    deflate::inflate(&fragments.data, self.max_message, &mut self.assembled)?;
+                } else {
+                    self.assembled = fragments.data;
+                }
                 Found::Assembled { text }
             }
             opcode::PING => {
@@ -484,6 +518,17 @@ mod tests {
 
     /// What a reader makes of `pieces`, written one by one.
     async fn read_pieces(pieces: Vec<Vec<u8>>, step: usize, max: usize) -> (Vec<String>, ReadError, Vec<Vec<u8>>) {
+        read_pieces_with(pieces, step, max, false).await
+    }
+
+    /// What a reader makes of `pieces`, with permessage-deflate negotiated
+    /// if `inflate`.
+    async fn read_pieces_with(
+        pieces: Vec<Vec<u8>>,
+        step: usize,
+        max: usize,
+        inflate: bool,
+    ) -> (Vec<String>, ReadError, Vec<Vec<u8>>) {
         let (mut client, mut server) = tokio::io::duplex(64);
         let writer = tokio::spawn(async move {
             for part in pieces {
@@ -492,7 +537,7 @@ mod tests {
                 }
             }
         });
-        let mut input = Input::new(step, max);
+        let mut input = Input::new(step, max, inflate);
         let mut got = Vec::new();
         let mut pongs = Vec::new();
         let error = loop {
@@ -640,6 +685,72 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deflated_messages_are_inflated_however_the_bytes_are_cut() {
+        tokio::time::timeout(LIMIT, deflated()).await.expect("in time");
+    }
+
+    async fn deflated() {
+        let deflate = |s: &str| super::deflate::deflate(s.as_bytes()).expect("deflates");
+        let long = "{\"jsonrpc\":\"2.0\",\"method\":\"é\"}".repeat(20);
+        let mut bytes = frame(0xC1, &deflate(&long));
+        bytes.extend(text("plain"));
+        // In fragments, RSV1 on the first only, with a ping between them.
+        let deflated = deflate(&long);
+        bytes.extend(frame(0x41, &deflated[..10]));
+        bytes.extend(frame(0x89, b""));
+        bytes.extend(frame(0x80, &deflated[10..]));
+        bytes.extend(frame(0xC2, &deflate(&long)));
+        for (piece, step) in [(1, 16), (7, 64), (1000, 1024)] {
+            let (got, error, _) = read_pieces_with(cut(&bytes, piece), step, 4096, true).await;
+            assert_eq!(
+                got,
+                [&long, "plain", "<ping>", &long, "<binary>"],
+                "pieces of {piece}, steps of {step}"
+            );
+            assert!(matches!(error, ReadError::Eof), "{error}");
+        }
+        let mut continuation = frame(0x01, b"[");
+        continuation.extend(frame(0xC0, &deflate(&long)));
+        let cases: Vec<(&str, Vec<u8>, bool, &str)> = vec![
+            (
+                "RSV1 without negotiation",
+                frame(0xC1, &deflate(&long)),
+                false,
+                "protocol",
+            ),
+            ("RSV1 on a ping", frame(0xC9, b""), true, "protocol"),
+            ("RSV1 on a continuation", continuation, true, "protocol"),
+            ("RSV2", frame(0xA1, b"[]"), true, "protocol"),
+            ("RSV3", frame(0x91, b"[]"), true, "protocol"),
+            (
+                "inflates past the limit",
+                frame(0xC1, &deflate(&"x".repeat(101))),
+                true,
+                "too big",
+            ),
+            ("does not inflate", frame(0xC1, &[0xFF; 8]), true, "inflate"),
+            (
+                "inflates to bad UTF-8",
+                frame(0xC1, &super::deflate::deflate(&[0xFF; 64]).unwrap()),
+                true,
+                "utf-8",
+            ),
+        ];
+        for (name, bytes, inflate, expected) in cases {
+            let (got, error, _) = read_pieces_with(cut(&bytes, 3), 16, 100, inflate).await;
+            assert!(got.is_empty(), "{name}: nothing handed out, got {got:?}");
+            let kind = match error {
+                ReadError::Protocol(_) => "protocol",
+                ReadError::InvalidUtf8 => "utf-8",
+                ReadError::TooBig => "too big",
+                ReadError::Inflate => "inflate",
+                _ => "other",
+            };
+            assert_eq!(kind, expected, "{name}: {error}");
+        }
+    }
+
+    #[tokio::test]
     async fn an_oversized_frame_is_refused_from_its_header_alone() {
         tokio::time::timeout(LIMIT, refused_early()).await.expect("in time");
     }
@@ -660,7 +771,7 @@ mod tests {
 
     async fn idle_memory() {
         let (mut client, mut server) = tokio::io::duplex(1 << 20);
-        let mut input = Input::new(1024, 1 << 20);
+        let mut input = Input::new(1024, 1 << 20, false);
         let large = "x".repeat(200_000);
         let mut bytes = text(&large);
         bytes.extend(text("small"));

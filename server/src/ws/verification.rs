@@ -1,6 +1,6 @@
 //! The framing layer, reachable from outside the crate for verification
-//! only: an echo endpoint for the Autobahn test suite and a frame reader for
-//! the fuzz target. Both run the code sessions run (the upgrade, [`Socket`],
+//! only: an echo endpoint for the Autobahn test suite, and a frame reader and
+//! permessage-deflate's pieces for the fuzz targets. Both run the code sessions run (the upgrade, [`Socket`],
 //! the reader and the outbox), not copies of it. Not an API: it may change at
 //! any time.
 
@@ -17,15 +17,20 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tungstenite::Utf8Bytes;
 
 use super::read::{Incoming, Input, ReadError};
-use super::{CLOSE_TIMEOUT, Socket, SocketConfig, WsUpgrade};
+use super::{CLOSE_TIMEOUT, Outgoing, Socket, SocketConfig, Wire, WsUpgrade, deflate};
 use crate::config::Limits;
 
 /// A router with a WebSocket echo at `/`: every text and binary message
 /// comes back as it came, pings are answered, and a broken frame closes the
 /// connection with the code a session would close it with. The upgrade is
 /// the gateway's own (no authentication: nothing here reaches a session).
-pub fn echo_router(limits: &Limits) -> Router {
-    let config = SocketConfig::new(limits);
+///
+/// permessage-deflate is accepted as a session accepts it; messages of
+/// `compression_threshold` bytes or more are echoed deflated, even where a
+/// session would send them plain because deflating does not make them
+/// smaller (`None`: compression off).
+pub fn echo_router(limits: &Limits, compression_threshold: Option<usize>) -> Router {
+    let config = SocketConfig::new(limits).compression(compression_threshold);
     Router::new().route(
         "/",
         get(move |upgrade: WsUpgrade| async move { upgrade.accept(config, echo) }),
@@ -65,7 +70,22 @@ async fn echo(mut socket: Socket) {
         })
         .await;
         match next {
-            Ok(Some(Echo::Text(text))) => socket.push_text(text),
+            Ok(Some(Echo::Text(text))) => {
+                let threshold = socket.deflate_threshold();
+                let wire = match Outgoing::from(text).wire(threshold) {
+                    // Deflated even where that does not make it smaller (a
+                    // session would send it plain), so that the compression
+                    // cases check the deflated path on every message; kosoku
+                    // 0.1.0 also fails a case in which a plain text message
+                    // arrives on a compressing connection, which RFC 7692 allows.
+                    Wire::Text(text) if threshold.is_some() => match deflate::deflate_always(text.as_bytes()) {
+                        Some(deflated) => Wire::Deflated(deflated),
+                        None => Wire::Text(text),
+                    },
+                    wire => wire,
+                };
+                socket.push(wire);
+            }
             Ok(Some(Echo::Binary(bytes))) => socket.push_binary(bytes),
             Ok(Some(Echo::Nothing)) => {}
             Ok(Some(Echo::Close(code))) => {
@@ -109,7 +129,8 @@ pub enum End {
     Eof,
     /// A frame or message over the limit (close 1009).
     TooBig,
-    /// Text or a close reason that is not UTF-8 (close 1007).
+    /// Text or a close reason that is not UTF-8, or a deflated message that
+    /// does not inflate (close 1007).
     InvalidUtf8,
     /// A frame that breaks RFC 6455 (close 1002).
     Protocol,
@@ -152,7 +173,7 @@ pub fn read_stream(pieces: &[&[u8]], step: usize, max: usize) -> (Vec<Read>, End
     let mut io = Pieces {
         pieces: pieces.iter().copied().collect(),
     };
-    let mut input = Input::new(step, max);
+    let mut input = Input::new(step, max, false);
     let mut out = Vec::new();
     let waker = futures_util::task::noop_waker();
     let mut cx = Context::from_waker(&waker);
@@ -170,7 +191,7 @@ pub fn read_stream(pieces: &[&[u8]], step: usize, max: usize) -> (Vec<Read>, End
             Poll::Ready(Err(e)) => {
                 break match e {
                     ReadError::TooBig => End::TooBig,
-                    ReadError::InvalidUtf8 => End::InvalidUtf8,
+                    ReadError::InvalidUtf8 | ReadError::Inflate => End::InvalidUtf8,
                     ReadError::Protocol(_) => End::Protocol,
                     ReadError::Eof | ReadError::Io(_) => End::Eof,
                 };
@@ -192,4 +213,49 @@ pub fn read_stream(pieces: &[&[u8]], step: usize, max: usize) -> (Vec<Read>, End
         out.push(read);
     };
     (out, end)
+}
+
+/// Whether the gateway accepts one of the permessage-deflate offers in
+/// `lines` (the lines of a `Sec-WebSocket-Extensions` header; a line that is
+/// not a valid header value is left out).
+pub fn accepts_offer(lines: &[&[u8]]) -> bool {
+    let mut headers = axum::http::HeaderMap::new();
+    for line in lines {
+        if let Ok(value) = axum::http::HeaderValue::from_bytes(line) {
+            headers.append(axum::http::header::SEC_WEBSOCKET_EXTENSIONS, value);
+        }
+    }
+    deflate::offered(&headers)
+}
+
+/// `message` deflated as a session deflates it: `None` when that would not
+/// make it smaller.
+pub fn deflate_message(message: &[u8]) -> Option<Vec<u8>> {
+    deflate::deflate(message).map(|bytes| bytes.to_vec())
+}
+
+/// `message` deflated even when that makes it larger, as the echo does.
+pub fn deflate_message_always(message: &[u8]) -> Option<Vec<u8>> {
+    deflate::deflate_always(message).map(|bytes| bytes.to_vec())
+}
+
+/// A client's deflated message inflated as the reader inflates it, within
+/// `max` bytes: [`End::TooBig`] past them, [`End::InvalidUtf8`] (close 1007)
+/// when it does not inflate.
+///
+/// Panics when inflating breaks its own rule: a buffer with room past the
+/// limit (plus the one byte that tells it is passed).
+pub fn inflate_message(deflated: &[u8], max: usize) -> Result<Vec<u8>, End> {
+    let mut out = Vec::new();
+    let result = deflate::inflate(deflated, max, &mut out);
+    assert!(
+        out.capacity() <= max + 1,
+        "room for {} bytes under a limit of {max}",
+        out.capacity()
+    );
+    match result {
+        Ok(()) => Ok(out),
+        Err(ReadError::TooBig) => Err(End::TooBig),
+        Err(_) => Err(End::InvalidUtf8),
+    }
 }

@@ -49,10 +49,14 @@ impl Chunk {
     }
 }
 
-/// The header of an unmasked, final frame of `len` bytes (servers do not mask).
-fn header(opcode: u8, len: usize) -> ([u8; 10], u8) {
+/// The first header bit of a message whose payload is deflated (RSV1, RFC 7692 §6).
+const DEFLATED: u8 = 0x40;
+
+/// The header of an unmasked, final frame of `len` bytes (servers do not
+/// mask); `first` is its first byte but for FIN.
+fn header(first: u8, len: usize) -> ([u8; 10], u8) {
     let mut head = [0u8; 10];
-    head[0] = 0x80 | opcode;
+    head[0] = 0x80 | first;
     let head_len = match len {
         0..=125 => {
             head[1] = len as u8;
@@ -96,13 +100,23 @@ impl Outbox {
 
     /// Queues a final frame of `opcode` carrying `payload`.
     pub(super) fn push(&mut self, opcode: u8, payload: Bytes) {
+        self.push_frame(opcode, payload);
+    }
+
+    /// Queues a message of `opcode` whose `payload` is deflated: one final
+    /// frame with RSV1 set.
+    pub(super) fn push_deflated(&mut self, opcode: u8, payload: Bytes) {
+        self.push_frame(DEFLATED | opcode, payload);
+    }
+
+    fn push_frame(&mut self, first: u8, payload: Bytes) {
         if self.out.capacity() == 0 {
             // One allocation for a typical flush instead of growing 4, 8, 16
             // (and under glibc's large-request size, which would make it
             // consolidate its free lists).
             self.out.reserve_exact(FIRST_CAPACITY);
         }
-        let (head, head_len) = header(opcode, payload.len());
+        let (head, head_len) = header(first, payload.len());
         self.out.push_back(Chunk {
             head,
             head_len,

@@ -77,6 +77,53 @@ describe("end to end in Chromium", () => {
     }, TEST_LIMIT);
   }
 
+  it("negotiates permessage-deflate, so large messages reach the browser deflated", async () => {
+    // Bytes the gateway has deflated: the echoed text alone is 3,300.
+    const compressed = async (): Promise<number> => {
+      const body = await (await fetch(`${gateway.http}/metrics`)).text();
+      const line = body.split("\n").find((l) => l.startsWith("switchboard_compression_bytes_in_total "));
+      return line === undefined ? 0 : Number(line.split(" ")[1]);
+    };
+    const context = await browser.newContext();
+    const tab = await context.newPage();
+    try {
+      await tab.goto(`${gateway.http}/healthz`);
+      const before = await compressed();
+      // The browser's own WebSocket, as a page would use it.
+      const seen = await tab.evaluate(async (url: string) => {
+        const text = "a sentence that compresses well, ".repeat(100);
+        const ws = new WebSocket(url, "switchboard.v1");
+        const received: string[] = [];
+        let wake = (): void => {};
+        ws.onmessage = (event) => {
+          received.push(String(event.data));
+          wake();
+        };
+        await new Promise((resolve, reject) => {
+          ws.onopen = resolve;
+          ws.onerror = reject;
+        });
+        const next = async (): Promise<{ method?: string; result?: unknown[] }> => {
+          while (received.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+          return JSON.parse(received.shift() ?? "null");
+        };
+        const welcome = await next();
+        ws.send(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "echo", params: [text] }));
+        const answer = await next();
+        ws.close();
+        return { extensions: ws.extensions, welcome: welcome.method, echoed: answer.result?.[0] === text };
+      }, gateway.ws("chromium-deflate"));
+      expect(seen).toEqual({
+        extensions: "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        welcome: "rpc.welcome",
+        echoed: true,
+      });
+      expect(await compressed()).toBeGreaterThanOrEqual(before + 3300);
+    } finally {
+      await context.close();
+    }
+  }, TEST_LIMIT);
+
   it("the binary serves the committed assets, byte for byte", async () => {
     for (const name of assetNames(ASSETS_DIR)) {
       const path = name.endsWith(".html") ? (name === "dashboard.html" ? "/" : "/demo") : `/assets/${name}`;
