@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use crate::error::LoadError;
 use crate::flavor::{Flavor, Scenario};
 use crate::scenario::{
-    self, CallKind, CallsParams, CallsResult, FanoutParams, FanoutResult, MemoryParams, MemoryResult, MulticallParams,
-    MulticallResult, PresenceParams, PresenceResult, PushParams, PushResult, Target,
+    self, CallKind, CallsParams, CallsResult, Compression, DeflateParams, DeflateResult, FanoutParams, FanoutResult,
+    MemoryParams, MemoryResult, MulticallParams, MulticallResult, PresenceParams, PresenceResult, PushParams,
+    PushResult, Target,
 };
 use crate::server::Server;
 
@@ -53,6 +54,8 @@ pub struct BenchOptions {
     pub reverse: CallsParams,
     /// The fan-out scenario.
     pub fanout: FanoutParams,
+    /// The compressed fan-out scenario.
+    pub deflate: DeflateParams,
     /// The backend's multicast call scenario.
     pub multicall: MulticallParams,
     /// The memory scenario.
@@ -109,6 +112,17 @@ impl BenchOptions {
                 min_publications: 20,
                 max_publications: 100_000,
                 verify: false,
+            },
+            deflate: DeflateParams {
+                fanout: FanoutParams {
+                    subscribers: 2000,
+                    warmup_publications: 5,
+                    measure: Duration::from_secs(4),
+                    min_publications: 20,
+                    max_publications: 100_000,
+                    verify: false,
+                },
+                settle: Duration::from_secs(2),
             },
             multicall: MulticallParams {
                 sessions: 2000,
@@ -210,6 +224,17 @@ impl BenchOptions {
                 max_publications: 10,
                 verify: true,
             },
+            deflate: DeflateParams {
+                fanout: FanoutParams {
+                    subscribers: 20,
+                    warmup_publications: 1,
+                    measure: Duration::from_millis(100),
+                    min_publications: 3,
+                    max_publications: 10,
+                    verify: true,
+                },
+                settle: Duration::from_millis(20),
+            },
             multicall: MulticallParams {
                 sessions: 20,
                 warmup_calls: 1,
@@ -268,6 +293,14 @@ pub enum Outcome {
     Fanout(FanoutResult),
     /// Fan-out across two nodes joined by Redis.
     FanoutRedis(FanoutResult),
+    /// Fan-out to subscribers that do not offer compression, then to
+    /// subscribers that offer it, each on a fresh server process.
+    FanoutDeflate {
+        /// Plain subscribers.
+        plain: DeflateResult,
+        /// Subscribers offering permessage-deflate.
+        deflate: DeflateResult,
+    },
     /// Pushes to users through the server API.
     ApiPush(PushResult),
     /// A backend's multicast calls to every session of a topic.
@@ -353,6 +386,16 @@ fn summary(outcome: &Outcome) -> String {
             r.rate(),
             r.publications
         ),
+        Outcome::FanoutDeflate { plain, deflate } => format!(
+            "plain {:.0} B/delivery, {:.2} µs CPU/delivery, {:.2} KiB/session; deflate {:.0} B/delivery, {:.2} µs \
+             CPU/delivery, {:.2} KiB/session",
+            plain.bytes_per_delivery(),
+            plain.fanout.cpu_us_per_delivery(),
+            plain.kib_per_session(),
+            deflate.bytes_per_delivery(),
+            deflate.fanout.cpu_us_per_delivery(),
+            deflate.kib_per_session(),
+        ),
         Outcome::ApiPush(r) => format!(
             "{:.2} µs CPU/push, {:.0} pushes/s, POST p50 {:.0} µs",
             r.cpu_us_per_push(),
@@ -392,6 +435,27 @@ async fn run_one(options: &BenchOptions, server: Server, scenario: Scenario) -> 
     }
     if scenario == Scenario::Presence {
         return presence::run(options, server).await;
+    }
+    if scenario == Scenario::FanoutDeflate {
+        let mut results = Vec::with_capacity(2);
+        for compression in Compression::BOTH {
+            let process = ServerProcess::start(options, server, &[]).await?;
+            tokio::time::sleep(options.startup_settle).await;
+            let target = Target {
+                addr: process.addr,
+                pid: process.pid,
+                flavor: server.flavor(),
+                sources: options.sources,
+            };
+            results.push(scenario::deflate_fanout(&target, &options.deflate, compression).await?);
+            process.check_alive()?;
+            drop(process);
+            tokio::time::sleep(options.startup_settle).await;
+        }
+        return Ok(Outcome::FanoutDeflate {
+            plain: results[0],
+            deflate: results[1],
+        });
     }
     let process = ServerProcess::start(options, server, &[]).await?;
     // Let the process finish starting (JIT, lazy statics) before the first reading.
@@ -451,6 +515,10 @@ pub async fn measure(options: &BenchOptions, target: &Target, scenario: Scenario
         Scenario::CallsSerial => Outcome::CallsSerial(scenario::calls(target, &options.calls_serial).await?),
         Scenario::Reverse => Outcome::Reverse(scenario::calls(target, &options.reverse).await?),
         Scenario::Fanout => Outcome::Fanout(scenario::fanout(target, &options.fanout).await?),
+        Scenario::FanoutDeflate => Outcome::FanoutDeflate {
+            plain: scenario::deflate_fanout(target, &options.deflate, Compression::Off).await?,
+            deflate: scenario::deflate_fanout(target, &options.deflate, Compression::Offered).await?,
+        },
         Scenario::FanoutRedis | Scenario::Presence => {
             return Err(LoadError::Unexpected {
                 scenario: scenario.name(),
@@ -519,6 +587,7 @@ impl Program {
             Server::Current(Flavor::Echo) => binary("peer-echo"),
             Server::Current(Flavor::RpcWebsockets) => script("rpc-websockets.js"),
             Server::Current(Flavor::SocketIo) => script("socketio.js"),
+            Server::Current(Flavor::WsDeflate) => script("ws-deflate.js"),
             // `order` puts the baseline in a run only when it has a binary; an
             // empty path would fail to start with the server's name in the error.
             Server::Baseline => Program::Binary(options.baseline_bin.clone().unwrap_or_default()),

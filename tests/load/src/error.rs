@@ -11,6 +11,9 @@ pub enum LoadError {
     /// The WebSocket layer failed (handshake, protocol, connection reset).
     #[error("WebSocket: {0}")]
     WebSocket(#[from] tungstenite::Error),
+    /// The compressing client's WebSocket layer failed (handshake, protocol, connection reset).
+    #[error("WebSocket (compressing client): {0}")]
+    Compressing(#[from] yawc::WebSocketError),
     /// The server closed a connection the scenario still needed.
     #[error("the server closed a connection during {0}")]
     Closed(&'static str),

@@ -25,6 +25,9 @@ pub enum Flavor {
     RpcWebsockets,
     /// Socket.IO on Node (`peers/node/socketio.js`), spoken as Engine.IO v4 over WebSocket.
     SocketIo,
+    /// The `ws` package on Node with permessage-deflate, compressing for each
+    /// connection on its own (`peers/node/ws-deflate.js`); JSON-RPC like the axum peer.
+    WsDeflate,
 }
 
 /// What the load tool asks a server to do, one kind per scenario.
@@ -36,6 +39,11 @@ pub enum Scenario {
     CallsSerial,
     /// One publication delivered to many subscribed sessions.
     Fanout,
+    /// Fan-out of a 1 KiB JSON fixture to subscribers that negotiate
+    /// permessage-deflate, and to subscribers that do not: bytes on the wire,
+    /// CPU per delivery and memory per idle session (switchboard, and the
+    /// `ws` peer that compresses per connection).
+    FanoutDeflate,
     /// Fan-out across two nodes joined by Redis: the publisher on one node,
     /// the subscribers on the other (switchboard only).
     FanoutRedis,
@@ -58,10 +66,11 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Calls,
         Scenario::CallsSerial,
         Scenario::Fanout,
+        Scenario::FanoutDeflate,
         Scenario::FanoutRedis,
         Scenario::ApiPush,
         Scenario::Reverse,
@@ -76,6 +85,7 @@ impl Scenario {
             Scenario::Calls => "calls",
             Scenario::CallsSerial => "calls-k1",
             Scenario::Fanout => "fanout",
+            Scenario::FanoutDeflate => "fanout-deflate",
             Scenario::FanoutRedis => "fanout-redis",
             Scenario::ApiPush => "api-push",
             Scenario::Reverse => "reverse",
@@ -124,13 +134,14 @@ const NOTIFICATION: &str = "\"notification\":";
 
 impl Flavor {
     /// Every flavor, in report order.
-    pub const ALL: [Flavor; 6] = [
+    pub const ALL: [Flavor; 7] = [
         Flavor::Echo,
         Flavor::Axum,
         Flavor::Jsonrpsee,
         Flavor::Switchboard,
         Flavor::RpcWebsockets,
         Flavor::SocketIo,
+        Flavor::WsDeflate,
     ];
 
     /// The server's name on the command line and in reports.
@@ -142,6 +153,7 @@ impl Flavor {
             Flavor::Echo => "tungstenite-echo",
             Flavor::RpcWebsockets => "rpc-websockets",
             Flavor::SocketIo => "socket.io",
+            Flavor::WsDeflate => "ws-deflate",
         }
     }
 
@@ -153,8 +165,9 @@ impl Flavor {
     /// Whether the server can take part in `scenario`.
     pub fn supports(self, scenario: Scenario) -> bool {
         match scenario {
-            Scenario::Calls | Scenario::CallsSerial | Scenario::Memory => true,
-            Scenario::Fanout => self != Flavor::Echo,
+            Scenario::Calls | Scenario::CallsSerial | Scenario::Memory => self != Flavor::WsDeflate,
+            Scenario::Fanout => !matches!(self, Flavor::Echo | Flavor::WsDeflate),
+            Scenario::FanoutDeflate => matches!(self, Flavor::Switchboard | Flavor::WsDeflate),
             Scenario::FanoutRedis | Scenario::ApiPush | Scenario::Presence => self == Flavor::Switchboard,
             Scenario::Reverse => matches!(self, Flavor::Switchboard | Flavor::Axum | Flavor::SocketIo),
             Scenario::Multicall => matches!(self, Flavor::Switchboard | Flavor::SocketIo),
@@ -172,7 +185,7 @@ impl Flavor {
         match self {
             Flavor::Switchboard => format!("/ws?user=u{n}"),
             Flavor::Axum => "/ws".to_owned(),
-            Flavor::Jsonrpsee | Flavor::Echo | Flavor::RpcWebsockets => "/".to_owned(),
+            Flavor::Jsonrpsee | Flavor::Echo | Flavor::RpcWebsockets | Flavor::WsDeflate => "/".to_owned(),
             Flavor::SocketIo => "/socket.io/?EIO=4&transport=websocket".to_owned(),
         }
     }
@@ -272,11 +285,16 @@ impl Flavor {
     fn classify_jsonrpc(self, text: &str) -> Incoming<'_> {
         if let Some(method) = member(text, METHOD) {
             let params = member(text, PARAMS).unwrap_or("null");
-            if let Some(id) = member(text, ID) {
+            // A server call's `id` comes before its params; an `id` inside a
+            // notification's params (published data has them) is not one.
+            let head = &text[..text.find(PARAMS).unwrap_or(text.len())];
+            if let Some(id) = member(head, ID) {
                 return Incoming::ServerCall { id, params };
             }
             let data = match (self, method) {
-                (Flavor::Switchboard, "\"rpc.message\"") | (Flavor::Axum, "\"message\"") => member(params, DATA),
+                (Flavor::Switchboard, "\"rpc.message\"") | (Flavor::Axum | Flavor::WsDeflate, "\"message\"") => {
+                    member(params, DATA)
+                }
                 (Flavor::Jsonrpsee, "\"message\"") => member(params, RESULT),
                 _ => None,
             };
@@ -416,6 +434,10 @@ mod tests {
         assert_eq!(
             f.classify(r#"{"jsonrpc":"2.0","method":"rpc.message","params":{"topic":"t","data":{"seq":1}}}"#),
             Incoming::Publication { data: r#"{"seq":1}"# }
+        );
+        assert_eq!(
+            f.classify(r#"{"jsonrpc":"2.0","method":"rpc.message","params":{"topic":"t","data":{"id":"m1"}}}"#),
+            Incoming::Publication { data: r#"{"id":"m1"}"# }
         );
         assert_eq!(
             f.classify(r#"{"jsonrpc":"2.0","method":"rpc.welcome","params":{"session":"s"}}"#),

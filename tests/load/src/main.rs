@@ -37,8 +37,8 @@ struct Cli {
     /// among --servers.
     #[arg(long, value_name = "PATH", conflicts_with = "addr")]
     baseline_bin: Option<PathBuf>,
-    /// Scenarios to run, comma-separated: calls, calls-k1, fanout, fanout-redis, api-push, reverse,
-    /// multicall, memory, presence (default: all). presence runs once whatever --reps (its
+    /// Scenarios to run, comma-separated: calls, calls-k1, fanout, fanout-deflate, fanout-redis,
+    /// api-push, reverse, multicall, memory, presence (default: all). presence runs once whatever --reps (its
     /// measured windows alternate within the run) and starts its own redis-server.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
@@ -51,7 +51,7 @@ struct Cli {
     /// Idle sessions in the memory scenario.
     #[arg(long)]
     sessions: Option<usize>,
-    /// Subscribers in the fan-out scenario.
+    /// Subscribers in the fan-out scenarios (fanout, fanout-deflate, fanout-redis).
     #[arg(long)]
     subscribers: Option<usize>,
     /// Sessions called at once in the multicall scenario.
@@ -120,7 +120,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             );
             options
                 .servers
-                .retain(|f| !matches!(f, Flavor::RpcWebsockets | Flavor::SocketIo));
+                .retain(|f| !matches!(f, Flavor::RpcWebsockets | Flavor::SocketIo | Flavor::WsDeflate));
         }
     } else {
         options.servers = cli
@@ -158,6 +158,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     if let Some(n) = cli.subscribers {
         options.fanout.subscribers = n;
+        options.deflate.fanout.subscribers = n;
     }
     if let Some(n) = cli.multicall_sessions {
         options.multicall.sessions = n;
@@ -168,6 +169,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         options.calls_serial.measure = window;
         options.reverse.measure = window;
         options.fanout.measure = window;
+        options.deflate.fanout.measure = window;
         options.multicall.measure = window;
     }
     if let Some(cpus) = cli.server_cpus {

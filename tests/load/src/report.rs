@@ -9,6 +9,7 @@ use crate::flavor::{Flavor, Scenario};
 use crate::server::Server;
 
 mod baseline;
+mod deflate;
 mod multicall;
 mod presence;
 
@@ -113,6 +114,24 @@ pub enum Metric {
     MulticallP50,
     /// `"policy": "first"`: the backend's answer after the fastest session's, median, µs.
     MulticallAfterFirstP50,
+    /// Compressed fan-out, plain subscribers: bytes on the wire per delivery.
+    PlainBytesPerDelivery,
+    /// Compressed fan-out, subscribers offering permessage-deflate: bytes on the wire per delivery.
+    DeflateBytesPerDelivery,
+    /// Compressed fan-out, plain subscribers: server CPU µs per delivery.
+    PlainCpuPerDelivery,
+    /// Compressed fan-out, subscribers offering permessage-deflate: server CPU µs per delivery.
+    DeflateCpuPerDelivery,
+    /// Compressed fan-out, plain subscribers: deliveries per second.
+    PlainDeliveryRate,
+    /// Compressed fan-out, subscribers offering permessage-deflate: deliveries per second.
+    DeflateDeliveryRate,
+    /// Compressed fan-out, plain subscribers: KiB per idle subscribed session.
+    PlainKibIdle,
+    /// Compressed fan-out, subscribers offering permessage-deflate: KiB per idle subscribed session.
+    DeflateKibIdle,
+    /// Compressed fan-out, subscribers offering permessage-deflate: KiB per session idle after the fan-out.
+    DeflateKibAfter,
 }
 
 /// The value of `metric` in one run, if the run measured it.
@@ -146,6 +165,17 @@ fn value(run: &Run, metric: Metric) -> Option<f64> {
         (Outcome::Multicall(r), Metric::MulticallAfterFirstP50) => r.after_first.map(|p| p.p50_us),
         (Outcome::Memory(r), Metric::KibFresh) => Some(r.kib_per_session()),
         (Outcome::Memory(r), Metric::KibAfterBurst) => Some(r.kib_per_session_after_burst()),
+        (Outcome::FanoutDeflate { plain, .. }, Metric::PlainBytesPerDelivery) => Some(plain.bytes_per_delivery()),
+        (Outcome::FanoutDeflate { deflate, .. }, Metric::DeflateBytesPerDelivery) => Some(deflate.bytes_per_delivery()),
+        (Outcome::FanoutDeflate { plain, .. }, Metric::PlainCpuPerDelivery) => Some(plain.fanout.cpu_us_per_delivery()),
+        (Outcome::FanoutDeflate { deflate, .. }, Metric::DeflateCpuPerDelivery) => {
+            Some(deflate.fanout.cpu_us_per_delivery())
+        }
+        (Outcome::FanoutDeflate { plain, .. }, Metric::PlainDeliveryRate) => Some(plain.fanout.rate()),
+        (Outcome::FanoutDeflate { deflate, .. }, Metric::DeflateDeliveryRate) => Some(deflate.fanout.rate()),
+        (Outcome::FanoutDeflate { plain, .. }, Metric::PlainKibIdle) => Some(plain.kib_per_session()),
+        (Outcome::FanoutDeflate { deflate, .. }, Metric::DeflateKibIdle) => Some(deflate.kib_per_session()),
+        (Outcome::FanoutDeflate { deflate, .. }, Metric::DeflateKibAfter) => Some(deflate.kib_per_session_after()),
         _ => None,
     }
 }
@@ -270,6 +300,7 @@ impl Summary {
             ratio(sb(CpuPerMulticallTarget), self.median(SocketIo, CpuPerMulticallTarget)),
             0.3,
         ));
+        targets.extend(self.deflate_targets());
         targets.push(Target::at_least(
             "cross-node push (Redis): deliveries/s ≥ 0.5 × local",
             ratio(sb(ClusterDeliveryRate), sb(DeliveryRate)),
@@ -408,6 +439,7 @@ impl Summary {
         {
             self.write_multicall(&mut out, options);
         }
+        self.write_deflate(&mut out, options);
         self.write_presence(&mut out, options);
         let _ = writeln!(out, "\n| target | measured | limit | holds |");
         let _ = writeln!(out, "|---|---:|---:|:---:|");

@@ -37,6 +37,29 @@ async fn smoke(flavor: Flavor, addr: SocketAddr) {
                 "{flavor}: every subscriber gets every publication"
             );
         }
+        if flavor.supports(Scenario::FanoutDeflate) {
+            let expected = options.deflate.fanout.subscribers as u64;
+            let mut bytes = Vec::new();
+            for compression in scenario::Compression::BOTH {
+                let r = scenario::deflate_fanout(&target, &options.deflate, compression)
+                    .await
+                    .expect("compressed fan-out");
+                assert_eq!(
+                    r.fanout.deliveries,
+                    r.fanout.publications * expected,
+                    "{flavor} {}: every subscriber gets every publication",
+                    compression.name()
+                );
+                bytes.push(r.bytes_per_delivery());
+            }
+            // The fixture shrinks to about half; subscribers that negotiated read that.
+            assert!(
+                bytes[1] < bytes[0] * 0.75,
+                "{flavor}: deflate subscribers read {:.0} B per delivery, plain ones {:.0}",
+                bytes[1],
+                bytes[0]
+            );
+        }
         if flavor.supports(Scenario::Reverse) {
             let r = scenario::calls(&target, &options.reverse).await.expect("reverse calls");
             assert!(r.calls > 0, "{flavor}: no callback round was answered in the window");

@@ -58,11 +58,22 @@ impl FanoutResult {
     }
 }
 
+/// Deliveries so far, and how many the publisher waits for.
 #[derive(Default)]
-struct Counter {
+pub(crate) struct Counter {
     delivered: AtomicU64,
     target: AtomicU64,
     reached: Notify,
+}
+
+impl Counter {
+    /// One more delivery; wakes the publisher when it was the last one it waits for.
+    pub(crate) fn delivered_one(&self) {
+        let n = self.delivered.fetch_add(1, Ordering::AcqRel) + 1;
+        if n >= self.target.load(Ordering::Acquire) {
+            self.reached.notify_one();
+        }
+    }
 }
 
 /// The data of publication `seq`: about 80 bytes of JSON.
@@ -108,44 +119,83 @@ pub async fn fanout_from(
         .into_iter()
         .map(|ws| tokio::spawn(receive(ws, flavor, counter.clone(), params.verify)))
         .collect();
-
-    let n = params.subscribers as u64;
-    let mut seq = 0u64;
-    let mut publish = async |seq: u64| -> Result<Duration, LoadError> {
-        let started = Instant::now();
-        counter.target.store((seq + 1) * n, Ordering::Release);
-        let frame = flavor.publish_frame(seq + 1, TOPIC, &publication(seq));
-        publisher.send(Message::text(frame)).await?;
-        wait_response(&mut publisher, flavor, seq + 1, "a publication's answer").await?;
-        wait_delivered(&counter, (seq + 1) * n).await?;
-        Ok(started.elapsed())
+    let window = Window {
+        pid: target.pid,
+        flavor,
+        subscribers: params.subscribers as u64,
+        params,
+        counter: &counter,
     };
-    while seq < params.warmup_publications {
-        publish(seq).await?;
-        seq += 1;
-    }
-    let delivered_before = counter.delivered.load(Ordering::Acquire);
-    let before = procfs::sample(target.pid)?;
-    let started = Instant::now();
-    let mut completions = Vec::new();
-    let mut made = 0;
-    while made < params.max_publications && (made < params.min_publications || started.elapsed() < params.measure) {
-        let took = publish(seq).await?;
-        completions.push(took.as_micros().min(u128::from(u32::MAX)) as u32);
-        seq += 1;
-        made += 1;
-    }
-    let after = procfs::sample(target.pid)?;
-    let delivered_after = counter.delivered.load(Ordering::Acquire);
-    let seconds = started.elapsed().as_secs_f64();
+    let result = window.run(&mut publisher, &publication, || 0).await;
     stop_all(tasks).await?;
-    Ok(FanoutResult {
-        publications: made,
-        deliveries: delivered_after - delivered_before,
-        seconds,
-        cpu_seconds: after.cpu_seconds_since(&before),
-        completion: Percentiles::from_samples(completions),
-    })
+    Ok(result?.0)
+}
+
+/// The publishing side of a fan-out: subscribers are connected and counted
+/// in `counter`; publications go out one at a time, each once every
+/// subscriber has the one before.
+pub(crate) struct Window<'a> {
+    /// The server's process, whose CPU time is read.
+    pub(crate) pid: u32,
+    /// The server's dialect.
+    pub(crate) flavor: Flavor,
+    /// Subscribed sessions.
+    pub(crate) subscribers: u64,
+    /// Warm-up and window.
+    pub(crate) params: &'a FanoutParams,
+    /// Where the subscribers count deliveries.
+    pub(crate) counter: &'a Counter,
+}
+
+impl Window<'_> {
+    /// Warms up, then publishes for the measured window; also returns how far
+    /// `probe` (a counter the subscribers advance, e.g. bytes read) moved in it.
+    pub(crate) async fn run(
+        &self,
+        publisher: &mut Ws,
+        publication: &dyn Fn(u64) -> String,
+        probe: impl Fn() -> u64,
+    ) -> Result<(FanoutResult, u64), LoadError> {
+        let (flavor, counter, params, n) = (self.flavor, self.counter, self.params, self.subscribers);
+        let mut seq = 0u64;
+        let mut publish = async |seq: u64| -> Result<Duration, LoadError> {
+            let started = Instant::now();
+            counter.target.store((seq + 1) * n, Ordering::Release);
+            let frame = flavor.publish_frame(seq + 1, TOPIC, &publication(seq));
+            publisher.send(Message::text(frame)).await?;
+            wait_response(publisher, flavor, seq + 1, "a publication's answer").await?;
+            wait_delivered(counter, (seq + 1) * n).await?;
+            Ok(started.elapsed())
+        };
+        while seq < params.warmup_publications {
+            publish(seq).await?;
+            seq += 1;
+        }
+        let delivered_before = counter.delivered.load(Ordering::Acquire);
+        let probe_before = probe();
+        let before = procfs::sample(self.pid)?;
+        let started = Instant::now();
+        let mut completions = Vec::new();
+        let mut made = 0;
+        while made < params.max_publications && (made < params.min_publications || started.elapsed() < params.measure) {
+            let took = publish(seq).await?;
+            completions.push(took.as_micros().min(u128::from(u32::MAX)) as u32);
+            seq += 1;
+            made += 1;
+        }
+        let after = procfs::sample(self.pid)?;
+        let probe_after = probe();
+        let delivered_after = counter.delivered.load(Ordering::Acquire);
+        let seconds = started.elapsed().as_secs_f64();
+        let result = FanoutResult {
+            publications: made,
+            deliveries: delivered_after - delivered_before,
+            seconds,
+            cpu_seconds: after.cpu_seconds_since(&before),
+            completion: Percentiles::from_samples(completions),
+        };
+        Ok((result, probe_after - probe_before))
+    }
 }
 
 async fn wait_delivered(counter: &Counter, target: u64) -> Result<(), LoadError> {
@@ -167,13 +217,10 @@ async fn receive(mut ws: Ws, flavor: Flavor, counter: Arc<Counter>, verify: bool
         let Message::Text(text) = message? else { continue };
         match flavor.classify(text.as_str()) {
             Incoming::Publication { data } => {
-                let n = counter.delivered.fetch_add(1, Ordering::AcqRel) + 1;
                 if verify {
                     check(data)?;
                 }
-                if n >= counter.target.load(Ordering::Acquire) {
-                    counter.reached.notify_one();
-                }
+                counter.delivered_one();
             }
             Incoming::Ping => ws.send(Message::text(flavor.pong())).await?,
             _ => {}

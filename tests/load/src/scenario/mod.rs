@@ -5,6 +5,7 @@
 //! what was done in between: CPU per operation is the headline.
 
 mod calls;
+mod deflate;
 mod fanout;
 mod http;
 mod memory;
@@ -19,6 +20,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 pub use calls::{CallKind, CallsParams, CallsResult, calls};
+pub use deflate::{
+    Compression, DeflateParams, DeflateResult, FIXTURE, deflate_fanout, publication as deflate_publication,
+};
 pub use fanout::{FanoutParams, FanoutResult, fanout, fanout_from};
 pub use memory::{MemoryParams, MemoryResult, memory};
 pub use multicall::{MulticallParams, MulticallResult, multicall};
