@@ -83,6 +83,15 @@ impl BenchOptions {
             params: CALL_PARAMS.to_owned(),
             verify: false,
         };
+        // The same fan-out with plain subscribers, and again with compressing ones in `deflate`.
+        let fanout = FanoutParams {
+            subscribers: 2000,
+            warmup_publications: 5,
+            measure: Duration::from_secs(4),
+            min_publications: 20,
+            max_publications: 100_000,
+            verify: false,
+        };
         Self {
             log_dir: bin_dir.join("load-logs"),
             bin_dir,
@@ -105,25 +114,11 @@ impl BenchOptions {
                 ..calls.clone()
             },
             calls,
-            fanout: FanoutParams {
-                subscribers: 2000,
-                warmup_publications: 5,
-                measure: Duration::from_secs(4),
-                min_publications: 20,
-                max_publications: 100_000,
-                verify: false,
-            },
             deflate: DeflateParams {
-                fanout: FanoutParams {
-                    subscribers: 2000,
-                    warmup_publications: 5,
-                    measure: Duration::from_secs(4),
-                    min_publications: 20,
-                    max_publications: 100_000,
-                    verify: false,
-                },
+                fanout: fanout.clone(),
                 settle: Duration::from_secs(2),
             },
+            fanout,
             multicall: MulticallParams {
                 sessions: 2000,
                 warmup_calls: 3,
@@ -200,6 +195,14 @@ impl BenchOptions {
             params: CALL_PARAMS.to_owned(),
             verify: true,
         };
+        let fanout = FanoutParams {
+            subscribers: 20,
+            warmup_publications: 1,
+            measure: Duration::from_millis(100),
+            min_publications: 3,
+            max_publications: 10,
+            verify: true,
+        };
         let full = Self::full(bin_dir, node_dir);
         Self {
             reps: 1,
@@ -216,25 +219,11 @@ impl BenchOptions {
                 ..calls.clone()
             },
             calls,
-            fanout: FanoutParams {
-                subscribers: 20,
-                warmup_publications: 1,
-                measure: Duration::from_millis(100),
-                min_publications: 3,
-                max_publications: 10,
-                verify: true,
-            },
             deflate: DeflateParams {
-                fanout: FanoutParams {
-                    subscribers: 20,
-                    warmup_publications: 1,
-                    measure: Duration::from_millis(100),
-                    min_publications: 3,
-                    max_publications: 10,
-                    verify: true,
-                },
+                fanout: fanout.clone(),
                 settle: Duration::from_millis(20),
             },
+            fanout,
             multicall: MulticallParams {
                 sessions: 20,
                 warmup_calls: 1,
@@ -437,26 +426,29 @@ async fn run_one(options: &BenchOptions, server: Server, scenario: Scenario) -> 
         return presence::run(options, server).await;
     }
     if scenario == Scenario::FanoutDeflate {
-        let mut results = Vec::with_capacity(2);
-        for compression in Compression::BOTH {
-            let process = ServerProcess::start(options, server, &[]).await?;
-            tokio::time::sleep(options.startup_settle).await;
-            let target = Target {
-                addr: process.addr,
-                pid: process.pid,
-                flavor: server.flavor(),
-                sources: options.sources,
-            };
-            results.push(scenario::deflate_fanout(&target, &options.deflate, compression).await?);
-            process.check_alive()?;
-            drop(process);
-            tokio::time::sleep(options.startup_settle).await;
-        }
+        // Each kind of subscriber on a server of its own, so that each RSS reading starts from a fresh process.
+        let deflate = &options.deflate;
         return Ok(Outcome::FanoutDeflate {
-            plain: results[0],
-            deflate: results[1],
+            plain: on_fresh_server(options, server, async |t| {
+                scenario::deflate_fanout(t, deflate, Compression::Off).await
+            })
+            .await?,
+            deflate: on_fresh_server(options, server, async |t| {
+                scenario::deflate_fanout(t, deflate, Compression::Offered).await
+            })
+            .await?,
         });
     }
+    on_fresh_server(options, server, async |t| measure(options, t, scenario).await).await
+}
+
+/// Starts a fresh process of `server`, lets it settle, runs `f` against it,
+/// checks that it is still alive, and stops it.
+async fn on_fresh_server<T>(
+    options: &BenchOptions,
+    server: Server,
+    f: impl AsyncFnOnce(&Target) -> Result<T, LoadError>,
+) -> Result<T, LoadError> {
     let process = ServerProcess::start(options, server, &[]).await?;
     // Let the process finish starting (JIT, lazy statics) before the first reading.
     tokio::time::sleep(options.startup_settle).await;
@@ -466,7 +458,7 @@ async fn run_one(options: &BenchOptions, server: Server, scenario: Scenario) -> 
         flavor: server.flavor(),
         sources: options.sources,
     };
-    let outcome = measure(options, &target, scenario).await?;
+    let outcome = f(&target).await?;
     process.check_alive()?;
     drop(process);
     // Give the kernel a moment to tear down thousands of sockets.

@@ -8,8 +8,8 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -116,7 +116,9 @@ const AUTHORS: [(&str, &str, &str); 3] = [
 /// its own `seq`, ids, time, author and text (a stream of identical
 /// messages would flatter a compressor that keeps its context), compact.
 pub fn publication(seq: u64) -> String {
-    let mut value: serde_json::Value = serde_json::from_str(FIXTURE).expect("the fixture is JSON");
+    static PARSED: LazyLock<serde_json::Value> =
+        LazyLock::new(|| serde_json::from_str(FIXTURE).expect("the fixture is JSON"));
+    let mut value = PARSED.clone();
     let (author_id, username, name) = AUTHORS[(seq % AUTHORS.len() as u64) as usize];
     value["seq"] = seq.into();
     value["id"] = (1_314_207_764_510_834_688u64 + seq * 4_194_304).to_string().into();
