@@ -87,7 +87,7 @@ impl Builder {
 }
 
 fn builder() -> Builder {
-    let settings = SchemaSettings::draft2020_12().with(|s| {
+    let settings = SchemaSettings::draft07().with(|s| {
         s.definitions_path = "#/components/schemas/".into();
     });
     Builder {

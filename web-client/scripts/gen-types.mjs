@@ -56,6 +56,8 @@ function tsType(schema, indent) {
   if (schema.$ref) return schema.$ref.split("/").pop();
   if (schema.const !== undefined) return literal(schema.const);
   if (schema.enum) return schema.enum.map(literal).join(" | ");
+  // Draft 7 ignores a $ref's siblings, so a described reference is written as `allOf: [{$ref}]`.
+  if (schema.allOf) return schema.allOf.map((s) => tsType(s, indent)).join(" & ");
   const variants = schema.oneOf ?? schema.anyOf;
   if (variants) {
     const parts = variants.map((v) => tsType(v, indent));
@@ -76,6 +78,11 @@ function tsType(schema, indent) {
     case "string":
       return "string";
     case "array": {
+      if (Array.isArray(schema.items)) {
+        const min = schema.minItems ?? schema.items.length;
+        const parts = schema.items.map((s, i) => tsType(s, indent) + (i >= min ? "?" : ""));
+        return `[${parts.join(", ")}]`;
+      }
       const item = tsType(schema.items, indent);
       return /^[A-Za-z0-9_"]+$/.test(item) ? `${item}[]` : `Array<${item}>`;
     }
