@@ -19,6 +19,7 @@
 pub mod api;
 pub mod backoff;
 pub mod codes;
+pub mod contract;
 mod error;
 pub mod frame;
 pub mod methods;

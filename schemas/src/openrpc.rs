@@ -6,9 +6,10 @@
 
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::codes::{self, close};
+use crate::contract::Described;
 use crate::methods::{self, *};
 
 /// The committed document, as served by `rpc.discover`.
@@ -25,40 +26,13 @@ struct Builder {
 
 impl Builder {
     fn schema<T: JsonSchema>(&mut self) -> Value {
-        self.generator.subschema_for::<T>().to_value()
+        crate::contract::schema_for::<T>(&mut self.generator)
     }
 
     /// By-name params from the properties of `T`'s object schema.
     fn params<T: JsonSchema>(&mut self) -> Value {
         let reference = self.schema::<T>();
-        let name = reference["$ref"]
-            .as_str()
-            .and_then(|r| r.rsplit('/').next())
-            .unwrap_or_default()
-            .to_owned();
-        let definition = self.generator.definitions().get(&name).cloned().unwrap_or(reference);
-        let required: Vec<&str> = definition["required"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let mut out = Vec::new();
-        if let Some(props) = definition["properties"].as_object() {
-            for (key, schema) in props {
-                let mut d = Map::new();
-                d.insert("name".into(), json!(key));
-                if let Some(desc) = schema.get("description") {
-                    d.insert("description".into(), desc.clone());
-                }
-                d.insert("required".into(), json!(required.contains(&key.as_str())));
-                let mut schema = schema.clone();
-                if let Some(obj) = schema.as_object_mut() {
-                    obj.remove("description");
-                }
-                d.insert("schema".into(), schema);
-                out.push(Value::Object(d));
-            }
-        }
-        Value::Array(out)
+        Value::Array(crate::contract::descriptors(&mut self.generator, reference).1)
     }
 
     fn method(&mut self, name: &str, summary: &str, params: Value, result: Value, errors: &[i32]) {
@@ -86,12 +60,19 @@ impl Builder {
     }
 }
 
+/// The generator of every document: JSON Schema draft 7 (the dialect
+/// OpenRPC specifies), definitions under `#/components/schemas/`.
+pub(crate) fn generator() -> SchemaGenerator {
+    SchemaSettings::draft07()
+        .with(|s| {
+            s.definitions_path = "#/components/schemas/".into();
+        })
+        .into_generator()
+}
+
 fn builder() -> Builder {
-    let settings = SchemaSettings::draft07().with(|s| {
-        s.definitions_path = "#/components/schemas/".into();
-    });
     Builder {
-        generator: settings.into_generator(),
+        generator: generator(),
         methods: Vec::new(),
         notifications: Vec::new(),
     }
@@ -206,6 +187,14 @@ pub fn api_document() -> Value {
 
 /// Builds the document from the types.
 pub fn document() -> Value {
+    document_with(&[], &[])
+}
+
+/// The document `rpc.discover` answers on a gateway: the protocol's methods,
+/// then the application's, described (`described`, in order, with their
+/// schemas among the components) or listed by name only (`untyped`: any
+/// params, any result).
+pub fn document_with(described: &[Described], untyped: &[&str]) -> Value {
     let mut b = builder();
 
     b.method(
@@ -326,6 +315,18 @@ pub fn document() -> Value {
         .map(|(c, r)| json!({"code": c, "reason": r, "class": format!("{:?}", codes::close_class(*c))}))
         .collect();
     let _ = b.schema::<crate::Target>();
+    for d in described {
+        let entry = d.entry(&mut b.generator);
+        b.methods.push(entry);
+    }
+    for name in untyped {
+        b.methods.push(json!({
+            "name": name,
+            "description": "An application method.",
+            "params": [],
+            "result": {"name": "result", "schema": {}}
+        }));
+    }
     let schemas = b.generator.take_definitions(true);
 
     json!({
