@@ -34,7 +34,7 @@ async fn main() -> Result<(), switchboard_client::Error> {
 
     let client = Client::builder(format!("{base}?user={user}")).build()?;
     // Direct messages wait in a buffer until read: none is lost to a late reader.
-    let mut dms = client.on_notification::<Line>("chat.dm");
+    let mut dms = client.on_notification::<Line>("chat.message");
     client.connect().await?;
 
     // `chat.join` subscribes the session on the server's side; subscribing

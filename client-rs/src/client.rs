@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+use switchboard_protocol::contract::{ClientMethod, Method, Push};
 use switchboard_protocol::frame;
 use switchboard_protocol::methods::{
     self, HistoryParams, HistoryResult, PublishParams, PublishResult, StreamPosition, SubscribeResult, TopicRequest,
@@ -76,8 +77,7 @@ impl Drop for CloseOnDrop {
 
 /// Serialises params; `()` and other values that serialise as `null` mean "no params".
 fn to_params<P: Serialize>(params: &P) -> Result<Option<Box<RawValue>>, Error> {
-    let raw = serde_json::value::to_raw_value(params).map_err(Error::Params)?;
-    Ok((raw.get() != "null").then_some(raw))
+    switchboard_protocol::contract::encode_params(params).map_err(Error::Params)
 }
 
 /// rustls needs a process-wide crypto provider before the first `wss://`
@@ -163,6 +163,56 @@ impl Client {
         let params = to_params(&params)?;
         let raw = self.shared.request(method, params.as_deref(), timeout).await?;
         serde_json::from_str(raw.get()).map_err(Error::Decode)
+    }
+
+    /// Calls the method `M` described by the application's contract (see
+    /// [`contract`](switchboard_protocol::contract)), within the default
+    /// call timeout: `M` gives its name and the types of its params and
+    /// result, so a call whose types differ from the server's does not
+    /// compile.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), switchboard_client::Error> {
+    /// use switchboard_client::Client;
+    /// use switchboard_client::protocol::contract::Method;
+    ///
+    /// struct Add;
+    /// impl Method for Add {
+    ///     const NAME: &'static str = "add";
+    ///     type Params = (i64, i64);
+    ///     type Result = i64;
+    /// }
+    ///
+    /// let client = Client::builder("ws://127.0.0.1:8080/ws?user=ada").build()?;
+    /// client.connect().await?;
+    /// let sum: i64 = client.call_method::<Add>((1, 2)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// ```compile_fail
+    /// # async fn run(client: switchboard_client::Client) -> Result<(), switchboard_client::Error> {
+    /// # use switchboard_client::protocol::contract::Method;
+    /// # struct Add;
+    /// # impl Method for Add {
+    /// #     const NAME: &'static str = "add";
+    /// #     type Params = (i64, i64);
+    /// #     type Result = i64;
+    /// # }
+    /// // The params are two numbers, not a string.
+    /// let sum = client.call_method::<Add>(("1 + 2".to_owned(),)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_method<M: Method>(&self, params: M::Params) -> Result<M::Result, Error> {
+        self.call(M::NAME, params).await
+    }
+
+    /// Like [`call_method`](Self::call_method) with its own timeout.
+    pub async fn call_method_with_timeout<M: Method>(
+        &self,
+        params: M::Params,
+        timeout: Duration,
+    ) -> Result<M::Result, Error> {
+        self.call_with_timeout(M::NAME, params, timeout).await
     }
 
     /// Like [`call_with_timeout`](Self::call_with_timeout) with raw JSON params and result.
@@ -255,6 +305,13 @@ impl Client {
             buffer.close();
         }
         Notifications::new(method, buffer)
+    }
+
+    /// The pushes of the notification `P` described by the application's
+    /// contract, with their params decoded as `P::Params`; as
+    /// [`on_notification`](Self::on_notification).
+    pub fn on_push<P: Push>(&self) -> Notifications<P::Params> {
+        self.on_notification(P::NAME)
     }
 
     /// Subscribes to `topic` and returns the stream of its publications.
@@ -396,6 +453,52 @@ impl Client {
     {
         let handler = crate::handler::erase_with(handler);
         self.shared.handlers.write().insert(method.into(), handler);
+    }
+
+    /// Serves the server's calls of the client method `M` described by the
+    /// application's contract, as [`handle_with`](Self::handle_with) does:
+    /// the handler gets `M::Params` and must answer `M::Result`, so one whose
+    /// types differ from the server's does not compile.
+    ///
+    /// ```no_run
+    /// # fn run(client: switchboard_client::Client) {
+    /// use switchboard_client::RpcError;
+    /// use switchboard_client::protocol::contract::ClientMethod;
+    ///
+    /// struct Confirm;
+    /// impl ClientMethod for Confirm {
+    ///     const NAME: &'static str = "ui.confirm";
+    ///     type Params = (String,);
+    ///     type Result = bool;
+    /// }
+    ///
+    /// client.handle_method::<Confirm, _, _>(|(question,), _call| async move {
+    ///     Ok::<_, RpcError>(question.ends_with('?'))
+    /// });
+    /// # }
+    /// ```
+    ///
+    /// ```compile_fail
+    /// # fn run(client: switchboard_client::Client) {
+    /// # use switchboard_client::RpcError;
+    /// # use switchboard_client::protocol::contract::ClientMethod;
+    /// # struct Confirm;
+    /// # impl ClientMethod for Confirm {
+    /// #     const NAME: &'static str = "ui.confirm";
+    /// #     type Params = (String,);
+    /// #     type Result = bool;
+    /// # }
+    /// // The server expects a bool, not a string.
+    /// client.handle_method::<Confirm, _, _>(|(question,), _call| async move { Ok::<_, RpcError>(question) });
+    /// # }
+    /// ```
+    pub fn handle_method<M, F, Fut>(&self, handler: F)
+    where
+        M: ClientMethod,
+        F: Fn(M::Params, IncomingCall) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<M::Result, RpcError>> + Send + 'static,
+    {
+        self.handle_with(M::NAME, handler);
     }
 
     /// Stops serving `method`. Returns whether it had a handler.

@@ -199,19 +199,7 @@ where
 
 /// Decodes params into `P`, or answers `-32602` with the reason.
 pub(crate) fn decode_params<P: DeserializeOwned>(params: Option<&RawValue>) -> Result<P, ErrorObject> {
-    decode_lenient(params)
-        .map_err(|e| ErrorObject::with_data(codes::INVALID_PARAMS, serde_json::json!({ "reason": e.to_string() })))
-}
-
-/// Decodes params into `P`. Missing params decode as `null`; so do empty
-/// ones (`[]`, `{}`) when `P` does not accept them, so that `()` and
-/// `Option<T>` take "no params" in whatever shape the server sends it.
-pub(crate) fn decode_lenient<P: DeserializeOwned>(params: Option<&RawValue>) -> Result<P, serde_json::Error> {
-    let text = params.map_or("null", RawValue::get);
-    serde_json::from_str(text).or_else(|e| match text.trim() {
-        "[]" | "{}" => serde_json::from_str("null").map_err(|_| e),
-        _ => Err(e),
-    })
+    switchboard_protocol::contract::parse_params(params.map(RawValue::get))
 }
 
 #[cfg(test)]

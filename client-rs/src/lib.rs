@@ -24,7 +24,7 @@
 //!     Ok::<_, RpcError>(!question.is_empty())
 //! });
 //! // Pushes wait in a bounded buffer until read, so none is missed.
-//! let mut dms = client.on_notification::<Dm>("chat.dm");
+//! let mut dms = client.on_notification::<Dm>("chat.message");
 //! client.connect().await?;
 //!
 //! // Typed calls, with a timeout; dropping one sends `rpc.cancel`.

@@ -59,7 +59,10 @@ impl<T: DeserializeOwned> Stream for Notifications<T> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.buffer.poll_pop(cx).map(|popped| {
             popped.map(|p| match p {
-                Popped::Item(params) => crate::handler::decode_lenient(params.as_deref()).map_err(Error::Decode),
+                Popped::Item(params) => {
+                    switchboard_protocol::contract::parse_lenient(params.as_deref().map(RawValue::get))
+                        .map_err(Error::Decode)
+                }
                 Popped::Lagged(missed) => Err(Error::Lagged { missed }),
             })
         })

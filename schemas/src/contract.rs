@@ -60,6 +60,7 @@
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::ErrorObject;
@@ -74,6 +75,8 @@ pub trait Method: 'static {
     const SUMMARY: &'static str = "";
     /// The error codes it may answer, besides the protocol's own.
     const ERRORS: &'static [i32] = &[];
+    /// The names of a tuple's params, in order (by default their indexes).
+    const PARAM_NAMES: &'static [&'static str] = &[];
     /// A struct (by name), a tuple (by position) or `()` (none).
     type Params: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
     /// What it answers.
@@ -89,6 +92,8 @@ pub trait ClientMethod: 'static {
     const SUMMARY: &'static str = "";
     /// The error codes a client may answer.
     const ERRORS: &'static [i32] = &[];
+    /// The names of a tuple's params, in order (by default their indexes).
+    const PARAM_NAMES: &'static [&'static str] = &[];
     /// A struct (by name), a tuple (by position) or `()` (none).
     type Params: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
     /// What the client answers.
@@ -102,22 +107,36 @@ pub trait Push: 'static {
     const NAME: &'static str;
     /// One line on what it says.
     const SUMMARY: &'static str = "";
+    /// The names of a tuple's params, in order (by default their indexes).
+    const PARAM_NAMES: &'static [&'static str] = &[];
     /// A struct (by name) or a tuple (by position).
     type Params: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
 }
 
-/// Params parsed as `T`, as both ends parse a typed method's params: absent
-/// params parse as `null`, and a method without params (`()`) also takes
-/// `[]` and `{}`. A failure is `-32602` with serde's `reason` in its `data`.
+/// Params parsed as `T`, as both ends parse a typed method's params: see
+/// [`parse_lenient`]. A failure is `-32602` with serde's `reason` in its
+/// `data`.
 pub fn parse_params<T: DeserializeOwned>(params: Option<&str>) -> Result<T, ErrorObject> {
+    parse_lenient(params).map_err(|e| ErrorObject::with_data(codes::INVALID_PARAMS, json!({ "reason": e.to_string() })))
+}
+
+/// Params parsed as `T`: absent params parse as `null`, and so do empty
+/// ones (`[]`, `{}`) when `T` does not take them, so that `()` and
+/// `Option<T>` take "no params" in whatever shape the other end sends it.
+pub fn parse_lenient<T: DeserializeOwned>(params: Option<&str>) -> serde_json::Result<T> {
     let text = params.unwrap_or("null");
-    serde_json::from_str(text).or_else(|e| {
-        let empty = matches!(text.trim(), "[]" | "{}");
-        empty
-            .then(|| serde_json::from_str("null").ok())
-            .flatten()
-            .ok_or_else(|| ErrorObject::with_data(codes::INVALID_PARAMS, json!({ "reason": e.to_string() })))
+    serde_json::from_str(text).or_else(|e| match text.trim() {
+        "[]" | "{}" => serde_json::from_str("null").map_err(|_| e),
+        _ => Err(e),
     })
+}
+
+/// Params as a request carries them: serialised, and absent when they
+/// serialise to `null` (`()`, `None`), since JSON-RPC params are an array
+/// or an object.
+pub fn encode_params<P: Serialize + ?Sized>(params: &P) -> serde_json::Result<Option<Box<RawValue>>> {
+    let raw = serde_json::value::to_raw_value(params)?;
+    Ok((raw.get() != "null").then_some(raw))
 }
 
 /// Which way an entry goes.
@@ -155,7 +174,7 @@ impl Described {
             direction: Direction::Server,
             entry: |g| {
                 let result = Some(result::<M::Result>(g));
-                entry::<M::Params>(g, M::NAME, M::SUMMARY, result, M::ERRORS, None)
+                entry::<M::Params>(g, (M::NAME, M::PARAM_NAMES), M::SUMMARY, result, M::ERRORS, None)
             },
         }
     }
@@ -167,7 +186,8 @@ impl Described {
             direction: Direction::Client,
             entry: |g| {
                 let result = Some(result::<M::Result>(g));
-                entry::<M::Params>(g, M::NAME, M::SUMMARY, result, M::ERRORS, Some(Direction::Client))
+                let names = (M::NAME, M::PARAM_NAMES);
+                entry::<M::Params>(g, names, M::SUMMARY, result, M::ERRORS, Some(Direction::Client))
             },
         }
     }
@@ -177,7 +197,10 @@ impl Described {
         Self {
             name: P::NAME,
             direction: Direction::Client,
-            entry: |g| entry::<P::Params>(g, P::NAME, P::SUMMARY, None, &[], Some(Direction::Client)),
+            entry: |g| {
+                let names = (P::NAME, P::PARAM_NAMES);
+                entry::<P::Params>(g, names, P::SUMMARY, None, &[], Some(Direction::Client))
+            },
         }
     }
 
@@ -220,14 +243,14 @@ fn in_dialect(generator: &mut SchemaGenerator, mut schema: Schema) -> Value {
 /// An OpenRPC method entry for params of type `P`.
 fn entry<P: JsonSchema>(
     generator: &mut SchemaGenerator,
-    name: &str,
+    (name, param_names): (&str, &[&str]),
     summary: &str,
     result: Option<Value>,
     errors: &[i32],
     direction: Option<Direction>,
 ) -> Value {
     let schema = schema_for::<P>(generator);
-    let (structure, params) = descriptors(generator, schema);
+    let (structure, params) = descriptors(generator, schema, param_names);
     let mut m = Map::new();
     m.insert("name".into(), json!(name));
     if !summary.is_empty() {
@@ -253,10 +276,14 @@ fn entry<P: JsonSchema>(
 
 /// The content descriptors of params with this schema, and how they are
 /// sent: a struct's properties by name, a tuple's items by position (named
-/// by their index), `()` as none. Other types (a map, a list of any length,
+/// `names[i]`, else by their index), `()` as none. Other types (a map, a list of any length,
 /// any JSON) cannot be spelled as content descriptors: they are one
 /// by-position descriptor, `params`, holding the whole value.
-pub(crate) fn descriptors(generator: &mut SchemaGenerator, schema: Value) -> (&'static str, Vec<Value>) {
+pub(crate) fn descriptors(
+    generator: &mut SchemaGenerator,
+    schema: Value,
+    names: &[&str],
+) -> (&'static str, Vec<Value>) {
     let definition = schema["$ref"]
         .as_str()
         .and_then(|r| r.rsplit('/').next())
@@ -282,7 +309,10 @@ pub(crate) fn descriptors(generator: &mut SchemaGenerator, schema: Value) -> (&'
         let params = items
             .iter()
             .enumerate()
-            .map(|(i, schema)| descriptor(&i.to_string(), (i as u64) < min, schema))
+            .map(|(i, schema)| {
+                let name = names.get(i).map_or_else(|| i.to_string(), |n| (*n).to_owned());
+                descriptor(&name, (i as u64) < min, schema)
+            })
             .collect();
         return ("by-position", params);
     }
@@ -341,6 +371,7 @@ mod tests {
     struct Add;
     impl Method for Add {
         const NAME: &'static str = "add";
+        const PARAM_NAMES: &'static [&'static str] = &["a"];
         type Params = (i64, i64);
         type Result = i64;
     }
@@ -367,7 +398,10 @@ mod tests {
         let e = entry(Described::method::<Hello>());
         assert_eq!(e["paramStructure"], "by-name");
         assert_eq!(e["summary"], "Greets.");
-        assert_eq!(e["params"][1], json!({"name": "name", "description": "Whom to greet.", "required": true, "schema": {"type": "string"}}));
+        assert_eq!(
+            e["params"][1],
+            json!({"name": "name", "description": "Whom to greet.", "required": true, "schema": {"type": "string"}})
+        );
         assert_eq!(e["params"][0]["name"], "loud");
         assert_eq!(e["params"][0]["required"], false);
         assert_eq!(e["result"]["schema"], json!({"type": "string"}));
@@ -380,7 +414,10 @@ mod tests {
         let e = entry(Described::method::<Add>());
         assert_eq!(e["paramStructure"], "by-position");
         assert_eq!(e["params"].as_array().map(Vec::len), Some(2));
-        assert_eq!(e["params"][1]["name"], "1");
+        assert_eq!(
+            (&e["params"][0]["name"], &e["params"][1]["name"]),
+            (&json!("a"), &json!("1"))
+        );
         let e = entry(Described::client_method::<Now>());
         assert_eq!(e["params"], json!([]));
         assert_eq!(e["x-switchboard-direction"], "client");
@@ -403,6 +440,9 @@ mod tests {
         let err = parse_params::<(i64, i64)>(Some(r#"["a",2]"#)).err().map(|e| e.code);
         assert_eq!(err, Some(-32602));
         let err = parse_params::<Greet>(Some("{}")).err();
-        assert!(err.is_some_and(|e| e.data.is_some_and(|d| d["reason"].as_str().is_some_and(|r| r.contains("name")))));
+        assert!(err.is_some_and(|e| {
+            e.data
+                .is_some_and(|d| d["reason"].as_str().is_some_and(|r| r.contains("name")))
+        }));
     }
 }

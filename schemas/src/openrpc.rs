@@ -32,7 +32,7 @@ impl Builder {
     /// By-name params from the properties of `T`'s object schema.
     fn params<T: JsonSchema>(&mut self) -> Value {
         let reference = self.schema::<T>();
-        Value::Array(crate::contract::descriptors(&mut self.generator, reference).1)
+        Value::Array(crate::contract::descriptors(&mut self.generator, reference, &[]).1)
     }
 
     fn method(&mut self, name: &str, summary: &str, params: Value, result: Value, errors: &[i32]) {

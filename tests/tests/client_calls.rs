@@ -238,7 +238,7 @@ async fn notifications_that_arrive_before_their_reader_are_kept() {
         }
         // The pushes were queued on bob's session before this answer.
         let _: String = bob.call("rpc.ping", ()).await.expect("pong");
-        let mut dms = bob.on_notification::<Dm>("chat.dm");
+        let mut dms = bob.on_notification::<Dm>("chat.message");
         for i in 0..2 {
             let dm = dms.next().await.expect("open").expect("a dm");
             assert_eq!(
@@ -268,7 +268,7 @@ async fn notifications_that_arrive_before_their_reader_are_kept() {
         assert_eq!(bob.stats().dropped, 2);
 
         // Params of the wrong shape are reported, and the stream goes on.
-        let mut numbers = bob.on_notification::<u64>("chat.dm");
+        let mut numbers = bob.on_notification::<u64>("chat.message");
         let _: bool = alice
             .call("chat.dm", json!({"user": "bob", "text": "x"}))
             .await

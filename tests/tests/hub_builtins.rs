@@ -220,7 +220,7 @@ async fn demo_chat_direct_messages() {
         let (r, others) = request(&mut c1, 4, "chat.dm", dm).await;
         assert_eq!(r, result(json!(4), json!(true)));
         assert!(others.is_empty(), "{others:?}");
-        let expected = notification("chat.dm", json!({"from": "carol", "text": "yo"}));
+        let expected = notification("chat.message", json!({"from": "carol", "text": "yo"}));
         assert_eq!(b1.recv().await, expected);
         assert_eq!(b2.recv().await, expected);
         for (c, who) in [

@@ -15,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use jsonrpsee::core::server::Methods;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::codes::close;
+use switchboard_protocol::contract::{ClientMethod, Described, Method, Push};
 use switchboard_protocol::{ErrorObject, codes, frame};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -123,6 +124,105 @@ impl GatewayBuilder {
         Fut: Future<Output = Result<R, ErrorObject>> + Send + 'static,
     {
         self.add_direct(name, crate::rpc::direct::erase_async(handler))
+    }
+
+    /// Adds a typed method: the descriptor `M` (shared with the clients,
+    /// see [`contract`](switchboard_protocol::contract)) gives its name and
+    /// the types of its params and result, and `rpc.discover` describes it
+    /// with their schemas. The handler gets the params parsed as
+    /// `M::Params` (a mismatch answers `-32602` with serde's `reason` in its
+    /// `data`); otherwise it is a direct method, as [`method`](Self::method).
+    ///
+    /// ```
+    /// use switchboard_server::protocol::contract::Method;
+    /// use switchboard_server::{Config, Gateway};
+    ///
+    /// struct Add;
+    /// impl Method for Add {
+    ///     const NAME: &'static str = "add";
+    ///     const SUMMARY: &'static str = "The sum of two numbers.";
+    ///     type Params = (i64, i64);
+    ///     type Result = i64;
+    /// }
+    ///
+    /// # fn build() -> Result<(), switchboard_server::Error> {
+    /// let gateway = Gateway::builder(Config::default())
+    ///     .serve::<Add, _>(|_req, (a, b)| Ok(a + b))?
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// A handler whose types differ from the descriptor's does not compile:
+    ///
+    /// ```compile_fail
+    /// # use switchboard_server::protocol::contract::Method;
+    /// # use switchboard_server::{Config, Gateway};
+    /// # struct Add;
+    /// # impl Method for Add {
+    /// #     const NAME: &'static str = "add";
+    /// #     type Params = (i64, i64);
+    /// #     type Result = i64;
+    /// # }
+    /// # fn build() -> Result<(), switchboard_server::Error> {
+    /// Gateway::builder(Config::default()).serve::<Add, _>(|_req, (a, b): (i64, i64)| Ok(format!("{a}{b}")))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn serve<M, F>(mut self, handler: F) -> Result<Self, Error>
+    where
+        M: Method,
+        F: Fn(Request<'_>, M::Params) -> Result<M::Result, ErrorObject> + Send + Sync + 'static,
+    {
+        let handler = crate::rpc::direct::erase_method::<M, F>(handler);
+        self.methods.add_described(Described::method::<M>(), handler)?;
+        Ok(self)
+    }
+
+    /// Adds a typed asynchronous method: [`serve`](Self::serve)'s typing
+    /// with [`method_async`](Self::method_async)'s two steps.
+    pub fn serve_async<M, F, Fut>(mut self, handler: F) -> Result<Self, Error>
+    where
+        M: Method,
+        F: Fn(Request<'_>, M::Params) -> Result<Fut, ErrorObject> + Send + Sync + 'static,
+        Fut: Future<Output = Result<M::Result, ErrorObject>> + Send + 'static,
+    {
+        let handler = crate::rpc::direct::erase_method_async::<M, F, Fut>(handler);
+        self.methods.add_described(Described::method::<M>(), handler)?;
+        Ok(self)
+    }
+
+    /// Describes a method registered without its types, a jsonrpsee
+    /// module's or a direct method's, as the descriptor `M` says: for
+    /// `rpc.discover` only (the method still parses its own params). Refused
+    /// when no method `M::NAME` is registered or when it is described
+    /// already.
+    pub fn describe<M: Method>(mut self) -> Result<Self, Error> {
+        self.methods.describe(Described::method::<M>())?;
+        Ok(self)
+    }
+
+    /// Declares a method the gateway calls on clients, so that
+    /// `rpc.discover` lists it, with its schemas and
+    /// `"x-switchboard-direction": "client"`, for clients to implement. Call
+    /// it through [`Caller::call_method`](crate::Caller::call_method) or
+    /// [`SessionHandle::call_method`], which take and return `M`'s types.
+    pub fn declare_client_method<M: ClientMethod>(mut self) -> Result<Self, Error> {
+        self.methods.declare(Described::client_method::<M>())?;
+        Ok(self)
+    }
+
+    /// Declares a notification the gateway pushes to clients, so that
+    /// `rpc.discover` lists it (`"x-switchboard-direction": "client"`, no
+    /// result). Push it through [`Hub::push`](crate::Hub::push) or
+    /// [`SessionHandle::push`], which take `P`'s params.
+    pub fn declare_push<P: Push>(mut self) -> Result<Self, Error> {
+        self.methods.declare(Described::push::<P>())?;
+        Ok(self)
+    }
+
+    /// The document `rpc.discover` would answer with the methods added so far.
+    #[cfg(test)]
+    pub(crate) fn discover_document(&self) -> Box<serde_json::value::RawValue> {
+        crate::rpc::discover::document(&self.methods)
     }
 
     fn add_direct(mut self, name: &str, handler: crate::rpc::direct::Handler) -> Result<Self, Error> {

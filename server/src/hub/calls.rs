@@ -23,6 +23,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use switchboard_protocol::api::{CallPolicy, CallSummary};
+use switchboard_protocol::contract::{self, ClientMethod};
 use switchboard_protocol::{ErrorObject, Target, codes, frame};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -202,6 +203,19 @@ impl Hub {
     ) -> Result<Vec<CallEntry>, HubError> {
         let params = serde_json::value::to_raw_value(params).map_err(|e| HubError::Params(e.to_string()))?;
         self.call_raw(target, method, Some(&params), timeout).await
+    }
+
+    /// Calls the client method `M` on every session of the target, as
+    /// [`call_stream`](Self::call_stream) does, with `M`'s params; each
+    /// outcome's result is the client's JSON, which decodes as `M::Result`.
+    pub async fn call_method<M: ClientMethod>(
+        &self,
+        target: Target,
+        params: &M::Params,
+        options: CallOptions,
+    ) -> Result<CallStream, HubError> {
+        let params = contract::encode_params(params).map_err(|e| HubError::Params(e.to_string()))?;
+        self.call_stream(target, M::NAME, params.as_deref(), options).await
     }
 
     /// Like [`call`](Self::call) with params already serialised.

@@ -19,6 +19,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use switchboard_protocol::api::{ClusterStats, PresenceStats, SessionEvent, Stats};
+use switchboard_protocol::contract::Push;
 use switchboard_protocol::methods::{self, StreamPosition};
 use switchboard_protocol::{Target, frame};
 
@@ -239,6 +240,12 @@ impl Hub {
     ) -> Result<(), HubError> {
         let params = serde_json::value::to_raw_value(params).map_err(|e| HubError::Params(e.to_string()))?;
         self.notify_raw(target, method, Some(&params)).await
+    }
+
+    /// Pushes the notification `P` to every session of the target, as
+    /// [`notify`](Self::notify) does, with `P`'s params.
+    pub async fn push<P: Push>(&self, target: Target, params: &P::Params) -> Result<(), HubError> {
+        self.notify(target, P::NAME, params).await
     }
 
     /// Like [`notify`](Self::notify) with params already serialised.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+use switchboard_protocol::contract::ClientMethod;
 
 use crate::error::CallError;
 use crate::hub::Hub;
@@ -127,7 +128,46 @@ impl Caller {
         R: DeserializeOwned,
     {
         ClientCallOf::new(match crate::session::encode_params(params) {
-            Ok(params) => self.call_raw(method, Some(&params), timeout),
+            Ok(params) => self.call_raw(method, params.as_deref(), timeout),
+            Err(error) => ClientCall::failed(error),
+        })
+    }
+
+    /// Calls the client method `M` on the caller's own client, as
+    /// [`call`](Self::call) does, with `M`'s params and result types: a
+    /// call whose types differ from the descriptor's does not compile.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_server::protocol::contract::{ClientMethod, Method};
+    /// use switchboard_server::{Config, Gateway};
+    ///
+    /// struct Confirm;
+    /// impl ClientMethod for Confirm {
+    ///     const NAME: &'static str = "ui.confirm";
+    ///     type Params = (String,);
+    ///     type Result = bool;
+    /// }
+    /// struct Delete;
+    /// impl Method for Delete {
+    ///     const NAME: &'static str = "files.delete";
+    ///     type Params = (String,);
+    ///     type Result = bool;
+    /// }
+    ///
+    /// # fn build() -> Result<(), switchboard_server::Error> {
+    /// let gateway = Gateway::builder(Config::default())
+    ///     .declare_client_method::<Confirm>()?
+    ///     .serve_async::<Delete, _, _>(|req, (name,)| {
+    ///         let confirmed = req.call_method::<Confirm>(&(format!("Delete {name}?"),), Duration::from_secs(30));
+    ///         Ok(async move { Ok(confirmed.await.unwrap_or(false)) })
+    ///     })?
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn call_method<M: ClientMethod>(&self, params: &M::Params, timeout: Duration) -> ClientCallOf<M::Result> {
+        ClientCallOf::new(match crate::session::encode_params(params) {
+            Ok(params) => self.call_raw(M::NAME, params.as_deref(), timeout),
             Err(error) => ClientCall::failed(error),
         })
     }

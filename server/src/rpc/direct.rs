@@ -20,8 +20,10 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use switchboard_protocol::contract::{self, Method};
 use switchboard_protocol::{ErrorObject, codes};
 
 use tokio_util::sync::CancellationToken;
@@ -105,6 +107,13 @@ impl<'a> Request<'a> {
         let text = self.params.map_or("null", RawValue::get);
         serde_json::from_str(text)
             .map_err(|e| ErrorObject::with_data(codes::INVALID_PARAMS, serde_json::json!({ "reason": e.to_string() })))
+    }
+
+    /// The params parsed as a typed method's params (see
+    /// [`contract::parse_params`]): absent ones parse as `null`, and `()`
+    /// also takes `[]` and `{}`.
+    fn typed_params<T: DeserializeOwned>(&self) -> Result<T, ErrorObject> {
+        contract::parse_params(self.params.map(RawValue::get))
     }
 
     /// The params as they came, unparsed.
@@ -219,4 +228,30 @@ where
         let future = handler(Request::new(params, caller, owes.cancel.as_ref()))?;
         Ok(owes.run(future).boxed())
     }))
+}
+
+/// Wraps a typed method's synchronous handler: it gets the params parsed
+/// as the descriptor's.
+pub(crate) fn erase_method<M, F>(handler: F) -> Handler
+where
+    M: Method,
+    F: Fn(Request<'_>, M::Params) -> Result<M::Result, ErrorObject> + Send + Sync + 'static,
+{
+    erase(move |req| {
+        let params = req.typed_params::<M::Params>()?;
+        handler(req, params)
+    })
+}
+
+/// Wraps a typed method's asynchronous handler, as [`erase_method`].
+pub(crate) fn erase_method_async<M, F, Fut>(handler: F) -> Handler
+where
+    M: Method,
+    F: Fn(Request<'_>, M::Params) -> Result<Fut, ErrorObject> + Send + Sync + 'static,
+    Fut: Future<Output = Result<M::Result, ErrorObject>> + Send + 'static,
+{
+    erase_async(move |req| {
+        let params = req.typed_params::<M::Params>()?;
+        handler(req, params)
+    })
 }

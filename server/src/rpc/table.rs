@@ -3,12 +3,17 @@
 //! `::method_async`) and jsonrpsee methods (an `RpcModule` or an
 //! `#[rpc(server)]` trait, mounted unchanged through `GatewayBuilder::module`)
 //! go into one table with one name check, and a call is looked up once.
+//! Methods registered through a typed descriptor (`GatewayBuilder::serve`)
+//! keep their description for `rpc.discover`, beside what the gateway
+//! declares it calls on clients and pushes to them; every name in the
+//! document is unique, whichever way it goes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use jsonrpsee::core::RegisterMethodError;
 use jsonrpsee::core::server::{MethodCallback, Methods};
+use switchboard_protocol::contract::Described;
 use switchboard_protocol::methods;
 
 use crate::error::Error;
@@ -26,6 +31,9 @@ pub(crate) enum Method {
 #[derive(Default)]
 pub(crate) struct MethodTable {
     by_name: HashMap<Arc<str>, Method>,
+    /// What `rpc.discover` says of the typed methods and of the
+    /// client-direction declarations, in the order they were added.
+    described: Vec<Described>,
 }
 
 impl MethodTable {
@@ -39,15 +47,56 @@ impl MethodTable {
         self.by_name.keys().map(|name| &**name)
     }
 
+    /// The descriptions: typed methods and client-direction declarations.
+    pub(crate) fn described(&self) -> &[Described] {
+        &self.described
+    }
+
+    /// The methods without a description.
+    pub(crate) fn untyped(&self) -> impl Iterator<Item = &str> {
+        self.names()
+            .filter(|name| !self.described.iter().any(|d| d.name() == *name))
+    }
+
     /// The one name check: `rpc.*` is the gateway's own, and a name is
     /// registered once, whichever way.
     fn check(&self, name: &str) -> Result<(), Error> {
         if methods::is_reserved(name) {
             return Err(Error::ReservedMethod(name.to_owned()));
         }
-        if self.by_name.contains_key(name) {
+        if self.by_name.contains_key(name) || self.described.iter().any(|d| d.name() == name) {
             return Err(RegisterMethodError::AlreadyRegistered(name.to_owned()).into());
         }
+        Ok(())
+    }
+
+    /// Adds a direct method with its description.
+    pub(crate) fn add_described(&mut self, described: Described, handler: Handler) -> Result<(), Error> {
+        self.add_direct(described.name(), handler)?;
+        self.described.push(described);
+        Ok(())
+    }
+
+    /// Describes a method registered without its types (a jsonrpsee
+    /// module's, or a direct method that borrows its params): it must be in
+    /// the table, and described once.
+    pub(crate) fn describe(&mut self, described: Described) -> Result<(), Error> {
+        let name = described.name();
+        if !self.by_name.contains_key(name) {
+            return Err(RegisterMethodError::MethodNotFound(name.to_owned()).into());
+        }
+        if self.described.iter().any(|d| d.name() == name) {
+            return Err(RegisterMethodError::AlreadyRegistered(name.to_owned()).into());
+        }
+        self.described.push(described);
+        Ok(())
+    }
+
+    /// Declares a method the gateway calls on clients, or a notification it
+    /// pushes: listed by `rpc.discover`, never served.
+    pub(crate) fn declare(&mut self, described: Described) -> Result<(), Error> {
+        self.check(described.name())?;
+        self.described.push(described);
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+use switchboard_protocol::contract::{ClientMethod, Push};
 use switchboard_protocol::{ErrorObject, codes, frame, methods};
 
 use super::pending::{Outcome, PendingCalls, ProgressSink, next_call_id};
@@ -174,7 +175,22 @@ impl SessionHandle {
         R: DeserializeOwned,
     {
         let params = encode_params(params)?;
-        decode_result(&self.call_raw(method, Some(&params), timeout).await?)
+        decode_result(&self.call_raw(method, params.as_deref(), timeout).await?)
+    }
+
+    /// Calls the client method `M` on this client, as [`call`](Self::call)
+    /// does, with `M`'s params and result types.
+    pub async fn call_method<M: ClientMethod>(
+        &self,
+        params: &M::Params,
+        timeout: Duration,
+    ) -> Result<M::Result, CallError> {
+        self.call(M::NAME, params, timeout).await
+    }
+
+    /// Sends the notification `P` to this client, with `P`'s params.
+    pub fn push<P: Push>(&self, params: &P::Params) -> Result<(), SendError> {
+        self.notify(P::NAME, params)
     }
 
     /// Like [`call`](Self::call) with raw JSON params and result.
@@ -292,8 +308,8 @@ pub(crate) fn truncate_reason(reason: &str) -> String {
 }
 
 /// A call's params as JSON.
-pub(crate) fn encode_params<P: Serialize + ?Sized>(params: &P) -> Result<Box<RawValue>, CallError> {
-    serde_json::value::to_raw_value(params)
+pub(crate) fn encode_params<P: Serialize + ?Sized>(params: &P) -> Result<Option<Box<RawValue>>, CallError> {
+    switchboard_protocol::contract::encode_params(params)
         .map_err(|e| CallError::Rpc(ErrorObject::with_message(codes::INVALID_PARAMS, e.to_string())))
 }
 
