@@ -220,7 +220,7 @@ const OPEN = 1;
  * import { Client } from "switchboard-client";
  * const client = new Client("wss://example.com/ws", { getToken: () => fetchToken() });
  * client.handle("ui.confirm", async ([question]) => window.confirm(String(question)));
- * client.on("chat.dm", (params) => show(params));
+ * client.on("chat.message", (params) => show(params));
  * const me = await client.call("whoami");
  * ```
  *
