@@ -1,8 +1,10 @@
 // The chat demo: a room (a topic), direct messages (a push to every session
 // of a user), and the server calling the browser (`ui.confirm`, `page.info`).
+// Typed by the demo application's contract (contract.ts, `npm run gen`).
 
-import { Client, RpcError, type CallEntry, type Publication } from "switchboard-client";
+import { Client, RpcError, type Publication } from "switchboard-client";
 import { $, clock, el, wsUrl } from "./common.js";
+import type { Contract } from "./contract.js";
 
 const query = new URLSearchParams(location.search);
 const user = query.get("user") || `guest-${Math.floor(Math.random() * 9000 + 1000)}`;
@@ -10,9 +12,9 @@ const room = query.get("room") || "lobby";
 $("me").textContent = user;
 $("room-name").textContent = room;
 
-const client = new Client(wsUrl(user));
+const client = new Client<Contract>(wsUrl(user));
 // Exposed for tests and for poking at from the console.
-(window as unknown as { client: Client }).client = client;
+(window as unknown as { client: Client<Contract> }).client = client;
 
 const badge = $("conn-state");
 client.events.on("state", ({ state }) => {
@@ -55,14 +57,12 @@ roomSub.on("subscribed", (s) => {
   if (s.resumed && !s.recovered) system(`some room messages were missed (${s.gap ?? "gap"})`);
 });
 
-// Pushes to this user: chat.dm from other users, anything the dashboard
-// sends with "Notify a user", and publications on the personal topic.
-client.on("chat.dm", (params) => {
-  const p = (params ?? {}) as { from?: unknown; text?: unknown };
-  add("dm", `${String(p.from)} → you`, String(p.text));
-});
+// Pushes to this user: chat.message (direct messages from other users),
+// anything the dashboard sends with "Notify a user", and publications on
+// the personal topic.
+client.on("chat.message", ({ from, text }) => add("dm", `${from} → you`, text));
 client.events.on("notification", ({ method, params }) => {
-  if (method !== "chat.dm") add("push", method, show(params));
+  if (method !== "chat.message") add("push", method, show(params));
 });
 client.events.on("publication", (p) => {
   if (p.topic.startsWith("user:")) add("push", p.topic, show(p.data));
@@ -70,8 +70,7 @@ client.events.on("publication", (p) => {
 
 // The server calls the browser.
 const dialog = $<HTMLDialogElement>("confirm");
-client.handle("ui.confirm", (params, { signal }) => {
-  const question = Array.isArray(params) ? String(params[0] ?? "?") : String((params as { text?: unknown })?.text ?? "?");
+client.handle("ui.confirm", ([question], { signal }) => {
   $("confirm-text").textContent = question;
   dialog.showModal();
   return new Promise<boolean>((resolve) => {
@@ -117,12 +116,14 @@ form("dm-form", async (data) => {
 });
 
 form("ask-form", async (data) => {
-  const entries = await client.call<CallEntry[]>("chat.ask", {
+  const answer = await client.call("chat.ask", {
     user: text(data, "user"),
     method: "ui.confirm",
     params: [text(data, "question")],
     timeout_ms: 15000,
   });
+  // Without a policy the gateway answers the outcomes as a list.
+  const entries = Array.isArray(answer) ? answer : answer.outcomes;
   const body = $("ask-results").querySelector("tbody") as HTMLTableSectionElement;
   body.replaceChildren(
     ...entries.map((e) => {

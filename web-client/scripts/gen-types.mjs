@@ -3,19 +3,27 @@
 //
 //   schemas/openrpc.json      -> src/protocol.ts      (the built-in rpc.* methods)
 //   schemas/api-openrpc.json  -> src/api-protocol.ts  (the server API, POST /api)
+//   schemas/demo-openrpc.json -> pages/contract.ts    (the demo application's contract)
 //
-// `npm run gen` rewrites both; a unit test fails when a committed file differs
-// from what this script produces.
+// The JSON Schema conversion lives in generate/openrpc.mjs, shared with the
+// `switchboard-client generate` command, which writes the demo's contract.
+// `npm run gen` rewrites all three; a unit test fails when a committed file
+// differs from what this script produces.
 
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { componentDeclaration, doc, generateContract, key, literal, objectType, tsType } from "../generate/openrpc.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const schemas = join(here, "..", "..", "schemas");
 const src = join(here, "..", "src");
+const pages = join(here, "..", "pages");
 
-/** Each document, the module generated from it, and the names of its method maps. */
+/**
+ * Each document and the module generated from it: the client's protocol
+ * modules with the names of their method maps, or an application's contract.
+ */
 export const TARGETS = [
   {
     input: join(schemas, "openrpc.json"),
@@ -31,85 +39,12 @@ export const TARGETS = [
     methodsDoc: "The server API's methods (`POST /api`), with their params and results.",
     notifications: undefined,
   },
+  {
+    input: join(schemas, "demo-openrpc.json"),
+    output: join(pages, "contract.ts"),
+    contract: true,
+  },
 ];
-
-const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
-
-function key(name) {
-  return IDENT.test(name) ? name : JSON.stringify(name);
-}
-
-function doc(text, indent) {
-  if (!text) return "";
-  const lines = text.replace(/\*\//g, "*\\/").split("\n");
-  if (lines.length === 1) return `${indent}/** ${lines[0]} */\n`;
-  return `${indent}/**\n${lines.map((l) => `${indent} *${l ? " " + l : ""}`).join("\n")}\n${indent} */\n`;
-}
-
-function literal(value) {
-  return JSON.stringify(value);
-}
-
-/** A JSON Schema (the subset schemars writes) as a TypeScript type. */
-function tsType(schema, indent) {
-  if (schema === true || schema === undefined || Object.keys(schema).length === 0) return "unknown";
-  if (schema.$ref) return schema.$ref.split("/").pop();
-  if (schema.const !== undefined) return literal(schema.const);
-  if (schema.enum) return schema.enum.map(literal).join(" | ");
-  // Draft 7 ignores a $ref's siblings, so a described reference is written as `allOf: [{$ref}]`.
-  if (schema.allOf) return schema.allOf.map((s) => tsType(s, indent)).join(" & ");
-  const variants = schema.oneOf ?? schema.anyOf;
-  if (variants) {
-    const parts = variants.map((v) => tsType(v, indent));
-    return parts.length > 1 ? parts.map((p) => (p.includes("\n") ? p : p)).join(" | ") : parts[0];
-  }
-  const types = Array.isArray(schema.type) ? schema.type : schema.type ? [schema.type] : [];
-  if (types.length > 1) {
-    return types.map((t) => tsType({ ...schema, type: t }, indent)).join(" | ");
-  }
-  switch (types[0]) {
-    case "null":
-      return "null";
-    case "boolean":
-      return "boolean";
-    case "integer":
-    case "number":
-      return "number";
-    case "string":
-      return "string";
-    case "array": {
-      if (Array.isArray(schema.items)) {
-        const min = schema.minItems ?? schema.items.length;
-        const parts = schema.items.map((s, i) => tsType(s, indent) + (i >= min ? "?" : ""));
-        return `[${parts.join(", ")}]`;
-      }
-      const item = tsType(schema.items, indent);
-      return /^[A-Za-z0-9_"]+$/.test(item) ? `${item}[]` : `Array<${item}>`;
-    }
-    case "object":
-      return schema.properties ? objectType(schema, indent) : "{ [key: string]: unknown }";
-    default:
-      return "unknown";
-  }
-}
-
-function objectType(schema, indent) {
-  const required = new Set(schema.required ?? []);
-  const inner = indent + "  ";
-  const names = Object.keys(schema.properties ?? {}).sort((a, b) => {
-    // Required members first, each group in the schema's (alphabetical) order.
-    const ra = required.has(a) ? 0 : 1;
-    const rb = required.has(b) ? 0 : 1;
-    return ra - rb || (a < b ? -1 : a > b ? 1 : 0);
-  });
-  if (names.length === 0) return "Record<string, never>";
-  const lines = names.map((name) => {
-    const prop = schema.properties[name];
-    const opt = required.has(name) ? "" : "?";
-    return `${doc(prop.description, inner)}${inner}${key(name)}${opt}: ${tsType(prop, inner)};`;
-  });
-  return `{\n${lines.join("\n")}\n${indent}}`;
-}
 
 /** By-name params of a method or notification, as an object type. */
 function paramsType(params, indent) {
@@ -134,6 +69,7 @@ function pascal(message) {
 /** The TypeScript module for an OpenRPC document. */
 export function generate(openrpc, target) {
   const source = target.input.split(/[\\/]/).slice(-2).join("/");
+  if (target.contract) return generateContract(openrpc, { source });
   let out = "";
   out += `// Generated by scripts/gen-types.mjs from ${source}. Do not edit:\n`;
   out += "// run `npm run gen` after the protocol crate changes (a unit test checks it).\n\n";
@@ -143,16 +79,7 @@ export function generate(openrpc, target) {
   }
 
   const components = openrpc.components?.schemas ?? {};
-  for (const name of Object.keys(components).sort()) {
-    const schema = components[name];
-    out += doc(schema.description, "");
-    const body = tsType(schema, "");
-    if ((schema.type === "object" || schema.properties) && !schema.oneOf && !schema.anyOf) {
-      out += body.startsWith("{") ? `export interface ${name} ${body}\n\n` : `export type ${name} = ${body};\n\n`;
-    } else {
-      out += `export type ${name} = ${body};\n\n`;
-    }
-  }
+  for (const name of Object.keys(components).sort()) out += componentDeclaration(name, components[name]) + "\n";
 
   out += doc(target.methodsDoc, "");
   out += `export interface ${target.methods} {\n`;

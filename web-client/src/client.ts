@@ -156,15 +156,60 @@ export interface RequestContext {
   progress(progress: unknown): boolean;
 }
 
+/** Listens to a push as it arrives. */
+type NotificationListener = (params: ReceivedParams | undefined) => void;
+
 /** Answers a server → client call: the return value is the result, a thrown error the error. */
 export type RequestHandler = (params: ReceivedParams | undefined, context: RequestContext) => unknown;
 
+/**
+ * What a client is typed with: the application's methods (the client calls
+ * them), client methods (the server calls them, {@link Client.handle}) and
+ * pushes ({@link Client.on}). `switchboard-client generate` writes one from
+ * the gateway's OpenRPC document; a map with a string index (as in
+ * {@link Untyped}) accepts any name.
+ */
+export interface Contract {
+  /** Method name → `{ params; result }`. */
+  methods: object;
+  /** Method name → `{ params; result }`. */
+  clientMethods: object;
+  /** Push name → params. */
+  notifications: object;
+}
+
+/** The contract of a client without one: any method, any params, results `unknown`. */
+export interface Untyped {
+  methods: { [method: string]: { params: Params | undefined; result: unknown } };
+  clientMethods: { [method: string]: { params: ReceivedParams | undefined; result: unknown } };
+  notifications: { [method: string]: ReceivedParams | undefined };
+}
+
 type Builtin = keyof BuiltinMethods;
 
+/** `unknown` when the contract's methods are open (any name, as in {@link Untyped}), else `never`. */
+type OpenMethods<C extends Contract> = string extends keyof C["methods"] ? unknown : never;
+
+/** The contract's own method names, when it lists them; `never` for an open contract. */
+type AppMethod<C extends Contract> = string extends keyof C["methods"] ? never : Exclude<keyof C["methods"] & string, Builtin>;
+
+/** The params of a method entry `{ params; result }`: structured (by position or by name) or none. */
+type ParamsOf<E> = E extends { params: infer P extends Params | undefined } ? P : never;
+
+/** The result of a method entry `{ params; result }`. */
+type ResultOf<E> = E extends { result: infer R } ? R : never;
+
+/** A method's params and the call's options, the params optional when they may be `undefined`. */
+type ArgsOf<P> = undefined extends P ? [params?: P, options?: CallOptions] : [params: P, options?: CallOptions];
+
+/** A method's params alone (for {@link Client.notify}), optional when they may be `undefined`. */
+type NotifyArgsOf<P> = undefined extends P ? [params?: P] : [params: P];
+
+/** A handler for a client method of entry `E`: its params in, its result (or a promise of it) out. */
+type HandlerOf<E> = (params: ParamsOf<E>, context: RequestContext) => ResultOf<E> | Promise<ResultOf<E>>;
+
 /** Params of a built-in method, optional when the method takes none. */
-type BuiltinArgs<M extends Builtin> = undefined extends BuiltinMethods[M]["params"]
-  ? [params?: BuiltinMethods[M]["params"], options?: CallOptions]
-  : [params: BuiltinMethods[M]["params"], options?: CallOptions];
+type BuiltinArgs<M extends Builtin> = ArgsOf<BuiltinMethods[M]["params"]>;
 
 const OPEN = 1;
 
@@ -175,13 +220,17 @@ const OPEN = 1;
  * import { Client } from "switchboard-client";
  * const client = new Client("wss://example.com/ws", { getToken: () => fetchToken() });
  * client.handle("ui.confirm", async ([question]) => window.confirm(String(question)));
- * client.on("chat.dm", (params) => show(params));
+ * client.on("chat.message", (params) => show(params));
  * const me = await client.call("whoami");
  * ```
  *
  * In Node, pass `WebSocket` from the `ws` package in the options.
+ *
+ * Typed with a contract that `switchboard-client generate` writes from the
+ * gateway's OpenRPC document, `new Client<Contract>(url)` accepts only the
+ * contract's methods, client methods and pushes, with their params and results.
  */
-export class Client implements SubscriptionOwner {
+export class Client<C extends Contract = Untyped> implements SubscriptionOwner {
   /** Typed events: `state`, `connected`, `disconnected`, `publication`, `notification`, `error`. */
   readonly events = new Emitter<ClientEvents>((e) => this.#reportError(e));
   readonly #url: string;
@@ -190,7 +239,7 @@ export class Client implements SubscriptionOwner {
   readonly #random: () => number;
   readonly #WebSocket: WebSocketConstructor;
   readonly #pending: PendingCalls;
-  readonly #notifications = new Map<string, Set<(params: ReceivedParams | undefined) => void>>();
+  readonly #notifications = new Map<string, Set<NotificationListener>>();
   readonly #handlers = new Map<string, RequestHandler>();
   readonly #subscriptions = new Map<string, Subscription>();
   /** Server requests being answered, by their id's canonical text (see {@link idKey}). */
@@ -304,10 +353,15 @@ export class Client implements SubscriptionOwner {
    * the server is sent `rpc.cancel`, which stops the method's work if it
    * is still running. `options.onProgress` receives the progress the method
    * reports (`rpc.progress`) before the call settles, never after.
+   *
+   * Without a contract any method may be called, its result typed by the
+   * caller (`call<R>(method, params)`); with one, only the built-in methods
+   * and the contract's.
    */
   call<M extends Builtin>(method: M, ...args: BuiltinArgs<M>): Promise<BuiltinMethods[M]["result"]>;
+  call<M extends AppMethod<C>>(method: M, ...args: ArgsOf<ParamsOf<C["methods"][M]>>): Promise<ResultOf<C["methods"][M]>>;
   call<R = unknown, M extends string = string>(
-    method: M & (M extends Builtin ? never : unknown),
+    method: M & (M extends Builtin ? never : unknown) & OpenMethods<C>,
     params?: Params,
     options?: CallOptions,
   ): Promise<R>;
@@ -322,8 +376,10 @@ export class Client implements SubscriptionOwner {
 
   /**
    * Sends a notification (no answer). Waits for a connection if there is
-   * none yet; resolves once sent.
+   * none yet; resolves once sent. With a contract, only its methods.
    */
+  notify<M extends AppMethod<C>>(method: M, ...args: NotifyArgsOf<ParamsOf<C["methods"][M]>>): Promise<void>;
+  notify(method: string & OpenMethods<C>, params?: Params): Promise<void>;
   notify(method: string, params?: Params): Promise<void> {
     const sent = this.#enqueue(undefined, method, encodeNotification(method, params), {}) as Promise<void>;
     // Fire and forget is the usual use: an unawaited failure must not be an unhandled rejection.
@@ -355,27 +411,29 @@ export class Client implements SubscriptionOwner {
 
   /**
    * Listens to notifications named `method` pushed by the server; returns
-   * the function that stops listening.
+   * the function that stops listening. With a contract, only its pushes.
    */
-  on(method: string, handler: (params: ReceivedParams | undefined) => void): () => void {
+  on<M extends keyof C["notifications"] & string>(method: M, handler: (params: C["notifications"][M]) => void): () => void {
     let set = this.#notifications.get(method);
     if (set === undefined) {
       set = new Set();
       this.#notifications.set(method, set);
     }
-    set.add(handler);
-    return () => set.delete(handler);
+    // The contract types what the server sends; what arrives is passed on as it is.
+    set.add(handler as NotificationListener);
+    return () => set.delete(handler as NotificationListener);
   }
 
   /**
    * Answers the server's calls to `method`: the handler's return value (or
    * resolved promise) becomes the result; a thrown {@link RpcError} becomes
    * that error, anything else `-32603`. One handler per method; returns the
-   * function that removes it.
+   * function that removes it. With a contract, only its client methods.
    */
-  handle(method: string, handler: RequestHandler): () => void {
+  handle<M extends keyof C["clientMethods"] & string>(method: M, handler: HandlerOf<C["clientMethods"][M]>): () => void {
     if (method.startsWith("rpc.")) throw new TypeError(`${method}: names starting with rpc. belong to the gateway`);
-    this.#handlers.set(method, handler);
+    // The contract types what the server sends; what arrives is passed on as it is.
+    this.#handlers.set(method, handler as RequestHandler);
     return () => {
       if (this.#handlers.get(method) === handler) this.#handlers.delete(method);
     };

@@ -15,9 +15,11 @@ export { Client } from "./client.js";
 export type {
   ClientEvents,
   ClientOptions,
+  Contract,
   DisconnectInfo,
   RequestContext,
   RequestHandler,
+  Untyped,
   WebSocketConstructor,
   WebSocketLike,
 } from "./client.js";

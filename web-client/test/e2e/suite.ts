@@ -187,11 +187,11 @@ export const scenarios: Scenario[] = [
       try {
         await Promise.all([a.ready(), b.ready(), sender.ready()]);
         const got: Record<string, unknown[]> = { a: [], b: [] };
-        a.on("chat.dm", (p) => got["a"]?.push(p));
-        b.on("chat.dm", (p) => got["b"]?.push(p));
+        a.on("chat.message", (p) => got["a"]?.push(p));
+        b.on("chat.message", (p) => got["b"]?.push(p));
         await sender.call("chat.dm", { user, text: "psst" });
-        await waitFor(() => got["a"]?.length === 1 && got["b"]?.length === 1, "chat.dm on both sessions");
-        assertEqual(got["a"], [{ from: sender.session?.user, text: "psst" }], "chat.dm params");
+        await waitFor(() => got["a"]?.length === 1 && got["b"]?.length === 1, "chat.message on both sessions");
+        assertEqual(got["a"], [{ from: sender.session?.user, text: "psst" }], "chat.message params");
 
         // Through the server API: a plain notification, and a recoverable push on the personal topic.
         const notices: unknown[] = [];

@@ -391,11 +391,11 @@ describe("server → client", () => {
   it("routes notifications to on() handlers", () => {
     const c = client({ personalTopic: false });
     const got = vi.fn();
-    const off = c.on("chat.dm", got);
+    const off = c.on("chat.message", got);
     FakeWebSocket.last.welcome();
-    FakeWebSocket.last.push({ jsonrpc: "2.0", method: "chat.dm", params: { from: "bob", text: "hi" } });
+    FakeWebSocket.last.push({ jsonrpc: "2.0", method: "chat.message", params: { from: "bob", text: "hi" } });
     off();
-    FakeWebSocket.last.push({ jsonrpc: "2.0", method: "chat.dm", params: { from: "bob", text: "again" } });
+    FakeWebSocket.last.push({ jsonrpc: "2.0", method: "chat.message", params: { from: "bob", text: "again" } });
     expect(got).toHaveBeenCalledTimes(1);
     expect(got).toHaveBeenCalledWith({ from: "bob", text: "hi" });
   });
