@@ -69,19 +69,15 @@ roomSub.on("message", (p) => {
 roomSub.on("subscribed", (s) => {
   if (s.resumed && !s.recovered) system(`some room messages were missed (${s.gap ?? "gap"})`);
 });
-client.on("chat.dm", (params) => {
-  const p = params ?? {};
-  add("dm", `${String(p.from)} → you`, String(p.text));
-});
+client.on("chat.message", ({ from, text: text2 }) => add("dm", `${from} → you`, text2));
 client.events.on("notification", ({ method, params }) => {
-  if (method !== "chat.dm") add("push", method, show(params));
+  if (method !== "chat.message") add("push", method, show(params));
 });
 client.events.on("publication", (p) => {
   if (p.topic.startsWith("user:")) add("push", p.topic, show(p.data));
 });
 var dialog = $("confirm");
-client.handle("ui.confirm", (params, { signal }) => {
-  const question = Array.isArray(params) ? String(params[0] ?? "?") : String(params?.text ?? "?");
+client.handle("ui.confirm", ([question], { signal }) => {
   $("confirm-text").textContent = question;
   dialog.showModal();
   return new Promise((resolve) => {
@@ -122,18 +118,19 @@ form("dm-form", async (data) => {
   system(`sent to every tab of ${text(data, "user")}`);
 });
 form("ask-form", async (data) => {
-  const entries = await client.call("chat.ask", {
+  const answer = await client.call("chat.ask", {
     user: text(data, "user"),
     method: "ui.confirm",
     params: [text(data, "question")],
     timeout_ms: 15e3
   });
+  const entries = Array.isArray(answer) ? answer : answer.outcomes;
   const body = $("ask-results").querySelector("tbody");
   body.replaceChildren(
     ...entries.map((e) => {
       const tr = el("tr");
-      const answer = e.error ? `error ${e.error.code}: ${e.error.message}` : JSON.stringify(e.result);
-      tr.append(el("td", e.session ?? "", { class: "mono" }), el("td", answer));
+      const answer2 = e.error ? `error ${e.error.code}: ${e.error.message}` : JSON.stringify(e.result);
+      tr.append(el("td", e.session ?? "", { class: "mono" }), el("td", answer2));
       return tr;
     })
   );

@@ -862,10 +862,6 @@ var Client = class {
       ...options.onProgress === void 0 ? {} : { onProgress: options.onProgress }
     });
   }
-  /**
-   * Sends a notification (no answer). Waits for a connection if there is
-   * none yet; resolves once sent.
-   */
   notify(method, params) {
     const sent = this.#enqueue(void 0, method, encodeNotification(method, params), {});
     sent.catch(() => {
@@ -890,7 +886,7 @@ var Client = class {
   }
   /**
    * Listens to notifications named `method` pushed by the server; returns
-   * the function that stops listening.
+   * the function that stops listening. With a contract, only its pushes.
    */
   on(method, handler) {
     let set = this.#notifications.get(method);
@@ -905,7 +901,7 @@ var Client = class {
    * Answers the server's calls to `method`: the handler's return value (or
    * resolved promise) becomes the result; a thrown {@link RpcError} becomes
    * that error, anything else `-32603`. One handler per method; returns the
-   * function that removes it.
+   * function that removes it. With a contract, only its client methods.
    */
   handle(method, handler) {
     if (method.startsWith("rpc.")) throw new TypeError(`${method}: names starting with rpc. belong to the gateway`);

@@ -3,6 +3,9 @@
 
 import type { Params } from "switchboard-client";
 
+/** `chat.ask`'s answer: one entry per session, or `{outcomes, met}` with a policy. */
+export type Asked = CallEntry[] | CallOutcomes;
+
 /**
  * One outcome of a multicast `call`: a session's `result` or `error`, or
  * (with neither `session` nor `user`, and `node` null) a node the call
@@ -25,6 +28,14 @@ export interface CallEntry {
   user?: string | null;
 }
 
+/** The result of `call` with a `policy`. */
+export interface CallOutcomes {
+  /** Whether the policy was met. */
+  met: boolean;
+  /** Every outcome known when the call completed, the cancelled ones included. */
+  outcomes: CallEntry[];
+}
+
 /** When a multicast call is complete: "all" (every session answered or timed out), "first" (the first result; the rest are cancelled) or {"quorum": n} (n results; the rest are cancelled). Errors never count as results. */
 export type CallPolicy = "all" | "first" | {
   quorum: number;
@@ -40,52 +51,53 @@ export interface ErrorObject {
   data?: unknown;
 }
 
+/** `chat.join`'s answer. */
+export interface Joined {
+  /** The topic the session now follows: `chat:{room}`. */
+  topic: string;
+}
+
+/** `whoami`'s answer. */
+export interface Whoami {
+  /** The caller's user. */
+  user: string;
+  /** The caller's session (none over HTTP). */
+  session?: string | null;
+}
+
 /** Methods the client calls on the server, with their params and results. */
 export interface Methods {
-  /** Answers its params as they are. */
-  echo: {
-    params: Params | undefined;
-    result: unknown;
-  };
   /** The caller's session and user. */
   whoami: {
     params: undefined;
-    result: {
-      session: string | null;
-      user: string;
-    };
+    result: Whoami;
   };
-  /** Calls a method back on the caller's own session and answers what it answered. */
+  /**
+   * Calls a method back on the caller's own session and answers with what the client answered.
+   *
+   * Errors:
+   * - `-32004` Timeout
+   * - `-32005` Session gone
+   */
   "demo.callback": {
     params: {
-      /** The client method to call. */
+      /** The method to call on the caller's own client. */
       method: string;
-      /** Its params. */
+      /** Its params, passed on as written (a bare value is wrapped in an array). */
       params?: unknown;
-      /** How long to wait for the answer, in milliseconds (the gateway's default when absent or null). */
+      /** How long to wait for the client's answer (default: the gateway's call timeout). */
       timeout_ms?: number | null;
     };
     result: unknown;
   };
-  /** Sleeps, reporting progress about every 100 ms; answers the milliseconds slept. */
-  "demo.sleep": {
-    params: {
-      /** How long to sleep, in milliseconds. */
-      ms: number;
-    };
-    result: number;
-  };
-  /** Joins a room. */
+  /** Subscribes the caller's session to the room's topic, chat:{room}. */
   "chat.join": {
     params: {
       room: string;
     };
-    result: {
-      /** The room's topic, to subscribe to. */
-      topic: string;
-    };
+    result: Joined;
   };
-  /** Sends a message to a room. */
+  /** Publishes {from, text} on the room's topic, chat:{room}. */
   "chat.send": {
     params: {
       room: string;
@@ -93,7 +105,7 @@ export interface Methods {
     };
     result: boolean;
   };
-  /** Sends a direct message to every session of a user (the `chat.message` push). */
+  /** Pushes chat.message {from, text} to every session of a user. */
   "chat.dm": {
     params: {
       text: string;
@@ -101,35 +113,50 @@ export interface Methods {
     };
     result: boolean;
   };
-  /** Calls a client method on every session of a user and answers their outcomes. */
+  /**
+   * Answers ms after ms milliseconds, reporting rpc.progress {elapsed_ms, ms} about every 100 ms; rpc.cancel stops it.
+   *
+   * Errors:
+   * - `-32011` Cancelled
+   */
+  "demo.sleep": {
+    params: {
+      /** How long to sleep, in milliseconds (at most 60000). */
+      ms: number;
+    };
+    result: number;
+  };
+  /** Calls a method on every session of a user and answers one entry per session; with a policy, {outcomes, met}, and the sessions the policy no longer needs are sent rpc.cancel. */
   "chat.ask": {
     params: {
-      /** The client method to call. */
+      /** The method called on each of them. */
       method: string;
+      /** Whose sessions are asked. */
       user: string;
-      /** Its params. */
+      /** Its params, passed on as written (a bare value is wrapped in an array). */
       params?: unknown;
-      /** When the call is complete (every session when absent or null). */
+      /** When the call is complete; with one, the answer is `{outcomes, met}`. */
       policy?: CallPolicy | null;
-      /** How long to wait for the answer, in milliseconds (the gateway's default when absent or null). */
+      /** How long to wait for each session (default: the gateway's call timeout). */
       timeout_ms?: number | null;
     };
-    result: CallEntry[] | {
-      /** Whether the policy was met. */
-      met: boolean;
-      outcomes: CallEntry[];
-    };
+    result: Asked;
+  };
+  /** An application method. */
+  echo: {
+    params: Params | undefined;
+    result: unknown;
   };
 }
 
 /** Methods the server calls on the client (`client.handle`), with their params and results. */
 export interface ClientMethods {
-  /** Asks the user a yes/no question. */
+  /** Ask the user a yes/no question; answer whether they said yes. */
   "ui.confirm": {
     params: [string];
     result: boolean;
   };
-  /** What the page is showing. */
+  /** Describe the page the client runs in (any members). */
   "page.info": {
     params: undefined;
     result: { [key: string]: unknown };
@@ -138,9 +165,9 @@ export interface ClientMethods {
 
 /** Pushes the server sends to the client (`client.on`), with their params. */
 export interface Notifications {
-  /** A direct message to the user. */
+  /** A direct message from another user. */
   "chat.message": {
-    /** The sender. */
+    /** Who sent it. */
     from: string;
     text: string;
   };
