@@ -23,10 +23,13 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use switchboard_client::protocol::contract::ClientMethod;
 use switchboard_client::{Client, ConnectionState, IncomingCall, RpcError};
 
-#[derive(Deserialize)]
+/// `job.run`'s params.
+#[derive(Serialize, Deserialize, JsonSchema)]
 struct Job {
     input: String,
     /// Pretend work, in milliseconds.
@@ -34,10 +37,23 @@ struct Job {
     work_ms: u64,
 }
 
-#[derive(Serialize)]
+/// `job.run`'s result.
+#[derive(Serialize, Deserialize, JsonSchema)]
 struct Done {
     output: String,
     worker: u32,
+}
+
+/// `job.run`, the method the backend calls on workers: in an application,
+/// this descriptor lives in a crate the backend's gateway shares, which
+/// declares it (`GatewayBuilder::declare_client_method::<RunJob>()`) and
+/// calls it with the same types.
+struct RunJob;
+impl ClientMethod for RunJob {
+    const NAME: &'static str = "job.run";
+    const SUMMARY: &'static str = "Run a job; progress {done_ms, work_ms} is reported every 100 ms.";
+    type Params = Job;
+    type Result = Done;
 }
 
 #[tokio::main]
@@ -51,7 +67,7 @@ async fn main() -> Result<(), switchboard_client::Error> {
     let me = std::process::id();
 
     // Register before connecting: the backend may call as soon as the session exists.
-    client.handle_with("job.run", move |job: Job, call: IncomingCall| async move {
+    client.handle_method::<RunJob, _, _>(move |job: Job, call: IncomingCall| async move {
         if job.input.is_empty() {
             return Err(RpcError::with_message(1, "empty input"));
         }
