@@ -111,6 +111,33 @@ fn decoding_key(k: &JwtKey, alg: Algorithm) -> Result<DecodingKey, Error> {
     }
 }
 
+/// The HTTP client that reads the JWKS (and asks the connect hook):
+/// trusting `auth.jwks.ca_file`'s authorities too when it is set.
+fn jwks_client(source: Option<&JwksSource>) -> Result<reqwest::Client, Error> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = source.and_then(|s| s.ca_file.as_ref()) {
+        if source.is_some_and(|s| s.url.is_none()) {
+            return Err(Error::invalid(
+                "auth.jwks.ca_file",
+                "is for auth.jwks.url, which is not set",
+            ));
+        }
+        let pem = std::fs::read(path).map_err(|source| Error::ReadFile {
+            key: "auth.jwks.ca_file".to_owned(),
+            path: path.clone(),
+            source,
+        })?;
+        let authorities = reqwest::Certificate::from_pem_bundle(&pem).map_err(Error::HttpClient)?;
+        if authorities.is_empty() {
+            return Err(Error::invalid("auth.jwks.ca_file", "holds no PEM certificate"));
+        }
+        for authority in authorities {
+            builder = builder.add_root_certificate(authority);
+        }
+    }
+    builder.build().map_err(Error::HttpClient)
+}
+
 fn parse_jwks(text: &str) -> Result<KeySet, serde_json::Error> {
     let set: JwkSet = serde_json::from_str(text)?;
     let mut keys = KeySet::default();
@@ -147,7 +174,7 @@ impl Authenticator {
             config: config.clone(),
             static_keys,
             jwks: RwLock::new(KeySet::default()),
-            http: reqwest::Client::new(),
+            http: jwks_client(config.jwks.as_ref())?,
         });
         if let Some(file) = config.jwks.as_ref().and_then(|s| s.file.as_ref()) {
             let text = std::fs::read_to_string(file).map_err(|source| Error::ReadFile {
@@ -179,10 +206,13 @@ impl Authenticator {
                 let Some(auth) = weak.upgrade() else { return };
                 let text = match (&source.file, &source.url) {
                     (Some(file), _) => tokio::fs::read_to_string(file).await.map_err(|e| e.to_string()),
-                    (None, Some(url)) => match auth.http.get(url).timeout(Duration::from_secs(10)).send().await {
-                        Ok(r) => r.text().await.map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    },
+                    (None, Some(url)) => {
+                        let got = auth.http.get(url).timeout(Duration::from_secs(10)).send().await;
+                        match got.and_then(reqwest::Response::error_for_status) {
+                            Ok(r) => r.text().await.map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
                     (None, None) => return,
                 };
                 match text.and_then(|t: String| parse_jwks(&t).map_err(|e| e.to_string())) {

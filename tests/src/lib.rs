@@ -322,6 +322,11 @@ pub struct Node {
 impl Node {
     /// Starts the binary with `--config file` and `--listen listen`, and waits for it to listen.
     pub fn start(config: &std::path::Path, listen: &str) -> Self {
+        Self::start_with_env(config, listen, &[])
+    }
+
+    /// Like [`start`](Self::start), with these environment variables set for the process.
+    pub fn start_with_env(config: &std::path::Path, listen: &str, env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         let mut child = std::process::Command::new(switchboard_binary())
             .arg("--config")
@@ -329,6 +334,7 @@ impl Node {
             .arg("--listen")
             .arg(listen)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()

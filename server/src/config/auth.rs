@@ -84,6 +84,12 @@ pub struct JwksSource {
     /// An HTTPS URL.
     #[serde(default)]
     pub url: Option<String>,
+    /// A PEM file of certificate authorities to trust for `url` (and for the
+    /// connect hook, which shares its client), besides the built-in public
+    /// roots: for a JWKS served under a private CA. Nothing turns
+    /// certificate checks off.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// How often to read it again, in milliseconds. Default 300 000.
     #[serde(default = "default_refresh")]
     pub refresh_ms: u64,
