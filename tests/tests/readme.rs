@@ -10,9 +10,9 @@
 //!   marked `<!-- expect -->` right after it is its output: a `json` block is
 //!   compared as a JSON value, any other block as trimmed text.
 //! * `<!-- recipe: wscat -->`: a wscat session. `>` lines are sent, `<` lines
-//!   are the frames expected back, in order, compared as JSON values. Running
-//!   `npx wscat` would need npm packages, so the same frames go through a raw
-//!   tokio-tungstenite client instead.
+//!   are the frames expected back, in order, compared as JSON values. The
+//!   real `wscat` (pinned in `tests/recipes/package.json`) is driven through
+//!   its standard input and output.
 //! * `<!-- recipe: config -->`: a TOML file that must load.
 //! * `<!-- recipe: library -->`: Rust code that must appear verbatim in this
 //!   file (between the `README library example` markers), where it is
@@ -96,7 +96,7 @@ use std::time::Instant;
 use serde_json::Value;
 use switchboard_server::protocol::codes::{self, CloseClass, close};
 use switchboard_server::{ApiKey, StreamConfig, TlsConfig, UpstreamConfig, WebhookConfig};
-use switchboard_tests::{TestServer, WAIT, WsClient, http_get_blocking, within};
+use switchboard_tests::{TestServer, WAIT, http_get_blocking, within};
 
 /// The address the README's recipes use.
 const README_ADDR: &str = "127.0.0.1:8080";
@@ -532,8 +532,20 @@ fn addr_of(stderr: &str) -> String {
         .to_owned()
 }
 
+/// The real `wscat` from npm, installed by `npm ci` in `tests/recipes/` (tests/run does).
+fn wscat() -> PathBuf {
+    let path = workspace().join("tests/recipes/node_modules/wscat/bin/wscat");
+    assert!(
+        path.exists(),
+        "{} is missing: run `npm ci` in tests/recipes first (tests/run does)",
+        path.display()
+    );
+    path
+}
+
 #[tokio::test]
-async fn wscat_recipe_frames_are_what_the_gateway_sends() {
+async fn wscat_recipe_is_what_wscat_shows() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let server = Binary::start(&[]);
     for recipe in recipes("wscat") {
         let transcript = &recipe.block;
@@ -544,18 +556,37 @@ async fn wscat_recipe_frames_are_what_the_gateway_sends() {
             .nth(1)
             .unwrap_or_else(|| panic!("README line {}: expected `$ npx wscat -c 'URL'`", transcript.line));
         let url = server.localise(url);
+        // wscat on pipes: each line read is sent as a frame, each frame received printed on a line.
+        let mut child = tokio::process::Command::new("node")
+            .arg(wscat())
+            .args(["-c", &url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs wscat");
+        let mut typed = child.stdin.take().expect("stdin is piped");
+        let mut shown = tokio::io::BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
         within(WAIT, async {
-            let mut client = WsClient::connect(&url).await;
             for (n, line) in lines.enumerate() {
                 let at = transcript.start + 1 + n;
                 if let Some(frame) = line.strip_prefix("> ") {
-                    client.send(frame).await;
+                    typed.write_all(format!("{frame}\n").as_bytes()).await.expect("wscat reads");
                 } else if let Some(frame) = line.strip_prefix("< ") {
                     let expected = json_line(frame, at);
-                    let actual = client.recv().await;
+                    let printed = shown
+                        .next_line()
+                        .await
+                        .expect("wscat's output")
+                        .unwrap_or_else(|| panic!("README line {at}: wscat ended before showing a frame"));
+                    // On a pipe wscat still writes readline's `> ` prompt before what it shows next.
+                    let printed = printed.trim_start_matches("> ");
+                    let actual: Value = serde_json::from_str(printed)
+                        .unwrap_or_else(|e| panic!("README line {at}: wscat showed a line that is not JSON ({e}): {printed}"));
                     assert!(
                         matches(&expected, &actual),
-                        "README line {at}: the gateway sent\n{actual}\nbut the README shows\n{expected}"
+                        "README line {at}: wscat showed\n{actual}\nbut the README shows\n{expected}"
                     );
                 } else {
                     assert!(
@@ -564,11 +595,15 @@ async fn wscat_recipe_frames_are_what_the_gateway_sends() {
                     );
                 }
             }
-            let extra = client.try_recv(Duration::from_millis(200)).await;
+            let extra = tokio::time::timeout(Duration::from_millis(200), shown.next_line()).await;
             assert!(
-                extra.is_none(),
-                "the gateway sent a frame the README does not show: {extra:?}"
+                !matches!(extra, Ok(Ok(Some(_)))),
+                "wscat showed a frame the README does not: {extra:?}"
             );
+            // End of input: wscat closes the connection and exits.
+            drop(typed);
+            let status = child.wait().await.expect("wscat exits");
+            assert!(status.success(), "wscat failed: {status}");
         })
         .await;
     }
