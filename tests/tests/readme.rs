@@ -572,7 +572,10 @@ async fn wscat_recipe_is_what_wscat_shows() {
             for (n, line) in lines.enumerate() {
                 let at = transcript.start + 1 + n;
                 if let Some(frame) = line.strip_prefix("> ") {
-                    typed.write_all(format!("{frame}\n").as_bytes()).await.expect("wscat reads");
+                    typed
+                        .write_all(format!("{frame}\n").as_bytes())
+                        .await
+                        .expect("wscat reads");
                 } else if let Some(frame) = line.strip_prefix("< ") {
                     let expected = json_line(frame, at);
                     let printed = shown
@@ -582,8 +585,9 @@ async fn wscat_recipe_is_what_wscat_shows() {
                         .unwrap_or_else(|| panic!("README line {at}: wscat ended before showing a frame"));
                     // On a pipe wscat still writes readline's `> ` prompt before what it shows next.
                     let printed = printed.trim_start_matches("> ");
-                    let actual: Value = serde_json::from_str(printed)
-                        .unwrap_or_else(|e| panic!("README line {at}: wscat showed a line that is not JSON ({e}): {printed}"));
+                    let actual: Value = serde_json::from_str(printed).unwrap_or_else(|e| {
+                        panic!("README line {at}: wscat showed a line that is not JSON ({e}): {printed}")
+                    });
                     assert!(
                         matches(&expected, &actual),
                         "README line {at}: wscat showed\n{actual}\nbut the README shows\n{expected}"
