@@ -14,6 +14,12 @@
 //!   real `wscat` (pinned in `tests/recipes/package.json`) is driven through
 //!   its standard input and output.
 //! * `<!-- recipe: config -->`: a TOML file that must load.
+//! * `<!-- recipe: tls -->`, `<!-- recipe: cluster -->`: shell commands run
+//!   in order (a `\` ends a line that goes on); a command that starts
+//!   `target/release/switchboard` (after `KEY=value` variables) starts the
+//!   binary instead, on an ephemeral port. The TLS recipe's last command's
+//!   output is its `<!-- expect -->` block; the cluster's nodes share a
+//!   private Redis (never the machine's) and must deliver across each other.
 //! * `<!-- recipe: library -->`: Rust code that must appear verbatim in this
 //!   file (between the `README library example` markers), where it is
 //!   compiled and run.
@@ -106,6 +112,7 @@ const ANY: &str = "…";
 
 /// The line the binary starts its announcement with.
 const LISTENING: &str = "switchboard listening on http://";
+const LISTENING_TLS: &str = "switchboard listening on https://";
 
 // ---------------------------------------------------------------------------
 // Reading the README
@@ -311,6 +318,12 @@ impl Binary {
     /// Starts the binary on an ephemeral port, with `args` besides, and waits
     /// for its announcement.
     fn start(args: &[&Path]) -> Self {
+        Self::start_with(args, &[], None)
+    }
+
+    /// Like [`start`](Self::start), with these `SWITCHBOARD_*` variables and
+    /// in `dir` (when given), as a recipe's command line says.
+    fn start_with<A: AsRef<std::ffi::OsStr>>(args: &[A], env: &[(String, String)], dir: Option<&Path>) -> Self {
         let path = binary();
         let mut command = Command::new(&path);
         command
@@ -320,11 +333,15 @@ impl Binary {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // The recipes describe the defaults: no configuration from the environment.
+        // The recipes describe the defaults: no configuration from the environment but their own.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("SWITCHBOARD_") {
                 command.env_remove(key);
             }
+        }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = dir {
+            command.current_dir(dir);
         }
         let mut child = command
             .spawn()
@@ -338,7 +355,9 @@ impl Binary {
             let mut line = String::new();
             while pipe.read_line(&mut line).is_ok_and(|n| n > 0) {
                 if let Some(rest) = line.strip_prefix(LISTENING) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                    let _ = tx.send((false, rest.split_whitespace().next().unwrap_or_default().to_owned()));
+                } else if let Some(rest) = line.strip_prefix(LISTENING_TLS) {
+                    let _ = tx.send((true, rest.split_whitespace().next().unwrap_or_default().to_owned()));
                 }
                 sink.lock().expect("stderr lock").push_str(&line);
                 line.clear();
@@ -350,16 +369,22 @@ impl Binary {
             stderr,
             reader: Some(reader),
         };
-        match rx.recv_timeout(WAIT) {
-            Ok(addr) => binary.addr = addr,
+        let tls = match rx.recv_timeout(WAIT) {
+            Ok((tls, addr)) => {
+                binary.addr = addr;
+                tls
+            }
             Err(_) => panic!(
                 "{} did not announce `{LISTENING}…` within {WAIT:?}; its stderr:\n{}",
                 path.display(),
                 binary.stderr.lock().expect("stderr lock")
             ),
+        };
+        // Over TLS the recipe's own request is the check.
+        if !tls {
+            let health = http_get_blocking(&format!("http://{}/healthz", binary.addr));
+            assert_eq!(health.status, 200, "GET /healthz answered:\n{health:?}");
         }
-        let health = http_get_blocking(&format!("http://{}/healthz", binary.addr));
-        assert_eq!(health.status, 200, "GET /healthz answered:\n{health:?}");
         binary.wait_for_sigterm_handler();
         binary
     }
@@ -530,6 +555,142 @@ fn addr_of(stderr: &str) -> String {
         .and_then(|rest| rest.split_whitespace().next())
         .expect("the binary announced its address")
         .to_owned()
+}
+
+/// The commands of a shell recipe: lines joined where one ends with `\\`,
+/// empty lines dropped.
+fn commands(body: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in body.lines() {
+        let line = line.trim();
+        if let Some(head) = line.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(line);
+        if !current.trim().is_empty() {
+            out.push(current.trim().to_owned());
+        }
+        current.clear();
+    }
+    out
+}
+
+/// A command that starts the binary: its `KEY=value` variables and its
+/// arguments, without `--listen` (every recipe's binary takes an ephemeral
+/// port) and without a trailing `&`.
+fn binary_command(command: &str) -> Option<(Vec<(String, String)>, Vec<String>)> {
+    let mut words = command.split_whitespace().peekable();
+    let mut env = Vec::new();
+    while let Some((key, value)) = words.peek().and_then(|w| w.split_once('=')) {
+        env.push((key.to_owned(), value.to_owned()));
+        words.next();
+    }
+    if words.next() != Some("target/release/switchboard") {
+        return None;
+    }
+    let mut args = Vec::new();
+    while let Some(word) = words.next() {
+        match word {
+            "--listen" => {
+                words.next();
+            }
+            "&" => {}
+            other => args.push(other.to_owned()),
+        }
+    }
+    Some((env, args))
+}
+
+#[test]
+fn tls_recipe_serves_https() {
+    let openssl = Command::new("openssl").arg("version").output();
+    assert!(
+        openssl.is_ok_and(|o| o.status.success()),
+        "openssl is needed to run the README's TLS recipe"
+    );
+    let recipe = &recipes("tls")[0];
+    let line = recipe.block.line;
+    let expect = recipe
+        .expect
+        .as_ref()
+        .unwrap_or_else(|| panic!("README line {line}: the TLS recipe needs an `<!-- expect -->` block"));
+    let dir = std::env::temp_dir().join(format!("sb-readme-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut server: Option<Binary> = None;
+    let mut last = None;
+    for command in commands(&recipe.block.body) {
+        if let Some((env, args)) = binary_command(&command) {
+            server = Some(Binary::start_with(&args, &env, Some(&dir)));
+            continue;
+        }
+        let command = server
+            .as_ref()
+            .map_or_else(|| command.clone(), |s| s.localise(&command));
+        let output = run_shell(&format!("cd '{}' && {command}", dir.display()));
+        assert!(
+            output.status.success(),
+            "README line {line}: `{command}` failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        last = Some(output);
+    }
+    let server = server.unwrap_or_else(|| panic!("README line {line}: the TLS recipe starts no binary"));
+    let printed = last
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let actual: Value = serde_json::from_str(printed.trim())
+        .unwrap_or_else(|e| panic!("README line {line}: the last command printed no JSON ({e}):\n{printed}"));
+    let expected = json_line(&expect.body, expect.start);
+    assert!(
+        matches(&expected, &actual),
+        "README line {line}: the recipe printed\n{actual}\nbut the README expects\n{expected}"
+    );
+    server.stop();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn cluster_recipe_nodes_deliver_across_each_other() {
+    let redis = switchboard_tests::PrivateRedis::on_a_free_port(false);
+    let recipe = &recipes("cluster")[0];
+    let line = recipe.block.line;
+    let mut nodes = Vec::new();
+    for command in commands(&recipe.block.body) {
+        // tests/run has built the binary; every recipe runs the debug build.
+        if command.starts_with("cargo build") {
+            continue;
+        }
+        let (mut env, args) = binary_command(&command)
+            .unwrap_or_else(|| panic!("README line {line}: a cluster command builds or starts a node: {command}"));
+        // The recipe's Redis is the machine's; the test's is its own.
+        env.push(("SWITCHBOARD_REDIS__URL".to_owned(), redis.url()));
+        nodes.push(Binary::start_with(&args, &env, None));
+    }
+    assert_eq!(nodes.len(), 2, "README line {line}: the recipe starts two nodes");
+    within(WAIT, async {
+        let mut alice = switchboard_tests::WsClient::connect(&format!("ws://{}/ws?user=alice", nodes[0].addr)).await;
+        alice.welcome().await;
+        let subscribed = alice.call(1, "rpc.subscribe", json!({"topics": [{"topic": "news"}]})).await;
+        assert!(subscribed.get("result").is_some(), "{subscribed}");
+        // Published through the other node's server API until it arrives.
+        let publish = json!({"jsonrpc": "2.0", "id": 1, "method": "publish", "params": {"topic": "news", "data": {"text": "across"}}});
+        let message = loop {
+            let answer = switchboard_tests::http_post(&format!("http://{}/api", nodes[1].addr), &publish.to_string(), &[]).await;
+            assert_eq!(answer.status, 200, "{answer:?}");
+            if let Some(frame) = alice.try_recv(Duration::from_millis(200)).await {
+                break frame;
+            }
+        };
+        assert_eq!(message["method"], "rpc.message", "{message}");
+        assert_eq!(message["params"]["data"]["text"], "across", "{message}");
+    })
+    .await;
+    for node in nodes {
+        node.stop();
+    }
 }
 
 /// The real `wscat` from npm, installed by `npm ci` in `tests/recipes/` (tests/run does).
