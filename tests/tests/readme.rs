@@ -578,10 +578,13 @@ fn commands(body: &str) -> Vec<String> {
     out
 }
 
+/// `KEY=value` pairs from a command line.
+type Variables = Vec<(String, String)>;
+
 /// A command that starts the binary: its `KEY=value` variables and its
 /// arguments, without `--listen` (every recipe's binary takes an ephemeral
 /// port) and without a trailing `&`.
-fn binary_command(command: &str) -> Option<(Vec<(String, String)>, Vec<String>)> {
+fn binary_command(command: &str) -> Option<(Variables, Vec<String>)> {
     let mut words = command.split_whitespace().peekable();
     let mut env = Vec::new();
     while let Some((key, value)) = words.peek().and_then(|w| w.split_once('=')) {
