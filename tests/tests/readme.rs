@@ -1,7 +1,8 @@
-//! Executes the recipes of `README.md` against the real `switchboard` binary,
-//! so that they never rot, and checks the README's tables against the code.
+//! Executes the recipes of `README.md` and `docs/*.md` against the real
+//! `switchboard` binary, so that they never rot, and checks the tables of
+//! `docs/` against the code.
 //!
-//! # How the README marks what is checked
+//! # How the documents mark what is checked
 //!
 //! An HTML comment right before a fenced block says what the block is:
 //!
@@ -115,9 +116,9 @@ const LISTENING: &str = "switchboard listening on http://";
 const LISTENING_TLS: &str = "switchboard listening on https://";
 
 // ---------------------------------------------------------------------------
-// Reading the README
+// Reading the documents
 
-/// A fenced block of the README with the marker before it.
+/// A fenced block of a document with the marker before it.
 #[derive(Debug, Clone)]
 struct Block {
     /// `recipe: curl`, `expect`, `table: config`, …
@@ -126,11 +127,44 @@ struct Block {
     lang: String,
     /// The block's text (for tables, the table's lines).
     body: String,
-    /// The 1-based line of the marker.
-    line: usize,
+    /// Where the marker is.
+    line: Loc,
     /// The 1-based line of the block's first line of text.
     start: usize,
 }
+
+/// A line of one of the documents.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    file: &'static str,
+    line: usize,
+}
+
+impl std::fmt::Display for Loc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} line {}", self.file, self.line)
+    }
+}
+
+impl Block {
+    /// Line `line` of the block's document.
+    fn loc(&self, line: usize) -> Loc {
+        Loc {
+            file: self.line.file,
+            line,
+        }
+    }
+}
+
+/// The documents whose marked blocks are checked: the README and docs/.
+const DOCUMENTS: [&str; 6] = [
+    "README.md",
+    "docs/server-api.md",
+    "docs/embedding.md",
+    "docs/configuration.md",
+    "docs/operations.md",
+    "docs/protocol.md",
+];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -139,14 +173,22 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-fn readme() -> String {
-    let path = workspace().join("README.md");
+fn document(file: &str) -> String {
+    let path = workspace().join(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-/// Every marked block of the README, in order.
-fn marked_blocks(readme: &str) -> Vec<Block> {
-    let lines: Vec<&str> = readme.lines().collect();
+/// Every marked block of every document, in order.
+fn all_blocks() -> Vec<Block> {
+    DOCUMENTS
+        .iter()
+        .flat_map(|file| marked_blocks(file, &document(file)))
+        .collect()
+}
+
+/// Every marked block of a document, in order.
+fn marked_blocks(file: &'static str, text: &str) -> Vec<Block> {
+    let lines: Vec<&str> = text.lines().collect();
     let mut blocks = Vec::new();
     let mut i = 0;
     while i < lines.len() {
@@ -165,7 +207,7 @@ fn marked_blocks(readme: &str) -> Vec<Block> {
             continue;
         };
         let marker = marker.trim().to_owned();
-        let at = i + 1;
+        let at = Loc { file, line: i + 1 };
         i += 1;
         while i < lines.len() && lines[i].trim().is_empty() {
             i += 1;
@@ -174,7 +216,7 @@ fn marked_blocks(readme: &str) -> Vec<Block> {
         if marker.starts_with("table:") {
             assert!(
                 start.starts_with('|'),
-                "README line {at}: `{marker}` must be followed by a table"
+                "{at}: `{marker}` must be followed by a table"
             );
             let start = i + 1;
             let mut body = String::new();
@@ -193,7 +235,7 @@ fn marked_blocks(readme: &str) -> Vec<Block> {
             continue;
         }
         let Some(lang) = start.strip_prefix("```") else {
-            panic!("README line {at}: `{marker}` must be followed by a fenced block");
+            panic!("{at}: `{marker}` must be followed by a fenced block");
         };
         let lang = lang.trim().to_owned();
         i += 1;
@@ -204,7 +246,7 @@ fn marked_blocks(readme: &str) -> Vec<Block> {
             body.push('\n');
             i += 1;
         }
-        assert!(i < lines.len(), "README line {at}: the fenced block is not closed");
+        assert!(i < lines.len(), "{at}: the fenced block is not closed");
         i += 1;
         blocks.push(Block {
             marker,
@@ -224,7 +266,7 @@ struct Recipe {
 }
 
 fn recipes(kind: &str) -> Vec<Recipe> {
-    let blocks = marked_blocks(&readme());
+    let blocks = all_blocks();
     let marker = format!("recipe: {kind}");
     let mut out = Vec::new();
     for (n, block) in blocks.iter().enumerate() {
@@ -236,16 +278,14 @@ fn recipes(kind: &str) -> Vec<Recipe> {
             });
         }
     }
-    assert!(!out.is_empty(), "the README has no `<!-- {marker} -->` block");
+    assert!(!out.is_empty(), "neither the README nor docs/ has a `<!-- {marker} -->` block");
     out
 }
 
 fn table(name: &str) -> Block {
     let marker = format!("table: {name}");
-    marked_blocks(&readme())
-        .into_iter()
-        .find(|b| b.marker == marker)
-        .unwrap_or_else(|| panic!("the README has no `<!-- {marker} -->` table"))
+    all_blocks().into_iter().find(|b| b.marker == marker)
+        .unwrap_or_else(|| panic!("neither the README nor docs/ has a `<!-- {marker} -->` table"))
 }
 
 /// The cells of each data row of a table (the header and the `|---|` line skipped).
@@ -280,8 +320,8 @@ fn matches(expected: &Value, actual: &Value) -> bool {
     }
 }
 
-fn json_line(text: &str, line: usize) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("README line {line}: not JSON ({e}): {text}"))
+fn json_line(text: &str, line: Loc) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{line}: not JSON ({e}): {text}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -504,29 +544,29 @@ fn banner_and_curl_recipes_print_what_the_readme_shows() {
         let line = recipe.block.line;
         let expect = recipe
             .expect
-            .unwrap_or_else(|| panic!("README line {line}: a curl recipe needs an `<!-- expect -->` block after it"));
+            .unwrap_or_else(|| panic!("{line}: a curl recipe needs an `<!-- expect -->` block after it"));
         let script = server.localise(&recipe.block.body);
         let output = run_shell(&script);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
-            "README line {line}: the recipe failed ({}):\n{script}\nstderr: {}",
+            "{line}: the recipe failed ({}):\n{script}\nstderr: {}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
         if expect.lang == "json" {
-            let expected = json_line(&expect.body, expect.start);
+            let expected = json_line(&expect.body, expect.loc(expect.start));
             let actual: Value = serde_json::from_str(stdout.trim())
-                .unwrap_or_else(|e| panic!("README line {line}: the recipe printed no JSON ({e}):\n{stdout}"));
+                .unwrap_or_else(|e| panic!("{line}: the recipe printed no JSON ({e}):\n{stdout}"));
             assert!(
                 matches(&expected, &actual),
-                "README line {line}: the recipe printed\n{actual}\nbut the README expects\n{expected}"
+                "{line}: the recipe printed\n{actual}\nbut the README expects\n{expected}"
             );
         } else {
             assert_eq!(
                 stdout.trim(),
                 expect.body.trim(),
-                "README line {line}: the recipe's output differs from the README"
+                "{line}: the recipe's output differs from the README"
             );
         }
     }
@@ -542,7 +582,7 @@ fn banner_and_curl_recipes_print_what_the_readme_shows() {
     assert_eq!(
         printed.join("\n").trim(),
         expected.join("\n").trim(),
-        "README line {}: the banner differs from what the binary prints",
+        "{}: the banner differs from what the binary prints",
         banner.line
     );
 }
@@ -619,7 +659,7 @@ fn tls_recipe_serves_https() {
     let expect = recipe
         .expect
         .as_ref()
-        .unwrap_or_else(|| panic!("README line {line}: the TLS recipe needs an `<!-- expect -->` block"));
+        .unwrap_or_else(|| panic!("{line}: the TLS recipe needs an `<!-- expect -->` block"));
     let dir = std::env::temp_dir().join(format!("sb-readme-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let mut server: Option<Binary> = None;
@@ -635,21 +675,21 @@ fn tls_recipe_serves_https() {
         let output = run_shell(&format!("cd '{}' && {command}", dir.display()));
         assert!(
             output.status.success(),
-            "README line {line}: `{command}` failed:\n{}",
+            "{line}: `{command}` failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
         last = Some(output);
     }
-    let server = server.unwrap_or_else(|| panic!("README line {line}: the TLS recipe starts no binary"));
+    let server = server.unwrap_or_else(|| panic!("{line}: the TLS recipe starts no binary"));
     let printed = last
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     let actual: Value = serde_json::from_str(printed.trim())
-        .unwrap_or_else(|e| panic!("README line {line}: the last command printed no JSON ({e}):\n{printed}"));
-    let expected = json_line(&expect.body, expect.start);
+        .unwrap_or_else(|e| panic!("{line}: the last command printed no JSON ({e}):\n{printed}"));
+    let expected = json_line(&expect.body, expect.loc(expect.start));
     assert!(
         matches(&expected, &actual),
-        "README line {line}: the recipe printed\n{actual}\nbut the README expects\n{expected}"
+        "{line}: the recipe printed\n{actual}\nbut the README expects\n{expected}"
     );
     server.stop();
     std::fs::remove_dir_all(&dir).ok();
@@ -667,12 +707,12 @@ async fn cluster_recipe_nodes_deliver_across_each_other() {
             continue;
         }
         let (mut env, args) = binary_command(&command)
-            .unwrap_or_else(|| panic!("README line {line}: a cluster command builds or starts a node: {command}"));
+            .unwrap_or_else(|| panic!("{line}: a cluster command builds or starts a node: {command}"));
         // The recipe's Redis is the machine's; the test's is its own.
         env.push(("SWITCHBOARD_REDIS__URL".to_owned(), redis.url()));
         nodes.push(Binary::start_with(&args, &env, None));
     }
-    assert_eq!(nodes.len(), 2, "README line {line}: the recipe starts two nodes");
+    assert_eq!(nodes.len(), 2, "{line}: the recipe starts two nodes");
     within(WAIT, async {
         let mut alice = switchboard_tests::WsClient::connect(&format!("ws://{}/ws?user=alice", nodes[0].addr)).await;
         alice.welcome().await;
@@ -718,7 +758,7 @@ async fn wscat_recipe_is_what_wscat_shows() {
         let url = command
             .split('\'')
             .nth(1)
-            .unwrap_or_else(|| panic!("README line {}: expected `$ npx wscat -c 'URL'`", transcript.line));
+            .unwrap_or_else(|| panic!("{}: expected `$ npx wscat -c 'URL'`", transcript.line));
         let url = server.localise(url);
         // wscat on pipes: each line read is sent as a frame, each frame received printed on a line.
         let mut child = tokio::process::Command::new("node")
@@ -734,7 +774,7 @@ async fn wscat_recipe_is_what_wscat_shows() {
         let mut shown = tokio::io::BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
         within(WAIT, async {
             for (n, line) in lines.enumerate() {
-                let at = transcript.start + 1 + n;
+                let at = transcript.loc(transcript.start + 1 + n);
                 if let Some(frame) = line.strip_prefix("> ") {
                     typed
                         .write_all(format!("{frame}\n").as_bytes())
@@ -746,20 +786,20 @@ async fn wscat_recipe_is_what_wscat_shows() {
                         .next_line()
                         .await
                         .expect("wscat's output")
-                        .unwrap_or_else(|| panic!("README line {at}: wscat ended before showing a frame"));
+                        .unwrap_or_else(|| panic!("{at}: wscat ended before showing a frame"));
                     // On a pipe wscat still writes readline's `> ` prompt before what it shows next.
                     let printed = printed.trim_start_matches("> ");
                     let actual: Value = serde_json::from_str(printed).unwrap_or_else(|e| {
-                        panic!("README line {at}: wscat showed a line that is not JSON ({e}): {printed}")
+                        panic!("{at}: wscat showed a line that is not JSON ({e}): {printed}")
                     });
                     assert!(
                         matches(&expected, &actual),
-                        "README line {at}: wscat showed\n{actual}\nbut the README shows\n{expected}"
+                        "{at}: wscat showed\n{actual}\nbut the README shows\n{expected}"
                     );
                 } else {
                     assert!(
                         line.starts_with("Connected") || line.trim().is_empty(),
-                        "README line {at}: a wscat line starts with `> ` or `< `: {line}"
+                        "{at}: a wscat line starts with `> ` or `< `: {line}"
                     );
                 }
             }
@@ -790,7 +830,7 @@ fn library_example_is_this_file_verbatim() {
     assert_eq!(
         example.body,
         &source[start..start + len],
-        "README line {}: the library example must be the code between the markers in tests/tests/readme.rs",
+        "{}: the library example must be the code between the markers in tests/tests/readme.rs",
         example.line
     );
 }
@@ -843,7 +883,7 @@ fn config_recipe_starts_the_binary() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         stderr.contains(LISTENING),
-        "README line {}: the example configuration does not start the binary:\n{stderr}",
+        "{}: the example configuration does not start the binary:\n{stderr}",
         recipe.line
     );
 }
@@ -910,12 +950,12 @@ fn config_keys(prefix: &str, value: &Value, out: &mut BTreeSet<String>) {
 
 #[test]
 fn config_tables_list_every_key_with_its_default() {
-    let tables: Vec<Block> = marked_blocks(&readme())
+    let tables: Vec<Block> = all_blocks()
         .into_iter()
         .filter(|b| b.marker == "table: config")
         .collect();
-    assert!(!tables.is_empty(), "the README has no `<!-- table: config -->` table");
-    let rows: Vec<(usize, Vec<String>)> = tables
+    assert!(!tables.is_empty(), "docs/ has no `<!-- table: config -->` table");
+    let rows: Vec<(Loc, Vec<String>)> = tables
         .iter()
         .flat_map(|t| rows(t).into_iter().map(|r| (t.line, r)))
         .collect();
@@ -932,14 +972,14 @@ fn config_tables_list_every_key_with_its_default() {
         let key = code(&row[0]).unwrap_or_default().to_owned();
         assert!(
             listed.insert(key.clone()),
-            "README line {line}: `{key}` is listed twice"
+            "{line}: `{key}` is listed twice"
         );
     }
     let missing: Vec<&String> = expected.difference(&listed).collect();
     let unknown: Vec<&String> = listed.difference(&expected).collect();
     assert!(
         missing.is_empty() && unknown.is_empty(),
-        "the README's configuration tables must list exactly the keys of Config: missing {missing:?}, \
+        "the configuration tables of docs/ must list exactly the keys of Config: missing {missing:?}, \
          not in Config {unknown:?}"
     );
 
@@ -959,21 +999,21 @@ fn config_tables_list_every_key_with_its_default() {
                 let required = s.required.get(field).is_some();
                 match default {
                     Some(v) => {
-                        assert!(!required, "README line {line}: `{key}` is required, it has no default");
+                        assert!(!required, "{line}: `{key}` is required, it has no default");
                         assert_eq!(
                             toml_to_json(v).as_ref(),
                             Some(&s.defaults[field]),
-                            "README line {line}: the default of `{key}` is wrong"
+                            "{line}: the default of `{key}` is wrong"
                         );
                     }
                     None => assert!(
                         required || s.defaults[field].is_null(),
-                        "README line {line}: `{key}` needs its default in a code span"
+                        "{line}: `{key}` needs its default in a code span"
                     ),
                 }
             }
             (None, Some(v)) => {
-                let value = toml_to_json(v).unwrap_or_else(|| panic!("README line {line}: `{v}` is not a value"));
+                let value = toml_to_json(v).unwrap_or_else(|| panic!("{line}: `{v}` is not a value"));
                 let (path, last) = key.rsplit_once('.').map_or((None, key), |(p, l)| (Some(p), l));
                 let mut table = &mut literal;
                 for part in path.into_iter().flat_map(|p| p.split('.')) {
@@ -987,20 +1027,20 @@ fn config_tables_list_every_key_with_its_default() {
             }
             (None, None) => assert!(
                 defaults.pointer(&format!("/{}", key.replace('.', "/"))) == Some(&Value::Null),
-                "README line {line}: `{key}` needs its default in a code span"
+                "{line}: `{key}` needs its default in a code span"
             ),
         }
     }
     let listed: Config = serde_json::from_value(Value::Object(literal))
-        .unwrap_or_else(|e| panic!("the README's configuration defaults do not make a configuration: {e}"));
+        .unwrap_or_else(|e| panic!("the configuration defaults of docs/ do not make a configuration: {e}"));
     assert_eq!(
         listed,
         Config::default(),
-        "a default in the README's configuration tables is wrong"
+        "a default in the configuration tables of docs/ is wrong"
     );
 }
 
-/// A TOML value as written in the README (numbers, strings, booleans, arrays
+/// A TOML value as written in the docs (numbers, strings, booleans, arrays
 /// and inline tables) as JSON: inline tables' `key = value` become `"key": value`.
 fn toml_to_json(toml: &str) -> Option<Value> {
     let mut json = String::with_capacity(toml.len() + 16);
@@ -1067,7 +1107,7 @@ fn error_code_table_is_the_protocol_crates() {
     .collect();
     assert_eq!(
         listed, expected,
-        "README line {}: the error code table differs from schemas/src/codes.rs",
+        "{}: the error code table differs from schemas/src/codes.rs",
         table.line
     );
 }
@@ -1095,16 +1135,16 @@ fn close_code_table_is_the_protocol_crates() {
         .collect();
     assert_eq!(
         listed, expected,
-        "README line {}: the close code table differs from schemas/src/codes.rs",
+        "{}: the close code table differs from schemas/src/codes.rs",
         table.line
     );
 }
 
-/// The production configuration in the README loads and validates as written.
+/// The production configuration in docs/operations.md loads and validates as written.
 #[test]
-fn the_production_config_in_the_readme_is_valid() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
-    let after = readme
+fn the_production_config_in_the_docs_is_valid() {
+    let text = document("docs/operations.md");
+    let after = text
         .split("<!-- production-config -->")
         .nth(1)
         .expect("the production-config marker");
@@ -1117,7 +1157,7 @@ fn the_production_config_in_the_readme_is_valid() {
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("production.toml");
     std::fs::write(&file, block).expect("write");
-    let config = switchboard_server::Config::load(Some(&file)).expect("the README's production config loads");
+    let config = switchboard_server::Config::load(Some(&file)).expect("the production config of docs/operations.md loads");
     assert!(!config.dev_mode());
     assert_eq!(config.auth.as_ref().map(|a| a.jwt.len()), Some(2));
     assert_eq!(config.upstreams.len(), 1);
