@@ -59,7 +59,7 @@ pub use hub::{
 pub use rpc::caller::Caller;
 pub use rpc::direct::Request;
 pub use rpc::progress::Progress;
-pub use session::{ClientCall, ClientCallOf, SendError, SessionHandle, SessionId};
+pub use session::{ClientCall, ClientCallOf, ProgressReports, SendError, SessionHandle, SessionId};
 pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::Target;
 pub use switchboard_protocol::api::{CallPolicy, CallSummary};

@@ -99,3 +99,51 @@ async fn a_report_after_the_answer_is_dropped() {
     })
     .await;
 }
+
+/// The other direction, one session: a method calls its own client and
+/// reads the progress that client reports, in order, before the answer.
+#[tokio::test]
+async fn a_single_session_call_reads_the_clients_progress() {
+    within(WAIT, async {
+        let gateway = Gateway::builder(Config::default())
+            .method_async("relay", |req| {
+                let params = serde_json::value::to_raw_value(&json!({"steps": 3})).expect("params");
+                let (call, mut reports) = req.call_raw_with_progress("work", Some(&params), WAIT);
+                Ok(async move {
+                    let answer = call.await.map_err(|e| e.to_error_object())?;
+                    let mut seen = Vec::new();
+                    while let Some(report) = reports.recv().await {
+                        seen.push(serde_json::from_str::<Value>(report.get()).expect("JSON"));
+                    }
+                    let answer: Value = serde_json::from_str(answer.get()).expect("JSON");
+                    Ok(json!({"reports": seen, "answer": answer}))
+                })
+            })
+            .and_then(|b| b.build())
+            .expect("builds");
+        let server = TestServer::serve(gateway).await;
+        let mut client = server.connect("wes").await;
+        client
+            .send_json(&json!({"jsonrpc": "2.0", "id": 1, "method": "relay"}))
+            .await;
+        let request = client.recv().await;
+        assert_eq!(request["method"], "work", "{request}");
+        let id = request["id"].clone();
+        for step in 1..=3 {
+            client
+                .send_json(&json!({"jsonrpc": "2.0", "method": "rpc.progress", "params": {"id": id, "progress": {"step": step}}}))
+                .await;
+        }
+        client
+            .send_json(&json!({"jsonrpc": "2.0", "id": id, "result": "done"}))
+            .await;
+        let answer = client.recv().await;
+        assert_eq!(
+            answer["result"],
+            json!({"reports": [{"step": 1}, {"step": 2}, {"step": 3}], "answer": "done"}),
+            "{answer}"
+        );
+        server.stop().await;
+    })
+    .await;
+}

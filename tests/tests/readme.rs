@@ -214,10 +214,7 @@ fn marked_blocks(file: &'static str, text: &str) -> Vec<Block> {
         }
         let start = lines.get(i).map(|l| l.trim()).unwrap_or_default();
         if marker.starts_with("table:") {
-            assert!(
-                start.starts_with('|'),
-                "{at}: `{marker}` must be followed by a table"
-            );
+            assert!(start.starts_with('|'), "{at}: `{marker}` must be followed by a table");
             let start = i + 1;
             let mut body = String::new();
             while i < lines.len() && lines[i].trim().starts_with('|') {
@@ -278,13 +275,18 @@ fn recipes(kind: &str) -> Vec<Recipe> {
             });
         }
     }
-    assert!(!out.is_empty(), "neither the README nor docs/ has a `<!-- {marker} -->` block");
+    assert!(
+        !out.is_empty(),
+        "neither the README nor docs/ has a `<!-- {marker} -->` block"
+    );
     out
 }
 
 fn table(name: &str) -> Block {
     let marker = format!("table: {name}");
-    all_blocks().into_iter().find(|b| b.marker == marker)
+    all_blocks()
+        .into_iter()
+        .find(|b| b.marker == marker)
         .unwrap_or_else(|| panic!("neither the README nor docs/ has a `<!-- {marker} -->` table"))
 }
 
@@ -789,9 +791,8 @@ async fn wscat_recipe_is_what_wscat_shows() {
                         .unwrap_or_else(|| panic!("{at}: wscat ended before showing a frame"));
                     // On a pipe wscat still writes readline's `> ` prompt before what it shows next.
                     let printed = printed.trim_start_matches("> ");
-                    let actual: Value = serde_json::from_str(printed).unwrap_or_else(|e| {
-                        panic!("{at}: wscat showed a line that is not JSON ({e}): {printed}")
-                    });
+                    let actual: Value = serde_json::from_str(printed)
+                        .unwrap_or_else(|e| panic!("{at}: wscat showed a line that is not JSON ({e}): {printed}"));
                     assert!(
                         matches(&expected, &actual),
                         "{at}: wscat showed\n{actual}\nbut the README shows\n{expected}"
@@ -970,10 +971,7 @@ fn config_tables_list_every_key_with_its_default() {
     let mut listed = BTreeSet::new();
     for (line, row) in &rows {
         let key = code(&row[0]).unwrap_or_default().to_owned();
-        assert!(
-            listed.insert(key.clone()),
-            "{line}: `{key}` is listed twice"
-        );
+        assert!(listed.insert(key.clone()), "{line}: `{key}` is listed twice");
     }
     let missing: Vec<&String> = expected.difference(&listed).collect();
     let unknown: Vec<&String> = listed.difference(&expected).collect();
@@ -1157,7 +1155,8 @@ fn the_production_config_in_the_docs_is_valid() {
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("production.toml");
     std::fs::write(&file, block).expect("write");
-    let config = switchboard_server::Config::load(Some(&file)).expect("the production config of docs/operations.md loads");
+    let config =
+        switchboard_server::Config::load(Some(&file)).expect("the production config of docs/operations.md loads");
     assert!(!config.dev_mode());
     assert_eq!(config.auth.as_ref().map(|a| a.jwt.len()), Some(2));
     assert_eq!(config.upstreams.len(), 1);

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Hub, HubError, HubInner, dedup};
 use crate::broker::{Envelope, NodeId, SharedFrame};
 use crate::error::CallError;
-use crate::session::{ProgressSink, SessionHandle};
+use crate::session::{PROGRESS_QUEUE, ProgressSink, SessionHandle};
 
 /// One outcome of a multicast [`Hub::call`]: a session's answer, or why
 /// there is none.
@@ -181,9 +181,6 @@ impl CallSink {
         }
     }
 }
-
-/// How many progress reports wait for a slow reader before more are dropped.
-const PROGRESS_QUEUE: usize = 256;
 
 /// Extra time the caller waits past the per-session timeout for remote nodes' reports.
 pub(super) const REPORT_GRACE: Duration = Duration::from_millis(250);

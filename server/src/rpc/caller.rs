@@ -16,7 +16,7 @@ use switchboard_protocol::contract::ClientMethod;
 
 use crate::error::CallError;
 use crate::hub::Hub;
-use crate::session::{ClientCall, ClientCallOf, SessionHandle, SessionId};
+use crate::session::{ClientCall, ClientCallOf, ProgressReports, SessionHandle, SessionId};
 
 /// Who called a method, and the way back to them.
 ///
@@ -170,6 +170,22 @@ impl Caller {
             Ok(params) => self.call_raw(M::NAME, params.as_deref(), timeout),
             Err(error) => ClientCall::failed(error),
         })
+    }
+
+    /// Like [`call_raw`](Self::call_raw), with the progress the client
+    /// reports on the call: see [`SessionHandle::start_call_with_progress`].
+    /// Over HTTP the call fails with [`CallError::SessionGone`] and no
+    /// progress comes.
+    pub fn call_raw_with_progress(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        timeout: Duration,
+    ) -> (ClientCall, ProgressReports) {
+        match &self.session {
+            Some(session) => session.start_call_with_progress(method, params, timeout),
+            None => (ClientCall::failed(CallError::SessionGone), ProgressReports::none()),
+        }
     }
 
     /// Like [`call`](Self::call) with raw JSON params (an array or an object,

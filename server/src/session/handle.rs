@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use switchboard_protocol::contract::{ClientMethod, Push};
 use switchboard_protocol::{ErrorObject, codes, frame, methods};
 
-use super::pending::{Outcome, PendingCalls, ProgressSink, next_call_id};
+use super::pending::{Outcome, PROGRESS_QUEUE, PendingCalls, ProgressSink, next_call_id};
 use super::queue::{CloseRequest, OutboundQueue, SendError};
 use crate::error::CallError;
 use crate::ws::Outgoing;
@@ -210,8 +210,34 @@ impl SessionHandle {
     /// before the answer tells the client `rpc.cancel`, as with
     /// [`call`](Self::call).
     pub fn start_call_raw(&self, method: &str, params: Option<&RawValue>, timeout: Duration) -> ClientCall {
+        self.start_call(method, params, timeout, None)
+    }
+
+    /// Like [`start_call_raw`](Self::start_call_raw), and the progress the
+    /// client reports on the call (`rpc.progress`) comes on the returned
+    /// [`ProgressReports`] as it arrives, until the answer: at most 256
+    /// reports wait to be read, and past that they are dropped (the answer
+    /// never is).
+    pub fn start_call_with_progress(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        timeout: Duration,
+    ) -> (ClientCall, ProgressReports) {
+        let (tx, rx) = tokio::sync::mpsc::channel(PROGRESS_QUEUE);
+        let call = self.start_call(method, params, timeout, Some(ProgressSink(tx)));
+        (call, ProgressReports(rx))
+    }
+
+    fn start_call(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        timeout: Duration,
+        progress: Option<ProgressSink>,
+    ) -> ClientCall {
         let id = next_call_id();
-        if let Err(error) = self.expect_answer(id, timeout, None) {
+        if let Err(error) = self.expect_answer(id, timeout, progress) {
             return ClientCall::failed(error);
         }
         let frame = frame::write_request(id, method, params.map(RawValue::get));
@@ -321,6 +347,24 @@ pub(crate) fn decode_result<R: DeserializeOwned>(raw: &RawValue) -> Result<R, Ca
             serde_json::json!({"reason": "the client's result has an unexpected shape", "detail": e.to_string()}),
         ))
     })
+}
+
+/// The progress a client reports on one call to it (`rpc.progress`), in
+/// the order it came: see [`SessionHandle::start_call_with_progress`].
+#[derive(Debug)]
+pub struct ProgressReports(tokio::sync::mpsc::Receiver<(SessionHandle, Box<RawValue>)>);
+
+impl ProgressReports {
+    /// Reports for a call that cannot report (no session to call).
+    pub(crate) fn none() -> Self {
+        Self(tokio::sync::mpsc::channel(1).1)
+    }
+
+    /// The next report; `None` once the call has its answer (or timed out,
+    /// or was given up) and every report before it was read.
+    pub async fn recv(&mut self) -> Option<Box<RawValue>> {
+        self.0.recv().await.map(|(_, progress)| progress)
+    }
 }
 
 /// A call to a client that has been sent: a future of the client's answer

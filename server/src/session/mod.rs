@@ -14,9 +14,9 @@ mod queue;
 mod requests;
 mod topics;
 
-pub use handle::{ClientCall, ClientCallOf, SessionHandle, SessionId};
+pub use handle::{ClientCall, ClientCallOf, ProgressReports, SessionHandle, SessionId};
 pub(crate) use handle::{encode_params, truncate_reason};
-pub(crate) use pending::{ProgressSink, next_call_id};
+pub(crate) use pending::{PROGRESS_QUEUE, ProgressSink, next_call_id};
 pub use queue::SendError;
 pub(crate) use queue::{CloseRequest, OutboundQueue, Signal};
 pub(crate) use requests::IdText;

@@ -15,8 +15,12 @@ use crate::error::CallError;
 /// The answer a client gave to one of our calls.
 pub(crate) type Answer = Result<Box<RawValue>, ErrorObject>;
 
+/// How many progress reports wait for a slow reader before more are dropped.
+pub(crate) const PROGRESS_QUEUE: usize = 256;
+
 /// Where a call's progress reports go (`rpc.progress` from the client), when
-/// its caller asked for them: the node's task that runs the call.
+/// its caller asked for them: the node's task that runs a multicast call, or
+/// the caller of a single-session call, with the session that sent each.
 #[derive(Clone)]
 pub(crate) struct ProgressSink(pub(crate) tokio::sync::mpsc::Sender<(super::SessionHandle, Box<RawValue>)>);
 
