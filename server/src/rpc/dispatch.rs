@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::FutureExt;
 use futures_util::future::{AbortRegistration, Abortable, BoxFuture, join_all};
@@ -22,11 +23,12 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Action;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::metrics::Timer;
 use crate::rpc::builtins;
 use crate::rpc::caller::Caller;
 use crate::rpc::direct::{AsyncHandler, Handler, Owes, Request};
 use crate::rpc::progress::Progress;
-use crate::rpc::table::{Method, MethodTable};
+use crate::rpc::table::{Entry, Method, MethodTable};
 use crate::session::{IdText, SessionHandle};
 
 /// What a frame calls for.
@@ -180,17 +182,33 @@ impl Dispatcher {
                 ),
             );
         }
-        let callback = match self.methods.get(method) {
-            Some((name, Method::Direct(handler))) => return self.call_direct(caller, id, name, params, handler),
-            Some((name, Method::Jsonrpsee(callback))) => (name, callback),
+        let (name, callback, duration) = match self.methods.get(method) {
+            Some((
+                name,
+                Entry {
+                    method: Method::Direct(handler),
+                    duration,
+                },
+            )) => {
+                return self.call_direct(caller, id, name, params, handler, duration);
+            }
+            Some((
+                name,
+                Entry {
+                    method: Method::Jsonrpsee(callback),
+                    duration,
+                },
+            )) => (name, callback, duration),
             None => {
                 return match self.upstreams.route(method) {
                     Some(route) => self.forward(caller, id, method, params, route),
+                    // Unknown methods are not timed: their names would make labels without end.
                     None => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
                 };
             }
         };
-        let (name, callback) = callback;
+        // Stops when the answer is written: at the end of this call, or of the method's future.
+        let timer = Timer::start(duration);
         let name = Arc::clone(name);
         let max = self.config.limits.max_response_size;
         let extensions = Self::extensions(caller);
@@ -247,6 +265,7 @@ impl Dispatcher {
                 );
                 Outcome::Later(
                     async move {
+                        let _timer = timer;
                         if !answered {
                             let _ = AssertUnwindSafe(future).catch_unwind().await;
                             return None;
@@ -297,11 +316,16 @@ impl Dispatcher {
         method: &Arc<str>,
         params: Option<&RawValue>,
         handler: &Handler,
+        duration: &metrics::Histogram,
     ) -> Outcome {
         let handler = match handler {
             Handler::Sync(handler) => handler,
-            Handler::Async(handler) => return self.start_direct(caller, id, method, params, handler),
+            Handler::Async(handler) => {
+                let timer = Timer::start(duration);
+                return self.start_direct(caller, id, method, params, handler, timer);
+            }
         };
+        let started = Instant::now();
         let request = Request::new(params, caller, None);
         let id = id.map(RawValue::get);
         // A notification's handler runs too; what it writes is dropped.
@@ -317,6 +341,7 @@ impl Dispatcher {
                 })
             },
         );
+        duration.record(started.elapsed());
         match id {
             Some(_) => Outcome::Reply(reply),
             None => Outcome::Silent,
@@ -332,6 +357,7 @@ impl Dispatcher {
         method: &Arc<str>,
         params: Option<&RawValue>,
         handler: &AsyncHandler,
+        timer: Timer,
     ) -> Outcome {
         let id = raw_id.map(RawValue::get);
         let slot = match self.take_slot(caller) {
@@ -345,6 +371,7 @@ impl Dispatcher {
             method: method.clone(),
             slot,
             cancel,
+            timer,
         };
         match std::panic::catch_unwind(AssertUnwindSafe(|| handler(params, caller, owes))) {
             Ok(Ok(future)) => Outcome::Later(future),
@@ -400,6 +427,7 @@ impl Dispatcher {
             session: caller.session_id().map(ToString::to_string),
             claims: caller.claims(),
         };
+        let timer = Timer::start(route.duration());
         let mut cancel = Cancellable::start(caller, id);
         let answer = self
             .upstreams
@@ -407,6 +435,7 @@ impl Dispatcher {
         Outcome::Later(
             async move {
                 let _slot = slot;
+                let _timer = timer;
                 // Cancelled: the HTTP request to the backend is dropped, which aborts it.
                 match unless_cancelled(cancel.as_mut(), answer).await {
                     Some(answer) => answer,
