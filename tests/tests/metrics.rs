@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use switchboard_protocol::codes::{self, close};
 use switchboard_server::{Limits, Target};
 use switchboard_tests::{TestServer, WAIT, config_with, error_code, http_get, result, within};
