@@ -310,7 +310,7 @@ impl Hub {
             progress: options.progress,
         };
         // Should this future be dropped while broadcasting, the stream's drop cancels what started.
-        call.nodes = super::timed_publish(self.inner.broker.broadcast(envelope)).await?;
+        call.nodes = super::timed_publish(|| self.inner.broker.broadcast(envelope)).await?;
         Ok(call)
     }
 }

@@ -272,7 +272,7 @@ impl Hub {
     pub async fn publish_raw(&self, topic: &str, data: &RawValue) -> Result<Option<StreamPosition>, HubError> {
         self.count_frame();
         if let Some(policy) = self.stream_policy(topic) {
-            let (offset, epoch) = timed_publish(self.inner.broker.publish_recoverable(topic, data, policy)).await?;
+            let (offset, epoch) = timed_publish(|| self.inner.broker.publish_recoverable(topic, data, policy)).await?;
             return Ok(Some(StreamPosition { offset, epoch }));
         }
         let frame = frame::write_publication(topic, data.get(), None);
@@ -309,7 +309,7 @@ impl Hub {
 
     async fn send_frame(&self, target: Target, frame: SharedFrame) -> Result<(), HubError> {
         let target = dedup(target);
-        timed_publish(self.inner.broker.broadcast(Envelope::Deliver { target, frame })).await?;
+        timed_publish(|| self.inner.broker.broadcast(Envelope::Deliver { target, frame })).await?;
         Ok(())
     }
 
@@ -515,13 +515,18 @@ pub fn personal_topic(user: &str) -> String {
     format!("user:{user}")
 }
 
-/// Users named twice would otherwise receive a push twice.
-/// Runs a broker operation that sends to the other nodes (a publication, a
-/// delivery, a call), recording how long the broker took and whether it failed.
-async fn timed_publish<T>(operation: impl Future<Output = Result<T, BrokerError>>) -> Result<T, BrokerError> {
+/// Runs a broker operation that sends to every node (a publication, a
+/// delivery, a call), recording how long the broker took and whether it
+/// failed. The clock starts before the operation is called: the local
+/// broker does its work (handing the envelope to this node's inbox) in the
+/// call itself, before its future is first polled.
+async fn timed_publish<T, F>(operation: impl FnOnce() -> F) -> Result<T, BrokerError>
+where
+    F: Future<Output = Result<T, BrokerError>>,
+{
     let hot = crate::metrics::hot();
     let started = Instant::now();
-    let result = operation.await;
+    let result = operation().await;
     hot.broker_publish.record(started.elapsed());
     if result.is_err() {
         hot.broker_errors.increment(1);
@@ -529,6 +534,7 @@ async fn timed_publish<T>(operation: impl Future<Output = Result<T, BrokerError>
     result
 }
 
+/// Users named twice would otherwise receive a push twice.
 fn dedup(target: Target) -> Target {
     match target {
         Target::Users(mut users) => {
