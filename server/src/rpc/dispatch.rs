@@ -28,7 +28,7 @@ use crate::rpc::builtins;
 use crate::rpc::caller::Caller;
 use crate::rpc::direct::{AsyncHandler, Handler, Owes, Request};
 use crate::rpc::progress::Progress;
-use crate::rpc::table::{Entry, Method, MethodTable};
+use crate::rpc::table::{Method, MethodTable};
 use crate::session::{IdText, SessionHandle};
 
 /// What a frame calls for.
@@ -182,42 +182,30 @@ impl Dispatcher {
                 ),
             );
         }
-        let (name, callback, duration) = match self.methods.get(method) {
-            Some((
-                name,
-                Entry {
-                    method: Method::Direct(handler),
-                    duration,
-                },
-            )) => {
-                return self.call_direct(caller, id, name, params, handler, duration);
-            }
-            Some((
-                name,
-                Entry {
-                    method: Method::Jsonrpsee(callback),
-                    duration,
-                },
-            )) => (name, callback, duration),
-            None => {
-                return match self.upstreams.route(method) {
-                    Some(route) => self.forward(caller, id, method, params, route),
-                    // Unknown methods are not timed: their names would make labels without end.
-                    None => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
-                };
-            }
+        let Some((name, entry)) = self.methods.get(method) else {
+            return match self.upstreams.route(method) {
+                Some(route) => self.forward(caller, id, method, params, route),
+                // Unknown methods are not timed: their names would make labels without end.
+                None => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
+            };
         };
-        // Stops when the answer is written: at the end of this call, or of the method's future.
-        let timer = Timer::start(duration);
+        let duration = &entry.duration;
+        let callback = match &entry.method {
+            Method::Direct(handler) => return self.call_direct(caller, id, name, params, handler, duration),
+            Method::Jsonrpsee(callback) => callback,
+        };
         let name = Arc::clone(name);
         let max = self.config.limits.max_response_size;
         let extensions = Self::extensions(caller);
         match callback {
             MethodCallback::Sync(f) => {
+                let started = Instant::now();
                 let params = Params::new(params.map(RawValue::get));
                 let faithful = id.and_then(|id| faithful_id(id.get()));
                 let jsonrpsee_id = faithful.clone().unwrap_or(Id::Null);
-                match std::panic::catch_unwind(AssertUnwindSafe(|| f(jsonrpsee_id, params, max, extensions))) {
+                let ended = std::panic::catch_unwind(AssertUnwindSafe(|| f(jsonrpsee_id, params, max, extensions)));
+                duration.record(started.elapsed());
+                match ended {
                     Ok(response) if faithful.is_some() && !is_oversized(&response) => {
                         // jsonrpsee wrote the client's id exactly as it came: its answer is ours.
                         Outcome::Reply(Box::<str>::from(response.into_json()).into_string())
@@ -230,6 +218,8 @@ impl Dispatcher {
                 }
             }
             MethodCallback::Async(f) => {
+                // Stops when the method's future ends (or is dropped with its session).
+                let timer = Timer::start(duration);
                 // A faithful id goes to jsonrpsee and its answer is used as is;
                 // any other is kept as text and spliced in.
                 let faithful: Option<Id<'static>> = id.and_then(|i| faithful_id(i.get())).map(Id::into_owned);
