@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
 use switchboard_server::{Config, Limits, UpstreamConfig};
-use switchboard_tests::{TestServer, WAIT, error_code, http_post, within};
+use switchboard_tests::{TestServer, WAIT, error_code, http_get, http_post, within};
 use tokio::sync::{Notify, mpsc};
 
 const SECRET: &str = "upstream-secret-0123456789";
@@ -232,6 +232,15 @@ async fn a_call_reaches_the_backend_signed_and_its_answer_keeps_the_clients_id()
             assert_eq!(request.user.as_deref(), Some("bob"));
             assert_eq!(request.session, None);
             assert!(request.signature_ok);
+
+            // Both calls are timed under their route, never under the method the client named.
+            let metrics = http_get(&server.http_url("/metrics"), &[]).await.body;
+            let count = metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(r#"switchboard_call_duration_seconds_count{method="billing.*"} "#))
+                .and_then(|n| n.parse::<u64>().ok());
+            assert!(count.is_some_and(|n| n >= 2), "{metrics}");
+            assert!(!metrics.contains(r#"method="billing.echo""#), "{metrics}");
         }),
     )
     .await;

@@ -524,6 +524,7 @@ async fn subscriber(
                     Duration::from_secs(2),
                     fastrand::f64(),
                 );
+                crate::metrics::hot().broker_errors.increment(1);
                 tracing::warn!(error = %e, ?delay, "Redis subscriber connection failed; retrying");
                 tokio::time::sleep(delay).await;
                 // Acknowledge waiting subscribers: the channel stays wanted and is subscribed on reconnect.
@@ -571,6 +572,7 @@ async fn subscriber(
             }
         }
         ready.store(false, Ordering::Release);
+        crate::metrics::hot().broker_errors.increment(1);
         tracing::warn!("lost the Redis subscriber connection; reconnecting");
     }
 }

@@ -89,7 +89,7 @@ pub(crate) async fn handle(State(shared): State<Arc<GatewayShared>>, headers: He
             &frame::invalid_request("a batch must not be empty"),
         )),
         Frame::Single(m) => match answer(&shared, hub, &scopes, m, true).await {
-            Answered::Stream(call) => return ndjson(shared.clone(), call),
+            Answered::Stream(call) => return ndjson(shared.clone(), *call),
             Answered::Frame(frame) => Some(frame),
             Answered::Nothing => None,
         },
@@ -125,7 +125,7 @@ enum Answered {
     /// A JSON-RPC answer.
     Frame(String),
     /// A streamed `call`: NDJSON lines instead of an answer.
-    Stream(CallStream),
+    Stream(Box<CallStream>),
     /// Nothing (a notification, or a response).
     Nothing,
 }
@@ -133,7 +133,7 @@ enum Answered {
 /// What a method produced.
 enum Reply {
     Value(Box<RawValue>),
-    Stream(CallStream),
+    Stream(Box<CallStream>),
 }
 
 /// The answer to one message, if it calls for one. Only a single request
@@ -372,7 +372,7 @@ async fn call(hub: &Hub, params: Option<&RawValue>, streamable: bool) -> Result<
         .await
         .map_err(hub_error)?;
     if p.stream {
-        return Ok(Reply::Stream(call));
+        return Ok(Reply::Stream(Box::new(call)));
     }
     to_raw(&call.finish().await).map(Reply::Value)
 }

@@ -669,9 +669,14 @@ async fn metrics_text(State(shared): State<Arc<GatewayShared>>, headers: HeaderM
     metrics::gauge!("switchboard_topics").set(registry.topic_count() as f64);
     let mut body = crate::metrics::render();
     let stats = shared.hub.stats();
+    // Summed here, at scrape time, from each session's own count: the queue
+    // itself touches nothing shared when a frame is queued.
+    let (queued, most_queued) = registry.queued_bytes();
     body.push_str(&format!(
         "# TYPE switchboard_local_sessions gauge\nswitchboard_local_sessions {}\n\
-         # TYPE switchboard_frames_serialised_total counter\nswitchboard_frames_serialised_total {}\n",
+         # TYPE switchboard_frames_serialised_total counter\nswitchboard_frames_serialised_total {}\n\
+         # TYPE switchboard_outbound_queued_bytes gauge\nswitchboard_outbound_queued_bytes {queued}\n\
+         # TYPE switchboard_outbound_queued_bytes_max gauge\nswitchboard_outbound_queued_bytes_max {most_queued}\n",
         registry.session_count(),
         stats.frames_serialised,
     ));

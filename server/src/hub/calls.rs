@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Stream, StreamExt};
@@ -263,6 +263,7 @@ impl Hub {
         params: Option<&RawValue>,
         options: CallOptions,
     ) -> Result<CallStream, HubError> {
+        let started = Instant::now();
         let timeout = self.inner.limits.clamp_timeout(options.timeout);
         let id = crate::session::next_call_id();
         let frame: SharedFrame = frame::write_request(id, method, params.map(RawValue::get)).into();
@@ -293,6 +294,8 @@ impl Hub {
             },
             out: VecDeque::new(),
             finished: false,
+            started,
+            target: crate::metrics::target_index(&target),
         };
         let envelope = Envelope::Call {
             call: id,
@@ -304,7 +307,7 @@ impl Hub {
             progress: options.progress,
         };
         // Should this future be dropped while broadcasting, the stream's drop cancels what started.
-        call.nodes = self.inner.broker.broadcast(envelope).await?;
+        call.nodes = super::timed_publish(|| self.inner.broker.broadcast(envelope)).await?;
         Ok(call)
     }
 }
@@ -328,6 +331,9 @@ pub struct CallStream {
     summary: CallSummary,
     out: VecDeque<CallUpdate>,
     finished: bool,
+    /// When the call started, for its latency, recorded under its target's kind when it completes.
+    started: Instant,
+    target: usize,
 }
 
 impl std::fmt::Debug for CallStream {
@@ -511,6 +517,7 @@ impl CallStream {
         }
         self.out.push_back(CallUpdate::Done(self.summary));
         self.finished = true;
+        crate::metrics::hot().client_call_duration[self.target].record(self.started.elapsed());
         self.hub.calls.remove(&self.id);
         cancel_on(&self.hub, self.id, nodes);
     }

@@ -11,9 +11,10 @@ mod inbox;
 mod registry;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use serde::Serialize;
@@ -271,7 +272,7 @@ impl Hub {
     pub async fn publish_raw(&self, topic: &str, data: &RawValue) -> Result<Option<StreamPosition>, HubError> {
         self.count_frame();
         if let Some(policy) = self.stream_policy(topic) {
-            let (offset, epoch) = self.inner.broker.publish_recoverable(topic, data, policy).await?;
+            let (offset, epoch) = timed_publish(|| self.inner.broker.publish_recoverable(topic, data, policy)).await?;
             return Ok(Some(StreamPosition { offset, epoch }));
         }
         let frame = frame::write_publication(topic, data.get(), None);
@@ -308,7 +309,7 @@ impl Hub {
 
     async fn send_frame(&self, target: Target, frame: SharedFrame) -> Result<(), HubError> {
         let target = dedup(target);
-        self.inner.broker.broadcast(Envelope::Deliver { target, frame }).await?;
+        timed_publish(|| self.inner.broker.broadcast(Envelope::Deliver { target, frame })).await?;
         Ok(())
     }
 
@@ -512,6 +513,25 @@ impl HubInner {
 /// The personal topic of a user.
 pub fn personal_topic(user: &str) -> String {
     format!("user:{user}")
+}
+
+/// Runs a broker operation that sends to every node (a publication, a
+/// delivery, a call), recording how long the broker took and whether it
+/// failed. The clock starts before the operation is called: the local
+/// broker does its work (handing the envelope to this node's inbox) in the
+/// call itself, before its future is first polled.
+async fn timed_publish<T, F>(operation: impl FnOnce() -> F) -> Result<T, BrokerError>
+where
+    F: Future<Output = Result<T, BrokerError>>,
+{
+    let hot = crate::metrics::hot();
+    let started = Instant::now();
+    let result = operation().await;
+    hot.broker_publish.record(started.elapsed());
+    if result.is_err() {
+        hot.broker_errors.increment(1);
+    }
+    result
 }
 
 /// Users named twice would otherwise receive a push twice.

@@ -112,6 +112,14 @@ impl Registry {
         self.sessions.get(id).map(|s| s.clone())
     }
 
+    /// The bytes queued for this node's sessions: in all, and for the one with the most.
+    pub(crate) fn queued_bytes(&self) -> (usize, usize) {
+        self.sessions.iter().fold((0, 0), |(total, most), session| {
+            let queued = session.shared.queue.queued_bytes();
+            (total + queued, most.max(queued))
+        })
+    }
+
     pub(crate) fn session_count(&self) -> usize {
         self.sessions.len()
     }

@@ -55,8 +55,10 @@ fn cancel(caller: &Caller, id: Option<&RawValue>, params: Option<&RawValue>) -> 
         Ok(request) => request,
         Err(error) => return reply_error(id, error),
     };
-    if let Some(session) = caller.session() {
-        session.shared.requests.cancel(&frame::value_key(&request.id));
+    if let Some(session) = caller.session()
+        && session.shared.requests.cancel(&frame::value_key(&request.id))
+    {
+        crate::metrics::hot().requests_cancelled.increment(1);
     }
     reply_result(id, &true)
 }

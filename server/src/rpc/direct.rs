@@ -28,6 +28,7 @@ use switchboard_protocol::{ErrorObject, codes};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Timer;
 use crate::rpc::caller::Caller;
 use crate::rpc::dispatch::{Cancellable, InFlight, unless_cancelled, write_answer};
 use crate::rpc::progress::Progress;
@@ -153,13 +154,15 @@ pub(crate) type AsyncHandler =
 /// The answer an asynchronous direct method owes its client: what its
 /// future needs to write it, the session's in-flight slot it holds until
 /// then, and its entry among the session's running requests (for
-/// `rpc.cancel`).
+/// `rpc.cancel`), and the timer of its latency, which stops when the
+/// answer is written.
 pub(crate) struct Owes {
     pub(crate) id: Option<IdText>,
     pub(crate) max: usize,
     pub(crate) method: Arc<str>,
     pub(crate) slot: Option<InFlight>,
     pub(crate) cancel: Option<Cancellable>,
+    pub(crate) timer: Timer,
 }
 
 impl Owes {
@@ -173,6 +176,7 @@ impl Owes {
             method,
             slot,
             cancel,
+            timer: _timer,
         } = self;
         drop(slot);
         let answered = match ended {

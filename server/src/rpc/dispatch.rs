@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::FutureExt;
 use futures_util::future::{AbortRegistration, Abortable, BoxFuture, join_all};
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Action;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::metrics::Timer;
 use crate::rpc::builtins;
 use crate::rpc::caller::Caller;
 use crate::rpc::direct::{AsyncHandler, Handler, Owes, Request};
@@ -180,26 +182,30 @@ impl Dispatcher {
                 ),
             );
         }
-        let callback = match self.methods.get(method) {
-            Some((name, Method::Direct(handler))) => return self.call_direct(caller, id, name, params, handler),
-            Some((name, Method::Jsonrpsee(callback))) => (name, callback),
-            None => {
-                return match self.upstreams.route(method) {
-                    Some(route) => self.forward(caller, id, method, params, route),
-                    None => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
-                };
-            }
+        let Some((name, entry)) = self.methods.get(method) else {
+            return match self.upstreams.route(method) {
+                Some(route) => self.forward(caller, id, method, params, route),
+                // Unknown methods are not timed: their names would make labels without end.
+                None => reply_error(id, ErrorObject::new(codes::METHOD_NOT_FOUND)),
+            };
         };
-        let (name, callback) = callback;
+        let duration = &entry.duration;
+        let callback = match &entry.method {
+            Method::Direct(handler) => return self.call_direct(caller, id, name, params, handler, duration),
+            Method::Jsonrpsee(callback) => callback,
+        };
         let name = Arc::clone(name);
         let max = self.config.limits.max_response_size;
         let extensions = Self::extensions(caller);
         match callback {
             MethodCallback::Sync(f) => {
+                let started = Instant::now();
                 let params = Params::new(params.map(RawValue::get));
                 let faithful = id.and_then(|id| faithful_id(id.get()));
                 let jsonrpsee_id = faithful.clone().unwrap_or(Id::Null);
-                match std::panic::catch_unwind(AssertUnwindSafe(|| f(jsonrpsee_id, params, max, extensions))) {
+                let ended = std::panic::catch_unwind(AssertUnwindSafe(|| f(jsonrpsee_id, params, max, extensions)));
+                duration.record(started.elapsed());
+                match ended {
                     Ok(response) if faithful.is_some() && !is_oversized(&response) => {
                         // jsonrpsee wrote the client's id exactly as it came: its answer is ours.
                         Outcome::Reply(Box::<str>::from(response.into_json()).into_string())
@@ -212,6 +218,8 @@ impl Dispatcher {
                 }
             }
             MethodCallback::Async(f) => {
+                // Stops when the method's future ends (or is dropped with its session).
+                let timer = Timer::start(duration);
                 // A faithful id goes to jsonrpsee and its answer is used as is;
                 // any other is kept as text and spliced in.
                 let faithful: Option<Id<'static>> = id.and_then(|i| faithful_id(i.get())).map(Id::into_owned);
@@ -247,6 +255,7 @@ impl Dispatcher {
                 );
                 Outcome::Later(
                     async move {
+                        let _timer = timer;
                         if !answered {
                             let _ = AssertUnwindSafe(future).catch_unwind().await;
                             return None;
@@ -297,11 +306,16 @@ impl Dispatcher {
         method: &Arc<str>,
         params: Option<&RawValue>,
         handler: &Handler,
+        duration: &metrics::Histogram,
     ) -> Outcome {
         let handler = match handler {
             Handler::Sync(handler) => handler,
-            Handler::Async(handler) => return self.start_direct(caller, id, method, params, handler),
+            Handler::Async(handler) => {
+                let timer = Timer::start(duration);
+                return self.start_direct(caller, id, method, params, handler, timer);
+            }
         };
+        let started = Instant::now();
         let request = Request::new(params, caller, None);
         let id = id.map(RawValue::get);
         // A notification's handler runs too; what it writes is dropped.
@@ -317,6 +331,7 @@ impl Dispatcher {
                 })
             },
         );
+        duration.record(started.elapsed());
         match id {
             Some(_) => Outcome::Reply(reply),
             None => Outcome::Silent,
@@ -332,6 +347,7 @@ impl Dispatcher {
         method: &Arc<str>,
         params: Option<&RawValue>,
         handler: &AsyncHandler,
+        timer: Timer,
     ) -> Outcome {
         let id = raw_id.map(RawValue::get);
         let slot = match self.take_slot(caller) {
@@ -345,6 +361,7 @@ impl Dispatcher {
             method: method.clone(),
             slot,
             cancel,
+            timer,
         };
         match std::panic::catch_unwind(AssertUnwindSafe(|| handler(params, caller, owes))) {
             Ok(Ok(future)) => Outcome::Later(future),
@@ -400,6 +417,7 @@ impl Dispatcher {
             session: caller.session_id().map(ToString::to_string),
             claims: caller.claims(),
         };
+        let timer = Timer::start(route.duration());
         let mut cancel = Cancellable::start(caller, id);
         let answer = self
             .upstreams
@@ -407,6 +425,7 @@ impl Dispatcher {
         Outcome::Later(
             async move {
                 let _slot = slot;
+                let _timer = timer;
                 // Cancelled: the HTTP request to the backend is dropped, which aborts it.
                 match unless_cancelled(cancel.as_mut(), answer).await {
                     Some(answer) => answer,

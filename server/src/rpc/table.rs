@@ -27,10 +27,26 @@ pub(crate) enum Method {
     Jsonrpsee(MethodCallback),
 }
 
+/// A method and its latency histogram (`switchboard_call_duration_seconds`),
+/// registered with it so that a call never looks a metric up by name.
+pub(crate) struct Entry {
+    pub(crate) method: Method,
+    pub(crate) duration: metrics::Histogram,
+}
+
+impl Entry {
+    fn new(name: &str, method: Method) -> Self {
+        Self {
+            duration: crate::metrics::call_duration(name),
+            method,
+        }
+    }
+}
+
 /// Application methods by name.
 #[derive(Default)]
 pub(crate) struct MethodTable {
-    by_name: HashMap<Arc<str>, Method>,
+    by_name: HashMap<Arc<str>, Entry>,
     /// What `rpc.discover` says of the typed methods and of the
     /// client-direction declarations, in the order they were added.
     described: Vec<Described>,
@@ -38,7 +54,7 @@ pub(crate) struct MethodTable {
 
 impl MethodTable {
     /// The method called `name`, with its name to keep.
-    pub(crate) fn get(&self, name: &str) -> Option<(&Arc<str>, &Method)> {
+    pub(crate) fn get(&self, name: &str) -> Option<(&Arc<str>, &Entry)> {
         self.by_name.get_key_value(name)
     }
 
@@ -103,7 +119,8 @@ impl MethodTable {
     /// Adds a direct method.
     pub(crate) fn add_direct(&mut self, name: &str, handler: Handler) -> Result<(), Error> {
         self.check(name)?;
-        self.by_name.insert(name.into(), Method::Direct(handler));
+        self.by_name
+            .insert(name.into(), Entry::new(name, Method::Direct(handler)));
         Ok(())
     }
 
@@ -119,7 +136,8 @@ impl MethodTable {
         }
         for name in names {
             if let Some(callback) = module.method(name) {
-                self.by_name.insert(name.into(), Method::Jsonrpsee(callback.clone()));
+                self.by_name
+                    .insert(name.into(), Entry::new(name, Method::Jsonrpsee(callback.clone())));
             }
         }
         Ok(())

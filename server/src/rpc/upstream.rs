@@ -85,6 +85,15 @@ pub(crate) struct Route {
     url: reqwest::Url,
     timeout: Duration,
     signer: Signer,
+    /// The latency of the calls it forwards, labelled with its prefix and `*`.
+    duration: metrics::Histogram,
+}
+
+impl Route {
+    /// The latency histogram of the calls this route forwards.
+    pub(crate) fn duration(&self) -> &metrics::Histogram {
+        &self.duration
+    }
 }
 
 /// Who a forwarded call is made for.
@@ -154,6 +163,7 @@ impl Upstreams {
                 url: crate::config::http_url(c.key("url"), &c.url)?,
                 timeout: Duration::from_millis(c.timeout_ms),
                 signer: Signer::new(&c.secret),
+                duration: crate::metrics::call_duration(&format!("{}*", c.prefix)),
             }));
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

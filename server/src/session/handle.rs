@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -241,7 +241,11 @@ impl SessionHandle {
             return ClientCall::failed(error);
         }
         let frame = frame::write_request(id, method, params.map(RawValue::get));
-        let call = self.answer_to(id);
+        let call = ClientCall(State::Waiting(Waiting {
+            session: self.clone(),
+            id,
+            started: Some(Instant::now()),
+        }));
         if self.send_frame(frame).is_err() {
             // The session is closing: its table is (or is about to be) closed too.
             return ClientCall::failed(CallError::SessionGone);
@@ -275,11 +279,13 @@ impl SessionHandle {
         ClientCall(State::Waiting(Waiting {
             session: self.clone(),
             id,
+            started: None,
         }))
     }
 
     /// Tells the client that call `id` is no longer wanted (`rpc.cancel`).
     pub(crate) fn cancel(&self, id: u64) {
+        crate::metrics::hot().client_calls_cancelled.increment(1);
         let _ = self.notify(methods::CANCEL, &methods::Cancel { id: id.into() });
     }
 
@@ -386,6 +392,9 @@ enum State {
 struct Waiting {
     session: SessionHandle,
     id: u64,
+    /// When a call to this one session was sent, for its latency; `None`
+    /// for a session's share of a multicast call, timed as a whole.
+    started: Option<Instant>,
 }
 
 impl ClientCall {
@@ -424,9 +433,13 @@ impl Future for ClientCall {
             Outcome::TimedOut => Err(CallError::Timeout),
             Outcome::Gone => Err(CallError::SessionGone),
         };
+        let hot = crate::metrics::hot();
+        if let Some(started) = waiting.started {
+            hot.client_call_duration[crate::metrics::SESSION_TARGET].record(started.elapsed());
+        }
         // Answered: nothing left to cancel when it is dropped.
         self.0 = State::Done;
-        crate::metrics::hot().calls[outcome_index(&outcome)].increment(1);
+        hot.calls[outcome_index(&outcome)].increment(1);
         Poll::Ready(outcome)
     }
 }
@@ -477,7 +490,7 @@ impl Drop for ClientCall {
     fn drop(&mut self) {
         // Still waiting: the client is told to stop (an answer that came
         // meanwhile is dropped, and needs no cancel).
-        if let State::Waiting(Waiting { session, id }) = &self.0
+        if let State::Waiting(Waiting { session, id, .. }) = &self.0
             && session.shared.pending.remove(*id)
         {
             session.cancel(*id);

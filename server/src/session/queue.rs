@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use futures_util::task::AtomicWaker;
@@ -72,6 +72,9 @@ pub(crate) struct OutboundQueue {
     signals: AtomicU8,
     /// The session task, woken when a signal is raised.
     waker: AtomicWaker,
+    /// `State::bytes`, written under the lock and read without it by
+    /// `GET /metrics`: the session's own cache line, so no contention.
+    queued: AtomicUsize,
     max_bytes: usize,
     /// With compression negotiated: the size from which messages are deflated.
     deflate: Option<usize>,
@@ -85,6 +88,7 @@ impl OutboundQueue {
             state: Mutex::new(State::default()),
             signals: AtomicU8::new(0),
             waker: AtomicWaker::new(),
+            queued: AtomicUsize::new(0),
             max_bytes,
             deflate,
         }
@@ -92,6 +96,11 @@ impl OutboundQueue {
 
     pub(crate) fn max_bytes(&self) -> usize {
         self.max_bytes
+    }
+
+    /// The bytes queued now (as of the last push or drain).
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Enqueues a message. Never waits (deflating it, when this session
@@ -109,6 +118,7 @@ impl OutboundQueue {
             return Err(SendError::Overflow);
         }
         state.bytes += len;
+        self.queued.store(state.bytes, Ordering::Relaxed);
         let first = state.frames.is_empty();
         if first {
             // Raised under the lock, so that it is lowered only by the drain that takes this frame.
@@ -135,9 +145,10 @@ impl OutboundQueue {
         });
         state.frames.clear();
         state.bytes = 0;
+        self.queued.store(0, Ordering::Relaxed);
         self.signals.fetch_and(!signal::FRAMES, Ordering::Release);
         drop(state);
-        metrics::counter!("switchboard_slow_consumer_closes_total").increment(1);
+        crate::metrics::hot().slow_consumer_closes.increment(1);
         self.raise(signal::CLOSE);
     }
 
@@ -161,6 +172,7 @@ impl OutboundQueue {
     pub(crate) fn drain(&self, take: impl FnMut(Wire)) {
         let mut state = self.state.lock();
         state.bytes = 0;
+        self.queued.store(0, Ordering::Relaxed);
         self.signals.fetch_and(!signal::FRAMES, Ordering::Release);
         if state.frames.capacity() > KEPT_CAPACITY {
             // After a burst, an idle session keeps no large queue.
