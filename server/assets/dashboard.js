@@ -192,6 +192,7 @@ function drawChart() {
   const points = rates.map((r, i) => `${((offset + i) * step).toFixed(1)},${(38 - r / max * 36).toFixed(1)}`);
   $("rate-chart").querySelector("polyline")?.setAttribute("points", points.join(" "));
 }
+var plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 var cursors = [void 0];
 var pageIndex = 0;
 function showPresence(entries, next) {
@@ -235,7 +236,7 @@ async function poll() {
     ]);
     if (client !== api || pollTimer === void 0) return;
     showStats(stats, performance.now());
-    $("presence-count").textContent = `${counts.sessions} sessions of ${counts.users} users`;
+    $("presence-count").textContent = `${plural(counts.sessions, "session")} of ${plural(counts.users, "user")}`;
     const page = Array.isArray(presence) ? { entries: presence, next: null } : presence;
     if (index === pageIndex) {
       if (page.entries.length === 0 && pageIndex > 0) {

@@ -208,6 +208,8 @@ function drawChart(): void {
   $("rate-chart").querySelector("polyline")?.setAttribute("points", points.join(" "));
 }
 
+const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? "" : "s"}`;
+
 // --- presence, one page at a time ---------------------------------------------
 
 /** The `after` cursor of each page visited so far; the first page has none. */
@@ -261,7 +263,7 @@ async function poll(): Promise<void> {
     // Signed out (or in with another key) while this was under way.
     if (client !== api || pollTimer === undefined) return;
     showStats(stats, performance.now());
-    $("presence-count").textContent = `${counts.sessions} sessions of ${counts.users} users`;
+    $("presence-count").textContent = `${plural(counts.sessions, "session")} of ${plural(counts.users, "user")}`;
     const page = Array.isArray(presence) ? { entries: presence, next: null } : presence;
     // If the operator paged while this was under way, the next poll fetches that page.
     if (index === pageIndex) {

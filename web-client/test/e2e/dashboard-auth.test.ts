@@ -140,6 +140,33 @@ describe("dashboard with authentication", () => {
       mkdirSync(TARGET, { recursive: true });
       await page.screenshot({ path: join(TARGET, "dashboard.png"), fullPage: true });
 
+      // More sessions than a page holds: ann's two and p00…p24, 25 to a page by (user, session).
+      const crowd = Array.from({ length: 25 }, (_, i) => {
+        const c = new Client(`ws://127.0.0.1:${gateway.port}/ws`, {
+          WebSocket: WebSocket as unknown as WebSocketConstructor,
+          token: jwt(`p${String(i).padStart(2, "0")}`),
+        });
+        clients.push(c);
+        return c;
+      });
+      await Promise.all(crowd.map((c) => c.ready()));
+      await page.waitForFunction(
+        () =>
+          document.querySelector("#presence-count")?.textContent === "27 sessions of 26 users" &&
+          document.querySelectorAll("#sessions-table tbody tr").length === 25 &&
+          !(document.querySelector("#presence-next") as HTMLButtonElement).disabled,
+      );
+      expect(await page.textContent("#stat-sessions")).toBe("27");
+      await page.click("#presence-next");
+      await page.waitForFunction(() => document.querySelectorAll("#sessions-table tbody tr").length === 2);
+      const rest = await page.locator("#sessions-table tbody tr td:nth-child(2)").allTextContents();
+      expect(rest).toEqual(["p23", "p24"]);
+      expect(await page.textContent("#presence-page")).toBe("page 2: 26–27");
+      expect(await page.isDisabled("#presence-next")).toBe(true);
+      await page.click("#presence-prev");
+      await page.waitForFunction(() => document.querySelectorAll("#sessions-table tbody tr").length === 25);
+      expect(await page.isDisabled("#presence-prev")).toBe(true);
+
       // Signing out forgets the key: the form is back and the counts are gone.
       await page.click("#sign-out");
       await page.waitForSelector("#sign-in-form", { state: "visible" });
