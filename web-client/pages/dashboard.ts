@@ -1,33 +1,155 @@
 // The live dashboard at `/`: counts, a messages-per-second chart, the
-// sessions of this node, recent connects and disconnects, and a console that
-// drives the server API. It is itself a client of the gateway.
+// sessions of the cluster page by page, recent connects and disconnects, and
+// a console that drives the server API (`POST /api`).
+//
+// Which mode the gateway is in is read from the server API itself: the page
+// first asks for `stats` without a key. An answer means the API is open, which
+// only dev mode allows; then the page also opens its own `/ws` session to show
+// the client's state machine and answer `page.info`. A refusal (HTTP 401,
+// -32000) means keys are required: the page asks for one in a sign-in form,
+// keeps it in a variable of this module only (never in storage, a cookie, the
+// URL or the console) and sends it as `Authorization: Bearer <key>`.
 
-import { Client, RpcError, ServerApi, type CallEntry, type Stats } from "switchboard-client";
+import { Client, RpcError, ServerApi, type CallEntry, type PresenceEntry, type Stats } from "switchboard-client";
 import { $, apiUrl, clock, el, parseJson, wsUrl } from "./common.js";
 
 const POLL_MS = 1000;
 const CHART_POINTS = 120;
-const KEY_STORAGE = "switchboard.apiKey";
+/** Sessions per page of the presence table. */
+const PAGE_SIZE = 25;
 
-const keyInput = $<HTMLInputElement>("api-key");
-keyInput.value = sessionStorage.getItem(KEY_STORAGE) ?? "";
-let api = new ServerApi(apiUrl(), { key: keyInput.value });
-keyInput.addEventListener("change", () => {
-  sessionStorage.setItem(KEY_STORAGE, keyInput.value);
-  api = new ServerApi(apiUrl(), { key: keyInput.value });
+/** The server API's error codes the page explains (see `codes` in the protocol crate). */
+const UNAUTHORIZED = -32000;
+const FORBIDDEN = -32001;
+
+/** The API client; holds the key, when there is one, and nothing else does. */
+let api = new ServerApi(apiUrl());
+let pollTimer: ReturnType<typeof setInterval> | undefined;
+
+// --- mode: open (dev) or keys required ---------------------------------------
+
+async function start(): Promise<void> {
+  try {
+    const stats = await api.call("stats", {});
+    $("mode").textContent = "Dev mode: the server API answers without a key.";
+    $("mode").hidden = false;
+    openSession();
+    showBoard(stats);
+  } catch (error) {
+    if (error instanceof RpcError && error.code === UNAUTHORIZED) {
+      showSignIn();
+      return;
+    }
+    apiDown(error);
+    setTimeout(() => void start(), POLL_MS);
+  }
+}
+
+/** The dashboard's own session, in dev mode only: it shows the client's state machine at work. */
+function openSession(): void {
+  const client = new Client(wsUrl("dashboard"));
+  const badge = $("conn-state");
+  client.events.on("state", ({ state }) => {
+    badge.textContent = state;
+    badge.dataset["state"] = state;
+  });
+  client.events.on("connected", (w) => {
+    badge.title = `session ${w.session} as ${w.user}`;
+  });
+  client.handle("page.info", () => ({ page: "dashboard", url: location.href, userAgent: navigator.userAgent }));
+  $("session-info").hidden = false;
+}
+
+function showSignIn(message?: string): void {
+  stopPolling();
+  $("board").hidden = true;
+  $("signed-in").hidden = true;
+  $("sign-in").hidden = false;
+  const error = $("sign-in-error");
+  error.hidden = message === undefined;
+  error.textContent = message ?? "";
+  $<HTMLInputElement>("sign-in-key").focus();
+}
+
+function showBoard(stats: Stats): void {
+  $("sign-in").hidden = true;
+  $("board").hidden = false;
+  showStats(stats, performance.now());
+  startPolling();
+}
+
+/** Why a key was refused, in words an operator can act on; `undefined` when the error is not a refusal. */
+function refusal(error: unknown): string | undefined {
+  if (!(error instanceof RpcError)) return undefined;
+  const reason = (error.data as { reason?: unknown } | undefined)?.reason;
+  if (error.code === UNAUTHORIZED) {
+    return `The server refused this key${typeof reason === "string" ? `: ${reason}` : ""}.`;
+  }
+  if (error.code === FORBIDDEN) {
+    return "This key lacks the presence scope the dashboard needs to read stats and presence.";
+  }
+  return undefined;
+}
+
+$<HTMLFormElement>("sign-in-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = $<HTMLInputElement>("sign-in-key");
+  const candidate = new ServerApi(apiUrl(), { key: input.value });
+  input.value = "";
+  const button = $<HTMLFormElement>("sign-in-form").querySelector("button");
+  if (button) button.disabled = true;
+  candidate
+    .call("stats", {})
+    .then((stats) => {
+      api = candidate;
+      resetView();
+      $("signed-in").hidden = false;
+      showBoard(stats);
+    })
+    .catch((error: unknown) => showSignIn(refusal(error) ?? `The server API did not answer: ${describe(error)}`))
+    .finally(() => {
+      if (button) button.disabled = false;
+    });
 });
 
-// The dashboard's own session: it shows the client's state machine at work.
-const client = new Client(wsUrl("dashboard"));
-const badge = $("conn-state");
-client.events.on("state", ({ state }) => {
-  badge.textContent = state;
-  badge.dataset["state"] = state;
+$("sign-out").addEventListener("click", () => {
+  api = new ServerApi(apiUrl());
+  resetView();
+  showSignIn();
 });
-client.events.on("connected", (w) => {
-  badge.title = `session ${w.session} as ${w.user}`;
-});
-client.handle("page.info", () => ({ page: "dashboard", url: location.href, userAgent: navigator.userAgent }));
+
+/** Forgets what the last key showed, so nothing of it stays on screen after signing out. */
+function resetView(): void {
+  rates.length = 0;
+  last = undefined;
+  seenEvents = "";
+  cursors = [undefined];
+  pageIndex = 0;
+  for (const id of ["node", "stat-sessions", "stat-users", "stat-topics", "stat-nodes", "stat-rate"]) $(id).textContent = "–";
+  for (const id of ["node-sessions", "node-users", "node-topics", "presence-count"]) $(id).textContent = "–";
+  $("rate-chart").querySelector("polyline")?.setAttribute("points", "");
+  $("events").replaceChildren();
+  $("console-log").replaceChildren();
+  ($("call-results").querySelector("tbody") as HTMLTableSectionElement).replaceChildren();
+  showPresence([], undefined);
+}
+
+function startPolling(): void {
+  stopPolling();
+  void poll();
+  pollTimer = setInterval(() => void poll(), POLL_MS);
+}
+
+function stopPolling(): void {
+  if (pollTimer !== undefined) clearInterval(pollTimer);
+  pollTimer = undefined;
+}
+
+function apiDown(error: unknown): void {
+  const status = $("api-status");
+  status.hidden = false;
+  status.textContent = `The server API (POST /api) did not answer: ${describe(error)}`;
+}
 
 // --- stats, sessions, events -------------------------------------------
 
@@ -37,9 +159,15 @@ let seenEvents = "";
 
 function showStats(stats: Stats, now: number): void {
   $("node").textContent = stats.node;
-  $("stat-sessions").textContent = String(stats.sessions);
-  $("stat-users").textContent = String(stats.users);
-  $("stat-topics").textContent = String(stats.topics);
+  // Totals are the cluster's; the line below the cards is this node's.
+  $("stat-sessions").textContent = String(stats.cluster.sessions);
+  $("stat-users").textContent = String(stats.cluster.users);
+  $("stat-topics").textContent = String(stats.cluster.topics);
+  $("stat-nodes").textContent = String(stats.cluster.nodes);
+  $("node-sessions").textContent = String(stats.sessions);
+  $("node-users").textContent = String(stats.users);
+  $("node-topics").textContent = String(stats.topics);
+  // The rate is this node's: other nodes' counters only move at their heartbeats.
   const total = stats.messages_in + stats.messages_out;
   if (last !== undefined && now > last.at) {
     const rate = Math.max(0, ((total - last.total) * 1000) / (now - last.at));
@@ -80,32 +208,87 @@ function drawChart(): void {
   $("rate-chart").querySelector("polyline")?.setAttribute("points", points.join(" "));
 }
 
-/** Sessions listed in the table (one page of presence). */
-const SESSIONS_SHOWN = 200;
+const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? "" : "s"}`;
+
+// --- presence, one page at a time ---------------------------------------------
+
+/** The `after` cursor of each page visited so far; the first page has none. */
+let cursors: (string | undefined)[] = [undefined];
+let pageIndex = 0;
+
+function showPresence(entries: PresenceEntry[], next: string | null | undefined): void {
+  const body = $("sessions-table").querySelector("tbody") as HTMLTableSectionElement;
+  body.replaceChildren(
+    ...entries.map((p) => {
+      const tr = el("tr");
+      tr.append(el("td", p.session, { class: "mono" }), el("td", p.user), el("td", p.node, { class: "mono" }));
+      return tr;
+    }),
+  );
+  cursors.length = pageIndex + 1;
+  if (next != null) cursors.push(next);
+  $<HTMLButtonElement>("presence-prev").disabled = pageIndex === 0;
+  $<HTMLButtonElement>("presence-next").disabled = next == null;
+  const first = pageIndex * PAGE_SIZE;
+  $("presence-page").textContent =
+    entries.length === 0 ? `page ${pageIndex + 1}` : `page ${pageIndex + 1}: ${first + 1}–${first + entries.length}`;
+}
+
+$("presence-next").addEventListener("click", () => {
+  if (pageIndex + 1 >= cursors.length) return;
+  pageIndex += 1;
+  void poll();
+});
+$("presence-prev").addEventListener("click", () => {
+  if (pageIndex === 0) return;
+  pageIndex -= 1;
+  void poll();
+});
+
+let polling = false;
 
 async function poll(): Promise<void> {
+  // A slow answer must not pile requests up behind it.
+  if (polling) return;
+  polling = true;
+  const client = api;
+  const index = pageIndex;
   try {
-    // One page: the first sessions by (user, session), however many are connected.
-    const [stats, presence] = await Promise.all([
-      api.call("stats", {}),
-      api.call("presence", { limit: SESSIONS_SHOWN }),
+    const after = cursors[index];
+    const [stats, counts, presence] = await Promise.all([
+      client.call("stats", {}),
+      client.call("presence_stats", {}),
+      client.call("presence", { limit: PAGE_SIZE, ...(after === undefined ? {} : { after }) }),
     ]);
+    // Signed out (or in with another key) while this was under way.
+    if (client !== api || pollTimer === undefined) return;
     showStats(stats, performance.now());
-    const entries = Array.isArray(presence) ? presence : presence.entries;
-    const body = $("sessions-table").querySelector("tbody") as HTMLTableSectionElement;
-    body.replaceChildren(
-      ...entries.map((p) => {
-        const tr = el("tr");
-        tr.append(el("td", p.session, { class: "mono" }), el("td", p.user), el("td", p.node, { class: "mono" }));
-        return tr;
-      }),
-    );
+    $("presence-count").textContent = `${plural(counts.sessions, "session")} of ${plural(counts.users, "user")}`;
+    const page = Array.isArray(presence) ? { entries: presence, next: null } : presence;
+    // If the operator paged while this was under way, the next poll fetches that page.
+    if (index === pageIndex) {
+      if (page.entries.length === 0 && pageIndex > 0) {
+        // The sessions of this page have gone: step back.
+        pageIndex -= 1;
+      } else {
+        showPresence(page.entries, page.next);
+      }
+    }
     $("api-status").hidden = true;
     document.body.dataset["polled"] = String(Number(document.body.dataset["polled"] ?? "0") + 1);
   } catch (error) {
-    const status = $("api-status");
-    status.hidden = false;
-    status.textContent = `The server API (POST /api) did not answer: ${describe(error)}`;
+    if (client !== api) return;
+    const refused = refusal(error);
+    if (refused !== undefined && $("board").hidden === false && !$("signed-in").hidden) {
+      // The key stopped working (a configuration reload, say): forget it.
+      api = new ServerApi(apiUrl());
+      resetView();
+      showSignIn(refused);
+    } else {
+      apiDown(error);
+    }
+  } finally {
+    polling = false;
   }
 }
 
@@ -118,6 +301,10 @@ function log(text: string, cls = ""): void {
 }
 
 function describe(error: unknown): string {
+  if (error instanceof RpcError && error.code === FORBIDDEN) {
+    const scope = (error.data as { scope?: unknown } | undefined)?.scope;
+    return `this key lacks the ${typeof scope === "string" ? `${scope} ` : ""}scope (${error.code})`;
+  }
   if (error instanceof RpcError) return `${error.message} (${error.code})${error.data ? " " + JSON.stringify(error.data) : ""}`;
   return error instanceof Error ? error.message : String(error);
 }
@@ -192,5 +379,4 @@ function showAnswers(entries: CallEntry[]): void {
   }
 }
 
-void poll();
-setInterval(() => void poll(), POLL_MS);
+void start();
