@@ -14,7 +14,7 @@ use crate::flavor::{Flavor, Scenario};
 use crate::scenario::{
     self, CallKind, CallsParams, CallsResult, Compression, DeflateParams, DeflateResult, FanoutParams, FanoutResult,
     MemoryParams, MemoryResult, MulticallParams, MulticallResult, PresenceParams, PresenceResult, PushParams,
-    PushResult, Target,
+    PushResult, SlowConsumerParams, SlowConsumerResult, Stuck, Target,
 };
 use crate::server::Server;
 
@@ -40,6 +40,9 @@ pub struct BenchOptions {
     pub reps: usize,
     /// Repetitions of the memory scenario.
     pub memory_reps: usize,
+    /// Repetitions of the slow-consumer scenario (its two variants alternate
+    /// over them, and their ratio needs more than the CPU scenarios' few).
+    pub slow_consumer_reps: usize,
     /// CPU list for `taskset -c` of the servers; `None` runs them unpinned.
     pub server_cpus: Option<String>,
     /// Loopback source addresses the load spreads over.
@@ -64,6 +67,8 @@ pub struct BenchOptions {
     pub push: PushParams,
     /// The presence scenario (run once, whatever `reps`: its windows are its repetitions).
     pub presence: PresenceParams,
+    /// The slow-consumer scenario.
+    pub slow_consumer: SlowConsumerParams,
 }
 
 /// The payload of every call: a JSON array of one short string.
@@ -101,6 +106,7 @@ impl BenchOptions {
             scenarios: Scenario::ALL.to_vec(),
             reps: 3,
             memory_reps: 2,
+            slow_consumer_reps: 5,
             server_cpus: Some("1".to_owned()),
             sources: 16,
             startup_settle: Duration::from_millis(300),
@@ -159,6 +165,22 @@ impl BenchOptions {
                 page: 1000,
                 verify: false,
             },
+            // 100 publications/s of ~200 bytes to 1,000 readers is 100,000
+            // deliveries/s, well under what the server and the load's one core
+            // manage (~250,000/s in `fanout`), so that latency is not queueing
+            // behind a saturated core. A queue limit of 64 KiB (default 4 MiB)
+            // lets a stuck session fill its socket and its queue and be closed
+            // within ten seconds or so, so that a 20 s window sees its whole
+            // life, not only the first minutes of it.
+            slow_consumer: SlowConsumerParams {
+                subscribers: 1000,
+                rate: 100,
+                warmup: Duration::from_secs(2),
+                measure: Duration::from_secs(20),
+                max_queue_bytes: 64 << 10,
+                probe: Duration::from_millis(100),
+                verify: false,
+            },
         }
     }
 
@@ -207,6 +229,7 @@ impl BenchOptions {
         Self {
             reps: 1,
             memory_reps: 1,
+            slow_consumer_reps: 1,
             server_cpus: None,
             sources: 2,
             startup_settle: Duration::from_millis(20),
@@ -264,6 +287,15 @@ impl BenchOptions {
                 page: 10,
                 verify: true,
             },
+            slow_consumer: SlowConsumerParams {
+                subscribers: 20,
+                rate: 200,
+                warmup: Duration::from_millis(100),
+                measure: Duration::from_millis(500),
+                max_queue_bytes: 16 << 10,
+                probe: Duration::from_millis(20),
+                verify: true,
+            },
             ..full
         }
     }
@@ -298,6 +330,14 @@ pub enum Outcome {
     Memory(MemoryResult),
     /// What topic presence costs.
     Presence(Box<PresenceResult>),
+    /// The readers' delivery latency with every subscriber reading, and
+    /// with one stuck, each on a fresh server process.
+    SlowConsumer {
+        /// Every subscriber reads.
+        all_read: SlowConsumerResult,
+        /// One subscriber never reads.
+        one_stuck: SlowConsumerResult,
+    },
     /// The scenario failed; why.
     Failed(String),
 }
@@ -322,13 +362,21 @@ pub struct Run {
 /// `log` hears about each step.
 pub async fn run(options: &BenchOptions, mut log: impl FnMut(&str)) -> Vec<Run> {
     let mut runs = Vec::new();
-    let reps = options.reps.max(options.memory_reps);
+    let reps = options
+        .reps
+        .max(options.memory_reps)
+        .max(if options.scenarios.contains(&Scenario::SlowConsumer) {
+            options.slow_consumer_reps
+        } else {
+            0
+        });
     for rep in 0..reps {
         let order = options.order(rep);
         for &scenario in &options.scenarios {
             let wanted = match scenario {
                 Scenario::Memory => options.memory_reps,
                 Scenario::Presence => 1,
+                Scenario::SlowConsumer => options.slow_consumer_reps,
                 _ => options.reps,
             };
             if rep >= wanted {
@@ -336,7 +384,7 @@ pub async fn run(options: &BenchOptions, mut log: impl FnMut(&str)) -> Vec<Run> 
             }
             for &server in order.iter().filter(|s| s.supports(scenario)) {
                 let started = Instant::now();
-                let outcome = match run_one(options, server, scenario).await {
+                let outcome = match run_one(options, server, scenario, rep).await {
                     Ok(outcome) => outcome,
                     Err(e) => Outcome::Failed(e.to_string()),
                 };
@@ -414,11 +462,22 @@ fn summary(outcome: &Outcome) -> String {
             r.rss_before_kib
         ),
         Outcome::Presence(r) => presence::summary(r),
+        Outcome::SlowConsumer { all_read, one_stuck } => format!(
+            "all read p50/p99/p99.9 {:.0}/{:.0}/{:.0} µs; one stuck {:.0}/{:.0}/{:.0} µs ({} closes); p99 ratio {:.2}",
+            all_read.latency.p50_us,
+            all_read.latency.p99_us,
+            all_read.latency.p999_us,
+            one_stuck.latency.p50_us,
+            one_stuck.latency.p99_us,
+            one_stuck.latency.p999_us,
+            one_stuck.stuck_closes,
+            one_stuck.latency.p99_us / all_read.latency.p99_us.max(f64::EPSILON),
+        ),
         Outcome::Failed(e) => format!("FAILED: {e}"),
     }
 }
 
-async fn run_one(options: &BenchOptions, server: Server, scenario: Scenario) -> Result<Outcome, LoadError> {
+async fn run_one(options: &BenchOptions, server: Server, scenario: Scenario, rep: usize) -> Result<Outcome, LoadError> {
     if scenario == Scenario::FanoutRedis {
         return run_cluster(options, server).await;
     }
@@ -439,7 +498,40 @@ async fn run_one(options: &BenchOptions, server: Server, scenario: Scenario) -> 
             .await?,
         });
     }
+    if scenario == Scenario::SlowConsumer {
+        return run_slow_consumer(options, server, rep).await;
+    }
     on_fresh_server(options, server, async |t| measure(options, t, scenario).await).await
+}
+
+/// Both variants of the slow-consumer scenario, each on a fresh server with
+/// the scenario's queue limit; which one runs first alternates with the
+/// repetition, so that a drift in the machine's load falls on both alike.
+async fn run_slow_consumer(options: &BenchOptions, server: Server, rep: usize) -> Result<Outcome, LoadError> {
+    let params = &options.slow_consumer;
+    let env = [(
+        "SWITCHBOARD_LIMITS__MAX_QUEUE_BYTES",
+        params.max_queue_bytes.to_string(),
+    )];
+    let mut order = [Stuck::None, Stuck::One];
+    if rep % 2 == 1 {
+        order.reverse();
+    }
+    let (mut all_read, mut one_stuck) = (None, None);
+    for stuck in order {
+        let result = on_fresh_server_with(options, server, &env, async |t| {
+            scenario::slow_consumer(t, params, stuck).await
+        })
+        .await?;
+        match stuck {
+            Stuck::None => all_read = Some(result),
+            Stuck::One => one_stuck = Some(result),
+        }
+    }
+    Ok(Outcome::SlowConsumer {
+        all_read: all_read.unwrap_or_default(),
+        one_stuck: one_stuck.unwrap_or_default(),
+    })
 }
 
 /// Starts a fresh process of `server`, lets it settle, runs `f` against it,
@@ -449,7 +541,17 @@ async fn on_fresh_server<T>(
     server: Server,
     f: impl AsyncFnOnce(&Target) -> Result<T, LoadError>,
 ) -> Result<T, LoadError> {
-    let process = ServerProcess::start(options, server, &[]).await?;
+    on_fresh_server_with(options, server, &[], f).await
+}
+
+/// [`on_fresh_server`] with extra environment variables for the server.
+async fn on_fresh_server_with<T>(
+    options: &BenchOptions,
+    server: Server,
+    env: &[(&str, String)],
+    f: impl AsyncFnOnce(&Target) -> Result<T, LoadError>,
+) -> Result<T, LoadError> {
+    let process = ServerProcess::start(options, server, env).await?;
     // Let the process finish starting (JIT, lazy statics) before the first reading.
     tokio::time::sleep(options.startup_settle).await;
     let target = Target {
@@ -520,6 +622,11 @@ pub async fn measure(options: &BenchOptions, target: &Target, scenario: Scenario
         Scenario::Memory => Outcome::Memory(scenario::memory(target, &options.memory).await?),
         Scenario::ApiPush => Outcome::ApiPush(scenario::push(target, &options.push).await?),
         Scenario::Multicall => Outcome::Multicall(scenario::multicall(target, &options.multicall).await?),
+        // Against a running server, whose queue limit is its own.
+        Scenario::SlowConsumer => Outcome::SlowConsumer {
+            all_read: scenario::slow_consumer(target, &options.slow_consumer, Stuck::None).await?,
+            one_stuck: scenario::slow_consumer(target, &options.slow_consumer, Stuck::One).await?,
+        },
     })
 }
 

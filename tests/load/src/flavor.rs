@@ -62,11 +62,15 @@ pub enum Scenario {
     /// whole rewrite of presence on Redis, and `presence_stats` on a large
     /// topic (switchboard only; it starts its own nodes and Redis).
     Presence,
+    /// What one subscribed session that never reads costs the others: the
+    /// readers' delivery latency at a fixed publication rate, with every
+    /// subscriber reading and with one of them stuck (switchboard only).
+    SlowConsumer,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Calls,
         Scenario::CallsSerial,
         Scenario::Fanout,
@@ -77,6 +81,7 @@ impl Scenario {
         Scenario::Multicall,
         Scenario::Memory,
         Scenario::Presence,
+        Scenario::SlowConsumer,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -92,6 +97,7 @@ impl Scenario {
             Scenario::Multicall => "multicall",
             Scenario::Memory => "memory",
             Scenario::Presence => "presence",
+            Scenario::SlowConsumer => "slow-consumer",
         }
     }
 }
@@ -168,7 +174,9 @@ impl Flavor {
             Scenario::Calls | Scenario::CallsSerial | Scenario::Memory => self != Flavor::WsDeflate,
             Scenario::Fanout => !matches!(self, Flavor::Echo | Flavor::WsDeflate),
             Scenario::FanoutDeflate => matches!(self, Flavor::Switchboard | Flavor::WsDeflate),
-            Scenario::FanoutRedis | Scenario::ApiPush | Scenario::Presence => self == Flavor::Switchboard,
+            Scenario::FanoutRedis | Scenario::ApiPush | Scenario::Presence | Scenario::SlowConsumer => {
+                self == Flavor::Switchboard
+            }
             Scenario::Reverse => matches!(self, Flavor::Switchboard | Flavor::Axum | Flavor::SocketIo),
             Scenario::Multicall => matches!(self, Flavor::Switchboard | Flavor::SocketIo),
         }

@@ -38,11 +38,12 @@ struct Cli {
     #[arg(long, value_name = "PATH", conflicts_with = "addr")]
     baseline_bin: Option<PathBuf>,
     /// Scenarios to run, comma-separated: calls, calls-k1, fanout, fanout-deflate, fanout-redis,
-    /// api-push, reverse, multicall, memory, presence (default: all). presence runs once whatever --reps (its
-    /// measured windows alternate within the run) and starts its own redis-server.
+    /// api-push, reverse, multicall, memory, presence, slow-consumer (default: all). presence runs once
+    /// whatever --reps (its measured windows alternate within the run) and starts its own redis-server;
+    /// slow-consumer runs 5 times unless --reps says otherwise.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
-    /// Repetitions of the CPU scenarios.
+    /// Repetitions of the CPU scenarios and of slow-consumer.
     #[arg(long)]
     reps: Option<usize>,
     /// Repetitions of the memory scenario.
@@ -149,6 +150,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     if let Some(reps) = cli.reps {
         options.reps = reps;
+        options.slow_consumer_reps = reps;
     }
     if let Some(reps) = cli.memory_reps {
         options.memory_reps = reps;
@@ -171,6 +173,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         options.fanout.measure = window;
         options.deflate.fanout.measure = window;
         options.multicall.measure = window;
+        options.slow_consumer.measure = window;
     }
     if let Some(cpus) = cli.server_cpus {
         options.server_cpus = Some(cpus);

@@ -12,6 +12,7 @@ mod baseline;
 mod deflate;
 mod multicall;
 mod presence;
+mod slow;
 
 pub use baseline::{BASELINE_FIGURES, Comparison};
 
@@ -132,6 +133,22 @@ pub enum Metric {
     DeflateKibIdle,
     /// Compressed fan-out, subscribers offering permessage-deflate: KiB per session idle after the fan-out.
     DeflateKibAfter,
+    /// Slow consumer, every subscriber reading: delivery latency p50, µs.
+    SlowAllReadP50,
+    /// Slow consumer, every subscriber reading: delivery latency p99, µs.
+    SlowAllReadP99,
+    /// Slow consumer, every subscriber reading: delivery latency p99.9, µs.
+    SlowAllReadP999,
+    /// Slow consumer, one subscriber stuck: the readers' delivery latency p50, µs.
+    SlowOneStuckP50,
+    /// Slow consumer, one subscriber stuck: the readers' delivery latency p99, µs.
+    SlowOneStuckP99,
+    /// Slow consumer, one subscriber stuck: the readers' delivery latency p99.9, µs.
+    SlowOneStuckP999,
+    /// Slow consumer: the readers' p99 with one stuck / with every subscriber reading, per repetition.
+    SlowP99Ratio,
+    /// Slow consumer: times the server closed the stuck session in one run.
+    SlowStuckCloses,
 }
 
 /// The value of `metric` in one run, if the run measured it.
@@ -176,6 +193,7 @@ fn value(run: &Run, metric: Metric) -> Option<f64> {
         (Outcome::FanoutDeflate { plain, .. }, Metric::PlainKibIdle) => Some(plain.kib_per_session()),
         (Outcome::FanoutDeflate { deflate, .. }, Metric::DeflateKibIdle) => Some(deflate.kib_per_session()),
         (Outcome::FanoutDeflate { deflate, .. }, Metric::DeflateKibAfter) => Some(deflate.kib_per_session_after()),
+        (Outcome::SlowConsumer { all_read, one_stuck }, metric) => slow::value(all_read, one_stuck, metric),
         _ => None,
     }
 }
@@ -301,6 +319,7 @@ impl Summary {
             0.3,
         ));
         targets.extend(self.deflate_targets());
+        targets.push(self.slow_consumer_target());
         targets.push(Target::at_least(
             "cross-node push (Redis): deliveries/s ≥ 0.5 × local",
             ratio(sb(ClusterDeliveryRate), sb(DeliveryRate)),
@@ -441,6 +460,7 @@ impl Summary {
         }
         self.write_deflate(&mut out, options);
         self.write_presence(&mut out, options);
+        self.write_slow_consumer(&mut out, options);
         let _ = writeln!(out, "\n| target | measured | limit | holds |");
         let _ = writeln!(out, "|---|---:|---:|:---:|");
         for t in self.targets() {

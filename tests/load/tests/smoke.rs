@@ -230,3 +230,44 @@ async fn tungstenite_echo_peer() {
     tokio::spawn(peers::echo::serve(listener));
     smoke(Flavor::Echo, addr).await;
 }
+
+/// The slow-consumer scenario, both variants, on a switchboard with the
+/// scenario's queue limit: every reader gets every publication of the window
+/// whether or not one session is stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchboard_with_a_session_that_never_reads() {
+    let options = BenchOptions::smoke("unused".into(), "unused".into());
+    let params = &options.slow_consumer;
+    let mut config = Config::default();
+    config.limits.max_queue_bytes = params.max_queue_bytes;
+    let gateway = Gateway::builder(config).build().unwrap();
+    let (listener, addr) = local_listener().await;
+    tokio::spawn(gateway.serve(listener, std::future::pending()));
+    let target = Target {
+        addr,
+        pid: std::process::id(),
+        flavor: Flavor::Switchboard,
+        sources: options.sources,
+    };
+    within(async {
+        for stuck in [scenario::Stuck::None, scenario::Stuck::One] {
+            let r = scenario::slow_consumer(&target, params, stuck)
+                .await
+                .expect("slow consumer");
+            let readers = match stuck {
+                scenario::Stuck::None => params.subscribers,
+                scenario::Stuck::One => params.subscribers - 1,
+            };
+            assert_eq!(r.readers, readers, "{}", stuck.name());
+            assert!(r.publications > 0, "{}: nothing was published", stuck.name());
+            assert_eq!(
+                r.deliveries,
+                r.publications * readers as u64,
+                "{}: every reader gets every publication of the window",
+                stuck.name()
+            );
+            assert_eq!(r.latency.samples as u64, r.deliveries);
+        }
+    })
+    .await;
+}

@@ -12,6 +12,7 @@ mod memory;
 mod multicall;
 mod presence;
 mod push;
+mod slow;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub use presence::{
     Timed, crowd, idle_windows, rounds,
 };
 pub use push::{PushParams, PushResult, push};
+pub use slow::{SlowConsumerParams, SlowConsumerResult, Stuck, slow_consumer};
 
 use crate::client::{Connector, Ws};
 use crate::error::LoadError;
