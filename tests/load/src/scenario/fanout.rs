@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt, TryStreamExt};
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{ANSWER_TIMEOUT, Percentiles, TOPIC, Target, stop_all, subscribe, wait_response};
+use super::{ANSWER_TIMEOUT, Percentiles, TOPIC, Target, stop_all, subscribed_sessions, wait_response};
 use crate::client::Ws;
 use crate::error::LoadError;
 use crate::flavor::{Flavor, Incoming};
@@ -98,18 +98,7 @@ pub async fn fanout_from(
 ) -> Result<FanoutResult, LoadError> {
     let flavor = target.flavor;
     let connector = target.connector();
-    let subscribers: Vec<Ws> = futures_util::stream::iter(0..params.subscribers)
-        .map(|n| {
-            let connector = &connector;
-            async move {
-                let mut ws = connector.connect(n).await?;
-                subscribe(&mut ws, flavor, 1).await?;
-                Ok::<_, LoadError>(ws)
-            }
-        })
-        .buffer_unordered(64)
-        .try_collect()
-        .await?;
+    let subscribers = subscribed_sessions(target, params.subscribers).await?;
     let mut publisher = match publisher_node {
         Some(node) => node.connector().connect(params.subscribers).await?,
         None => connector.connect(params.subscribers).await?,

@@ -115,6 +115,25 @@ pub(crate) async fn subscribe(ws: &mut Ws, flavor: Flavor, id: u64) -> Result<()
     wait_response(ws, flavor, id, "a subscription").await
 }
 
+/// `count` sessions of `target`, each subscribed to [`TOPIC`], opened 64 at a time.
+pub(crate) async fn subscribed_sessions(target: &Target, count: usize) -> Result<Vec<Ws>, LoadError> {
+    use futures_util::TryStreamExt;
+    let flavor = target.flavor;
+    let connector = target.connector();
+    futures_util::stream::iter(0..count)
+        .map(|n| {
+            let connector = &connector;
+            async move {
+                let mut ws = connector.connect(n).await?;
+                subscribe(&mut ws, flavor, 1).await?;
+                Ok::<_, LoadError>(ws)
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect()
+        .await
+}
+
 /// Reads until the answer to request `id` arrives; it must not be an error.
 pub(crate) async fn wait_response(ws: &mut Ws, flavor: Flavor, id: u64, what: &'static str) -> Result<(), LoadError> {
     loop {

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt, TryStreamExt};
+use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::net::TcpSocket;
 use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{ANSWER_TIMEOUT, Percentiles, TOPIC, Target, stop_all, subscribe};
+use super::{ANSWER_TIMEOUT, Percentiles, TOPIC, Target, stop_all, subscribe, subscribed_sessions};
 use crate::client::Ws;
 use crate::error::LoadError;
 use crate::flavor::{Flavor, Incoming};
@@ -129,18 +129,7 @@ pub async fn slow_consumer(
         Stuck::None => params.subscribers,
         Stuck::One => params.subscribers.saturating_sub(1),
     };
-    let sessions: Vec<Ws> = futures_util::stream::iter(0..readers)
-        .map(|n| {
-            let connector = &connector;
-            async move {
-                let mut ws = connector.connect(n).await?;
-                subscribe(&mut ws, flavor, 1).await?;
-                Ok::<_, LoadError>(ws)
-            }
-        })
-        .buffer_unordered(64)
-        .try_collect()
-        .await?;
+    let sessions = subscribed_sessions(target, readers).await?;
     let shared = Arc::new(Shared {
         epoch: Instant::now(),
         first_measured: AtomicU64::new(u64::MAX),
