@@ -447,8 +447,9 @@ fn summary(outcome: &Outcome) -> String {
                 )
             });
             format!(
-                "{:.2} µs CPU/target, {:.0} targets/s, {} calls, call p50 {:.1} ms{first}",
+                "{:.2} µs CPU/target ({:.2} kernel), {:.0} targets/s, {} calls, call p50 {:.1} ms{first}",
                 r.cpu_us_per_target(),
+                r.system_us_per_target(),
                 r.rate(),
                 r.calls,
                 r.latency.p50_us / 1e3

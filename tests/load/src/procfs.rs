@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 pub struct Sample {
     /// User + system CPU time in clock ticks (`utime + stime` of `/proc/<pid>/stat`).
     pub cpu_ticks: u64,
+    /// The system (kernel) part of `cpu_ticks` (`stime`).
+    pub system_ticks: u64,
     /// Resident set size in KiB (`VmRSS` of `/proc/<pid>/status`).
     pub rss_kib: u64,
 }
@@ -21,6 +23,11 @@ impl Sample {
     /// CPU seconds spent between `earlier` and `self`.
     pub fn cpu_seconds_since(&self, earlier: &Sample) -> f64 {
         self.cpu_ticks.saturating_sub(earlier.cpu_ticks) as f64 / ticks_per_second() as f64
+    }
+
+    /// The kernel's part of [`Sample::cpu_seconds_since`].
+    pub fn system_seconds_since(&self, earlier: &Sample) -> f64 {
+        self.system_ticks.saturating_sub(earlier.system_ticks) as f64 / ticks_per_second() as f64
     }
 }
 
@@ -40,7 +47,8 @@ pub fn sample(pid: u32) -> io::Result<Sample> {
             .and_then(|f| f.parse().ok())
             .ok_or_else(|| io::Error::other("malformed /proc/<pid>/stat"))
     };
-    let cpu_ticks = tick(11)? + tick(12)?;
+    let system_ticks = tick(12)?;
+    let cpu_ticks = tick(11)? + system_ticks;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let rss_kib = status
         .lines()
@@ -48,7 +56,11 @@ pub fn sample(pid: u32) -> io::Result<Sample> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| io::Error::other("no VmRSS in /proc/<pid>/status"))?;
-    Ok(Sample { cpu_ticks, rss_kib })
+    Ok(Sample {
+        cpu_ticks,
+        system_ticks,
+        rss_kib,
+    })
 }
 
 /// CPU time of process `pid` in nanoseconds: the sum over its threads of

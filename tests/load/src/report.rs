@@ -109,6 +109,8 @@ pub enum Metric {
     PushPostP50,
     /// Server CPU µs per answered target of a backend's multicast call.
     CpuPerMulticallTarget,
+    /// The kernel's part of `CpuPerMulticallTarget`.
+    SystemPerMulticallTarget,
     /// Answered targets of multicast calls per second.
     MulticallTargetRate,
     /// A multicast call answered by every session, backend request to answer, median, µs.
@@ -177,6 +179,7 @@ fn value(run: &Run, metric: Metric) -> Option<f64> {
         (Outcome::ApiPush(r), Metric::PushRate) => Some(r.rate()),
         (Outcome::ApiPush(r), Metric::PushPostP50) => Some(r.post_latency.p50_us),
         (Outcome::Multicall(r), Metric::CpuPerMulticallTarget) => Some(r.cpu_us_per_target()),
+        (Outcome::Multicall(r), Metric::SystemPerMulticallTarget) => Some(r.system_us_per_target()),
         (Outcome::Multicall(r), Metric::MulticallTargetRate) => Some(r.rate()),
         (Outcome::Multicall(r), Metric::MulticallP50) => Some(r.latency.p50_us),
         (Outcome::Multicall(r), Metric::MulticallAfterFirstP50) => r.after_first.map(|p| p.p50_us),

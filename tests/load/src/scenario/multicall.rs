@@ -71,6 +71,8 @@ pub struct MulticallResult {
     pub seconds: f64,
     /// Server CPU seconds in the window.
     pub cpu_seconds: f64,
+    /// The kernel's part of `cpu_seconds` (system time).
+    pub system_seconds: f64,
     /// Time from the backend's request to its answer, every session answering at once.
     pub latency: Percentiles,
     /// `"policy": "first"`: time from the fast session's answer to the
@@ -88,6 +90,11 @@ impl MulticallResult {
     /// and answer included, spread over its targets).
     pub fn cpu_us_per_target(&self) -> f64 {
         self.cpu_seconds * 1e6 / (self.targets.max(1) as f64)
+    }
+
+    /// The kernel's part of [`MulticallResult::cpu_us_per_target`].
+    pub fn system_us_per_target(&self) -> f64 {
+        self.system_seconds * 1e6 / (self.targets.max(1) as f64)
     }
 }
 
@@ -163,6 +170,7 @@ async fn measure(target: &Target, params: &MulticallParams, shared: &Shared) -> 
         targets,
         seconds,
         cpu_seconds: after.cpu_seconds_since(&before),
+        system_seconds: after.system_seconds_since(&before),
         latency: Percentiles::from_samples(latencies),
         after_first,
     })
