@@ -4,7 +4,8 @@
 //   node scripts/build.mjs --lib-only  the npm package only (dist/)
 //
 // - dist/: the npm package — ESM (index.js), CommonJS (cjs/index.js) and
-//   declarations (tsc). Not committed.
+//   declarations (tsc). Not committed. The repository's licence texts are
+//   copied beside package.json for the package (not committed either).
 // - ../server/assets/: what the gateway embeds with include_str! — the
 //   browser bundle of the client (switchboard-client.js), the dashboard and
 //   the demo page. Committed, so `cargo run` alone serves them; a unit test
@@ -18,6 +19,9 @@ import * as esbuild from "esbuild";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const ASSETS_DIR = join(root, "..", "server", "assets");
+
+/** The licence texts the npm package carries, from the repository's root. */
+const LICENSES = ["LICENSE-MIT", "LICENSE-APACHE"];
 
 /** The pages copied as they are. */
 const STATIC = ["dashboard.html", "demo.html", "style.css"];
@@ -91,6 +95,8 @@ async function buildLibrary() {
       writeFileSync(join(dist, "cjs", name), readFileSync(join(dist, name)));
     }
   }
+  // The package carries the repository's licence texts (copies, not committed).
+  for (const name of LICENSES) copyFileSync(join(root, "..", name), join(root, name));
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
