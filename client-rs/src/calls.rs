@@ -308,13 +308,8 @@ impl<R> Stream for ProgressCall<R> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
-            match this.progress.poll_pop(cx) {
-                Poll::Ready(Some(Popped::Item(raw))) => {
-                    return Poll::Ready(Some(serde_json::from_str(raw.get()).map_err(Error::Decode)));
-                }
-                Poll::Ready(Some(Popped::Lagged(missed))) => return Poll::Ready(Some(Err(Error::Lagged { missed }))),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => {}
+            if let Poll::Ready(report) = poll_report(&this.progress, cx) {
+                return Poll::Ready(report);
             }
             // Nothing queued: the next report or the answer, whichever comes
             // first. Once the answer is in, the buffer is closed, and the
@@ -322,6 +317,20 @@ impl<R> Stream for ProgressCall<R> {
             std::task::ready!(this.poll_answer(cx));
         }
     }
+}
+
+/// The next progress report in `reports`, decoded; `Pending` while none is
+/// queued and the buffer is open.
+pub(crate) fn poll_report(
+    reports: &Buffer<Box<RawValue>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<serde_json::Value, Error>>> {
+    reports.poll_pop(cx).map(|popped| {
+        popped.map(|popped| match popped {
+            Popped::Item(raw) => serde_json::from_str(raw.get()).map_err(Error::Decode),
+            Popped::Lagged(missed) => Err(Error::Lagged { missed }),
+        })
+    })
 }
 
 impl<R> Drop for ProgressCall<R> {

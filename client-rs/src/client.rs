@@ -232,8 +232,10 @@ impl Client {
     /// The [`ProgressCall`] is a [`Stream`](futures_util::Stream) of the
     /// reports, which ends when the answer arrives; [`ProgressCall::result`]
     /// then gives the result, decoded as `R` (use `Box<RawValue>` for the raw
-    /// JSON). No report is yielded after the answer. Progress of calls made
-    /// any other way ([`call`](Self::call), batches) is dropped on arrival.
+    /// JSON). No report is yielded after the answer. In a batch,
+    /// [`Batch::call_with_progress`] does the same. Progress of calls made
+    /// any other way ([`call`](Self::call), [`Batch::call`]) is dropped on
+    /// arrival.
     ///
     /// ```no_run
     /// # async fn run(client: switchboard_client::Client) -> Result<(), switchboard_client::Error> {

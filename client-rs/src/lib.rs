@@ -46,7 +46,7 @@
 //! # Contents
 //!
 //! - [`Client`] and its [`ClientBuilder`]: [`Client::call`], [`Client::call_with_progress`]
-//!   ([`ProgressCall`]), [`Client::notify`], [`Client::batch`] ([`Batch`]),
+//!   ([`ProgressCall`]), [`Client::notify`], [`Client::batch`] ([`Batch`], [`BatchProgress`]),
 //!   [`Client::on_notification`] ([`Notifications`]), [`Client::subscribe`] ([`Subscription`],
 //!   [`SubscriptionEvent`]), [`Client::handle`] and [`Client::handle_with`] ([`IncomingCall`]),
 //!   [`Client::states`] ([`ConnectionState`]), [`Client::welcome`], [`Client::stats`] ([`Stats`]).
@@ -120,7 +120,7 @@ mod client;
 // 9. …and the builder that makes one.
 mod builder;
 
-pub use batch::{Batch, BatchCall, BatchResults};
+pub use batch::{Batch, BatchCall, BatchProgress, BatchResults};
 pub use builder::ClientBuilder;
 pub use calls::ProgressCall;
 pub use client::Client;

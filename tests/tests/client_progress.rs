@@ -1,6 +1,6 @@
 //! Progress and cancellation in the Rust client, at the wire: the progress
-//! of its calls to the gateway (`rpc.progress` before the result, never
-//! after it), and, for the server's calls it serves, progress reports from
+//! of its calls to the gateway, alone or in a batch (`rpc.progress` before
+//! the result, never after it), and, for the server's calls it serves, progress reports from
 //! its handlers and the one `-32011` answer that follows an `rpc.cancel`.
 //!
 //! The server's side of most handler tests is a scripted WebSocket peer, so
@@ -109,6 +109,95 @@ async fn a_call_with_progress_that_times_out_or_is_dropped_is_cancelled() {
         assert_eq!(client.stats().cancels_sent, 2, "dropping the call gives it up");
 
         // The session goes on, and its in-flight slots came back.
+        let slept: u64 = client.call("demo.sleep", json!({"ms": 1})).await.expect("the result");
+        assert_eq!(slept, 1);
+        client.close().await;
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_calls_progress_arrives_before_the_batchs_results() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let client = connect(&server, "pia").await;
+
+        let mut batch = client.batch();
+        let (watched, mut progress) = batch
+            .call_with_progress::<_, u64>("demo.sleep", json!({"ms": 350}))
+            .expect("params");
+        // This one reports progress too, which nobody asked for: dropped.
+        let plain = batch.call::<_, u64>("demo.sleep", json!({"ms": 250})).expect("params");
+        let mut sending = std::pin::pin!(batch.send());
+        let mut reports = Vec::new();
+        let mut results = None;
+        let mut ended = false;
+        // Reports are read first whenever there is one, so a report yielded
+        // after the results would be one that arrived after the answer.
+        while results.is_none() || !ended {
+            tokio::select! {
+                biased;
+                report = progress.next(), if !ended => match report {
+                    Some(report) => {
+                        assert!(results.is_none(), "a report after the results: {report:?}");
+                        reports.push(report.expect("a report"));
+                    }
+                    None => ended = true,
+                },
+                sent = &mut sending, if results.is_none() => {
+                    assert!(!reports.is_empty(), "no report before the results");
+                    results = Some(sent.expect("sent"));
+                }
+            }
+        }
+        // Every report before the answer came through: the stream ended with it.
+        assert_eq!(reports, [100, 200, 300].map(sleep_report));
+        let mut results = results.expect("the results");
+        assert_eq!(results.take(watched).expect("the result"), 350);
+        assert_eq!(results.take(plain).expect("the result"), 250);
+        let stats = client.stats();
+        assert_eq!((stats.calls, stats.errors, stats.dropped), (2, 0, 0), "{stats:?}");
+        client.close().await;
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_calls_progress_ends_when_the_batch_times_out_or_is_dropped() {
+    within(WAIT, async {
+        let server = TestServer::start().await;
+        let client = connect(&server, "pia").await;
+
+        let mut batch = client.batch().timeout(Duration::from_millis(250));
+        let (call, mut progress) = batch
+            .call_with_progress::<_, u64>("demo.sleep", json!({"ms": 60_000}))
+            .expect("params");
+        let reading = async {
+            let mut reports = Vec::new();
+            while let Some(report) = progress.next().await {
+                reports.push(report.expect("a report"));
+            }
+            reports
+        };
+        let (results, reports) = tokio::join!(batch.send(), reading);
+        assert_eq!(
+            reports.first().map(|r| r["ms"].clone()),
+            Some(json!(60_000)),
+            "{reports:?}"
+        );
+        assert!(matches!(results.expect("sent").take(call), Err(Error::Timeout(_))));
+        assert_eq!(client.stats().cancels_sent, 1, "rpc.cancel went at the deadline");
+
+        // A batch dropped unsent ends its progress at once.
+        let mut batch = client.batch();
+        let (_call, mut progress) = batch
+            .call_with_progress::<_, u64>("demo.sleep", json!({"ms": 1}))
+            .expect("params");
+        drop(batch);
+        assert!(progress.next().await.is_none());
+
         let slept: u64 = client.call("demo.sleep", json!({"ms": 1})).await.expect("the result");
         assert_eq!(slept, 1);
         client.close().await;
