@@ -208,17 +208,16 @@ impl Batch {
             .map_err(|_| Error::Timeout(self.timeout))?
             .map_err(|_| Error::Disconnected)?;
         // Calls register in the order they were added, each as what it asked for.
-        let mut kinds = self.entries.iter().filter_map(|entry| match &entry.kind {
-            Kind::Notification => None,
-            Kind::Call => Some(None),
-            Kind::Watched(reports) => Some(Some(reports)),
-        });
-        let (conn, calls) = shared.register(self.calls, |reply| match kinds.next().flatten() {
-            Some(reports) => Pending::Watched {
+        let mut calls = self
+            .entries
+            .iter()
+            .filter(|entry| !matches!(entry.kind, Kind::Notification));
+        let (conn, calls) = shared.register(self.calls, |reply| match calls.next().map(|entry| &entry.kind) {
+            Some(Kind::Watched(reports)) => Pending::Watched {
                 reply,
                 progress: reports.clone(),
             },
-            None => Pending::Call(reply),
+            _ => Pending::Call(reply),
         })?;
         let mut guard = CallGuard::new(shared, calls.iter().map(|(id, _)| *id).collect());
         let mut text = String::from("[");
